@@ -1,0 +1,50 @@
+# gateway: the two commands a user needs are `make run` and `make test`.
+# Everything goes into a virtualenv in .venv (override with VENV=...).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= conf/gateway.yaml
+# Hypothesis profile for the test suite: ci runs many examples, dev a few.
+HYPOTHESIS_PROFILE ?= ci
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test check-config bench clean dropin-cache
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit("gateway needs Python 3.11 or newer, found %s" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Editable in "compat" mode puts the checkout on sys.path, so twistd also finds
+# twisted/plugins/gateway_plugin.py from this tree.
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[uvloop]' --config-settings editable_mode=compat
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[uvloop,test]' --config-settings editable_mode=compat
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/gateway run -c $(CONFIG)
+
+check-config: install
+	$(BIN)/gateway check-config $(CONFIG)
+
+test: install-test
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Refresh Twisted's plugin cache (twistd does it on first use as well).
+dropin-cache: install
+	$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+
+bench: install
+	bench/run.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis twisted/plugins/dropin.cache

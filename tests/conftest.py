@@ -1,0 +1,20 @@
+"""Shared test configuration: hypothesis profiles and common fixtures.
+
+Profiles: ``dev`` (default, quick) and ``ci`` (many examples, no deadline). ``make test`` selects
+``ci`` through ``HYPOTHESIS_PROFILE=ci``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
