@@ -1,0 +1,1 @@
+"""The ASGI side of the gateway: loading applications, running app instances, lifespan."""

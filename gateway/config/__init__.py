@@ -1,0 +1,139 @@
+"""Configuration: one YAML file into typed, immutable objects, with every error located.
+
+    >>> config = load_config("conf/gateway.yaml")   # raises ConfigError listing all problems
+
+See ``docs/configuration.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.config.binder import INVALID, Binder
+from gateway.config.errors import ConfigError, ConfigProblem, InvalidValue
+from gateway.config.schema import (
+    GatewayConfig,
+    LayerConfig,
+    ListenerConfig,
+    LoggingConfig,
+    MemoryLayerConfig,
+    RedisLayerConfig,
+    TimeoutsConfig,
+)
+from gateway.config.units import Duration, Size
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_applications: bool = True,
+) -> GatewayConfig:
+    """Read and validate a configuration file.
+
+    Args:
+        path: the YAML file.
+        environ: environment for ``${VAR}`` interpolation (default: ``os.environ``).
+        import_applications: also import every ``module:attribute`` application reference, so
+            a typo is reported now with its line rather than when the daemon starts.
+
+    Raises:
+        ConfigError: listing every problem found, each with file, line and key path.
+    """
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read the configuration: {exc.strerror or exc}", name)]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem("", f"the configuration is not UTF-8 text: {exc}", name)]) from None
+    return load_config_text(text, name, environ=environ, import_applications=import_applications)
+
+
+def load_config_text(
+    text: str,
+    filename: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_applications: bool = True,
+) -> GatewayConfig:
+    """Validate configuration given as text (see :func:`load_config`)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc.problem or exc}", filename, line)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc}", filename)]) from None
+    if node is None:
+        raise ConfigError([ConfigProblem("", "the configuration is empty", filename, 1)])
+    binder = Binder(filename, environ)
+    config = binder.bind(GatewayConfig, node, "")
+    if config is not INVALID and import_applications:
+        _check_applications(config, node, binder)
+    if binder.problems or config is INVALID:
+        raise ConfigError(binder.problems)
+    return config
+
+
+def _check_applications(config: GatewayConfig, root: yaml.Node, binder: Binder) -> None:
+    from gateway.asgi.app import ApplicationLoadError, import_application
+
+    references: list[tuple[str, str]] = []
+    if config.application:
+        references.append(("application", config.application))
+    for index, listener in enumerate(config.listeners):
+        if listener.application:
+            references.append((f"listeners[{index}].application", listener.application))
+    for path, reference in references:
+        try:
+            import_application(reference)
+        except ApplicationLoadError as exc:
+            binder.problem(path, str(exc), _find_node(root, path))
+
+
+def _find_node(root: yaml.Node, path: str) -> yaml.Node | None:
+    """Find the value node at a dotted/indexed path such as ``listeners[2].application``."""
+    node: Any = root
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("["):
+            index = int(part[1:-1])
+            if not isinstance(node, yaml.SequenceNode) or index >= len(node.value):
+                return None
+            node = node.value[index]
+        else:
+            if not isinstance(node, yaml.MappingNode):
+                return None
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    node = value
+                    break
+            else:
+                return None
+    return node  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "Duration",
+    "GatewayConfig",
+    "InvalidValue",
+    "LayerConfig",
+    "ListenerConfig",
+    "LoggingConfig",
+    "MemoryLayerConfig",
+    "RedisLayerConfig",
+    "Size",
+    "TimeoutsConfig",
+    "load_config",
+    "load_config_text",
+]

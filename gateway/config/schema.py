@@ -1,0 +1,214 @@
+"""The configuration schema shared by every listener: the daemon, logging, layers, listeners.
+
+Protocol-specific listener settings live beside each protocol (for instance
+:mod:`gateway.protocols.http.config`) and are registered in :mod:`gateway.protocols.registry`;
+a listener's ``protocol`` key chooses its class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from gateway.config.errors import InvalidValue
+from gateway.config.units import Duration, Size
+
+
+def check_app_path(value: str) -> None:
+    """Check that an application reference has the ``module:attribute`` form."""
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr:
+        raise InvalidValue(f"expected 'module:attribute' (like 'myproject.asgi:application'), got {value!r}")
+
+
+def check_endpoint(value: str) -> None:
+    """Check a Twisted server endpoint string (``tcp:8000:interface=127.0.0.1``).
+
+    The string is parsed with Twisted's own parser against a memory reactor, so certificate
+    files of ``ssl:`` endpoints are read and checked too. ``systemd:`` endpoints are only
+    checked for syntax: the inherited sockets exist only under systemd.
+    """
+    from gateway.endpoints import EndpointError, validate_server_endpoint
+
+    try:
+        validate_server_endpoint(value)
+    except EndpointError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def positive(value: float) -> None:
+    """Reject zero and negative numbers."""
+    if value <= 0:
+        raise InvalidValue(f"must be greater than zero, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListenerConfig:
+    """Settings every listener has; each protocol adds its own (see the registry)."""
+
+    discriminator: ClassVar[str] = "protocol"
+
+    name: str = field(metadata={"doc": "Unique name of the listener, used in logs, metrics and status."})
+    protocol: str = field(metadata={"doc": "Which protocol this listener speaks (http, ...)."})
+    endpoint: str | None = field(
+        default=None,
+        metadata={
+            "doc": "Twisted server endpoint: tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/gateway.sock, systemd:domain=INET:index=0.",
+            "check": check_endpoint,
+        },
+    )
+    application: str | None = field(
+        default=None,
+        metadata={"doc": "module:attribute of an ASGI application for this listener only (default: the top-level application).", "check": check_app_path},
+    )
+
+    @classmethod
+    def variants(cls) -> Mapping[str, type[ListenerConfig]]:
+        """The listener classes by protocol name, from :mod:`gateway.protocols.registry`."""
+        from gateway.protocols.registry import listener_config_classes
+
+        return listener_config_classes()
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        """Cross-field rules; protocols that need an endpoint say so here."""
+        if self.needs_endpoint and not self.endpoint:
+            yield "endpoint", f"a {self.protocol} listener needs an endpoint such as tcp:8000:interface=127.0.0.1"
+
+    #: Whether this kind of listener binds a socket (an IMAP reader, for one, does not).
+    needs_endpoint: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerConfig:
+    """A channel layer; ``backend`` chooses the implementation."""
+
+    discriminator: ClassVar[str] = "backend"
+
+    backend: str = field(metadata={"doc": "Layer implementation: memory (one process) or redis (many processes)."})
+    prefix: str = field(default="asgi", metadata={"doc": "Prefix of channel and group names in the backend."})
+    capacity: int = field(default=100, metadata={"doc": "Messages a channel holds before send() raises ChannelFull.", "check": positive})
+    channel_capacity: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata={"doc": "Per-channel capacity by glob pattern, e.g. {\"http.request\": 200, \"websocket.send*\": 20}."},
+    )
+    expiry: Duration = field(default=Duration(60.0), metadata={"doc": "Seconds an undelivered message is kept.", "check": positive})
+    group_expiry: Duration = field(default=Duration(86400.0), metadata={"doc": "Seconds a group membership lasts without being renewed.", "check": positive})
+
+    @classmethod
+    def variants(cls) -> Mapping[str, type[LayerConfig]]:
+        """The layer classes by backend name."""
+        return {"memory": MemoryLayerConfig, "redis": RedisLayerConfig}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryLayerConfig(LayerConfig):
+    """The in-memory layer: fast, one process only."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisLayerConfig(LayerConfig):
+    """The Redis layer: shares channels and groups between processes and machines."""
+
+    hosts: tuple[str, ...] = field(
+        default=("redis://127.0.0.1:6379/0",),
+        metadata={"doc": "Redis URLs (redis://, rediss://, unix://); several hosts shard channels and groups."},
+    )
+    symmetric_encryption_keys: tuple[str, ...] = field(
+        default=(), metadata={"doc": "Keys for encrypting message bodies (the first encrypts, all decrypt)."}
+    )
+    sentinels: tuple[str, ...] = field(default=(), metadata={"doc": "Sentinel addresses host:port; with them, hosts name the monitored services."})
+    options: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), metadata={"doc": "Further backend options, passed through to the layer."}
+    )
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        for host in self.hosts:
+            if not host.startswith(("redis://", "rediss://", "unix://")):
+                yield "hosts", f"{host!r} is not a redis://, rediss:// or unix:// URL"
+        if not self.hosts:
+            yield "hosts", "at least one Redis host is needed"
+
+
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    """Where and how the daemon logs (through twisted.logger)."""
+
+    level: Literal["debug", "info", "warn", "warning", "error", "critical"] = field(
+        default="info", metadata={"doc": "Lowest level logged."}
+    )
+    format: Literal["text", "json"] = field(default="text", metadata={"doc": "text (one line per event) or json (one JSON object per line)."})
+    output: str = field(default="stderr", metadata={"doc": "stderr, stdout or a file path."})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeoutsConfig:
+    """Daemon-wide timeouts."""
+
+    drain: Duration = field(
+        default=Duration(30.0),
+        metadata={"doc": "On SIGTERM/SIGINT: how long in-flight requests may take to finish before connections are closed."},
+    )
+    application_close: Duration = field(
+        default=Duration(10.0),
+        metadata={"doc": "How long an application may keep running after its client left before it is cancelled."},
+    )
+    lifespan_startup: Duration = field(default=Duration(60.0), metadata={"doc": "How long lifespan startup may take.", "check": positive})
+    lifespan_shutdown: Duration = field(default=Duration(30.0), metadata={"doc": "How long lifespan shutdown may take.", "check": positive})
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayConfig:
+    """The whole daemon."""
+
+    application: str | None = field(
+        default=None,
+        metadata={"doc": "module:attribute of the ASGI application (ASGI 3, or an ASGI 2 double callable).", "check": check_app_path},
+    )
+    loop: Literal["asyncio", "uvloop"] = field(default="asyncio", metadata={"doc": "Event loop under the Twisted reactor: asyncio or uvloop (pip install gateway[uvloop])."})
+    lifespan: Literal["auto", "on", "off"] = field(
+        default="auto",
+        metadata={"doc": "Lifespan protocol: auto (used if the application supports it), on (required), off."},
+    )
+    threads: int = field(default=32, metadata={"doc": "Size of the thread pool that runs sync consumers and sync_to_async code.", "check": positive})
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig, metadata={"doc": "Daemon-wide timeouts."})
+    listeners: tuple[ListenerConfig, ...] = field(default=(), metadata={"doc": "The listeners: one protocol and one endpoint each."})
+    layers: Mapping[str, LayerConfig] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata={"doc": "Channel layers by alias; 'default' is the one consumers use. Default: an in-memory layer."},
+    )
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "Logging."})
+
+    #: The file this configuration was read from (not a YAML key).
+    source: ClassVar[str | None] = None
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        seen: set[str] = set()
+        for listener in self.listeners:
+            if listener.name in seen:
+                yield "listeners", f"two listeners are named {listener.name!r}; names must be unique"
+            seen.add(listener.name)
+            if listener.application is None and self.application is None and listener.protocol != "admin":
+                yield "application", f"listener {listener.name!r} has no application; set the top-level application or the listener's own"
+        if not self.listeners:
+            yield "listeners", "at least one listener is needed"
+
+    def application_for(self, listener: ListenerConfig) -> str | None:
+        """The application reference a listener serves."""
+        return listener.application or self.application
+
+
+__all__ = [
+    "GatewayConfig",
+    "LayerConfig",
+    "ListenerConfig",
+    "LoggingConfig",
+    "MemoryLayerConfig",
+    "RedisLayerConfig",
+    "Size",
+    "TimeoutsConfig",
+]

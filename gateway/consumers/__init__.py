@@ -1,0 +1,36 @@
+"""Consumers: the classes applications are written as (Channels-compatible names).
+
+See ``docs/consumers.md`` for the dispatch rules and the sync thread model.
+"""
+
+from __future__ import annotations
+
+from gateway.consumers.base import AsyncConsumer, SyncConsumer, await_many_dispatch, get_handler_name
+from gateway.consumers.http import AsyncHttpConsumer
+from gateway.consumers.threads import SerialExecutor, configure_sync_threads, get_sync_executor, sync_threads
+from gateway.consumers.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    JsonWebsocketConsumer,
+    WebsocketConsumer,
+)
+from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
+
+__all__ = [
+    "AcceptConnection",
+    "AsyncConsumer",
+    "AsyncHttpConsumer",
+    "AsyncJsonWebsocketConsumer",
+    "AsyncWebsocketConsumer",
+    "DenyConnection",
+    "JsonWebsocketConsumer",
+    "SerialExecutor",
+    "StopConsumer",
+    "SyncConsumer",
+    "WebsocketConsumer",
+    "await_many_dispatch",
+    "configure_sync_threads",
+    "get_handler_name",
+    "get_sync_executor",
+    "sync_threads",
+]

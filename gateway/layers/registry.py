@@ -1,0 +1,236 @@
+"""Channel layer configuration: backends by name, layers by alias.
+
+The YAML section ::
+
+    layers:
+      default: {backend: memory, capacity: 100, expiry: 60, group_expiry: 86400,
+                channel_capacity: {"http.request": 200}}
+      events:  {backend: redis, hosts: ["redis://127.0.0.1:6379/0"]}
+
+is handed, as a plain mapping, to :func:`configure_layers` (or :meth:`LayerRegistry.configure`).
+Each alias names a ``backend`` (a registered name such as ``memory``, or an import path
+``pkg.module:Class`` / ``pkg.module.Class``) and that backend's options. Channels-style entries
+(``{"BACKEND": "...", "CONFIG": {...}}``) are accepted too, to ease porting.
+
+Layers are built when configured and shared by the whole process. Until :func:`configure_layers` is called, alias ``default`` is an
+in-memory layer with default options (the issue's "in-memory layer, the default");
+``configure_layers({})`` leaves no layer configured, and consumers then run without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.exceptions import InvalidChannelLayerError
+from gateway.layers.base import BaseChannelLayer
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_CHANNEL_LAYER",
+    "LayerRegistry",
+    "backend_options",
+    "channel_layers",
+    "configure_layers",
+    "get_channel_layer",
+    "import_backend",
+    "register_backend",
+]
+
+DEFAULT_CHANNEL_LAYER = "default"
+
+#: Backend names and the import paths of their classes. Another module (the Redis layer) adds
+#: itself with :func:`register_backend`, or is listed here by path so it loads only when used.
+BACKENDS: dict[str, str] = {
+    "memory": "gateway.layers.memory:InMemoryChannelLayer",
+    "redis": "gateway.layers.redis:RedisChannelLayer",
+}
+
+_DEFAULT_CONFIG: dict[str, dict[str, Any]] = {DEFAULT_CHANNEL_LAYER: {"backend": "memory"}}
+
+
+def register_backend(name: str, import_path: str) -> None:
+    """Make ``backend: <name>`` load the class at ``import_path`` (``pkg.mod:Class``)."""
+    BACKENDS[name] = import_path
+
+
+def import_backend(backend: str) -> type:
+    """The class for a backend name or import path.
+
+    Raises:
+        InvalidChannelLayerError: unknown name, or the path does not import.
+    """
+    path = BACKENDS.get(backend, backend)
+    if ":" in path:
+        module_name, _, attr = path.partition(":")
+    elif "." in path:
+        module_name, _, attr = path.rpartition(".")
+    else:
+        known = ", ".join(sorted(BACKENDS))
+        raise InvalidChannelLayerError(
+            f"unknown channel layer backend {backend!r}; use one of {known} or an import path"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidChannelLayerError(
+            f"cannot import channel layer backend {backend!r} ({path}): {exc}"
+        ) from None
+    return obj
+
+
+def backend_options(backend: str) -> type | None:
+    """The options dataclass a backend declares (``options_class``), or ``None``.
+
+    The config loader can use it to validate types and list the accepted keys.
+    """
+    cls = import_backend(backend)
+    options = getattr(cls, "options_class", None)
+    return options if options is not None and dataclasses.is_dataclass(options) else None
+
+
+def _normalise(alias: str, entry: Any) -> tuple[str, dict[str, Any]]:
+    """Split one alias's entry into (backend, options); raise on shape errors."""
+    if not isinstance(alias, str) or not alias:
+        raise InvalidChannelLayerError(f"layer alias must be a non-empty string, got {alias!r}")
+    if not isinstance(entry, Mapping):
+        raise InvalidChannelLayerError(f"layers.{alias}: expected a mapping, got {entry!r}")
+    if "BACKEND" in entry:  # Channels' CHANNEL_LAYERS shape
+        extra = set(entry) - {"BACKEND", "CONFIG"}
+        if extra:
+            raise InvalidChannelLayerError(f"layers.{alias}: unknown keys {sorted(extra)}")
+        config = entry.get("CONFIG") or {}
+        if not isinstance(config, Mapping):
+            raise InvalidChannelLayerError(f"layers.{alias}.CONFIG: expected a mapping")
+        return str(entry["BACKEND"]), dict(config)
+    if "backend" not in entry:
+        raise InvalidChannelLayerError(f"layers.{alias}: missing 'backend' (e.g. backend: memory)")
+    options = {k: v for k, v in entry.items() if k != "backend"}
+    return str(entry["backend"]), options
+
+
+def _check_options(alias: str, backend: str, options: dict[str, Any]) -> None:
+    fields_ = backend_options(backend)
+    if fields_ is None:
+        return
+    accepted = {f.name for f in dataclasses.fields(fields_)}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise InvalidChannelLayerError(
+            f"layers.{alias}: unknown option(s) {', '.join(unknown)} for backend {backend!r}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+
+
+class LayerRegistry:
+    """Channel layers by alias, built lazily from a configuration mapping (thread-safe)."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._config: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._layers: dict[str, BaseChannelLayer] = {}
+        self.configure(_DEFAULT_CONFIG if config is None else config)
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Replace the configuration with ``config`` (``{alias: {backend: ..., **options}}``).
+
+        Every alias is checked (backend importable, option names known) and its layer built
+        (constructors validate values; none may do I/O) before anything is replaced, so a bad
+        configuration leaves the old one in place. Layers of the old configuration are dropped,
+        not closed: call :meth:`close_all` first if they hold connections.
+
+        Raises:
+            InvalidChannelLayerError: listing every problem found, one per line.
+        """
+        if not isinstance(config, Mapping):
+            raise InvalidChannelLayerError(f"layers: expected a mapping, got {config!r}")
+        parsed: dict[str, tuple[str, dict[str, Any]]] = {}
+        built: dict[str, BaseChannelLayer] = {}
+        errors: list[str] = []
+        for alias, entry in config.items():
+            try:
+                backend, options = _normalise(alias, entry)
+                _check_options(alias, backend, options)
+                built[alias] = import_backend(backend)(**options)  # constructor validates
+            except InvalidChannelLayerError as exc:
+                errors.append(str(exc))
+                continue
+            except (TypeError, ValueError) as exc:
+                errors.append(f"layers.{alias}: {exc}")
+                continue
+            parsed[alias] = (backend, options)
+        if errors:
+            raise InvalidChannelLayerError("\n".join(errors))
+        with self._lock:
+            self._config = parsed
+            self._layers = built
+
+    @property
+    def aliases(self) -> list[str]:
+        """The configured aliases."""
+        return list(self._config)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self._config
+
+    def make_backend(self, alias: str) -> BaseChannelLayer:
+        """Build a new layer for ``alias`` (not cached)."""
+        try:
+            backend, options = self._config[alias]
+        except KeyError:
+            raise InvalidChannelLayerError(f"no channel layer configured for alias {alias!r}") from None
+        return import_backend(backend)(**options)
+
+    def __getitem__(self, alias: str) -> BaseChannelLayer:
+        layer = self._layers.get(alias)
+        if layer is None:
+            with self._lock:
+                layer = self._layers.get(alias)
+                if layer is None:
+                    layer = self._layers[alias] = self.make_backend(alias)
+        return layer
+
+    def get(self, alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer | None:
+        """The layer for ``alias``, or ``None`` when that alias is not configured."""
+        if alias not in self._config:
+            return None
+        return self[alias]
+
+    def set(self, alias: str, layer: BaseChannelLayer | None) -> BaseChannelLayer | None:
+        """Install ``layer`` under ``alias`` (tests swap layers this way); return the old one.
+
+        ``None`` removes the alias.
+        """
+        with self._lock:
+            old = self._layers.pop(alias, None)
+            if layer is None:
+                self._config.pop(alias, None)
+            else:
+                self._config.setdefault(alias, (type(layer).__module__ + ":" + type(layer).__qualname__, {}))
+                self._layers[alias] = layer
+        return old
+
+    async def close_all(self) -> None:
+        """Close every built layer (``close()``), e.g. at daemon shutdown."""
+        for layer in list(self._layers.values()):
+            await layer.close()
+
+
+#: The process-wide registry used by consumers and :func:`get_channel_layer`.
+channel_layers = LayerRegistry()
+
+
+def configure_layers(config: Mapping[str, Any]) -> LayerRegistry:
+    """Configure the process-wide layers from the YAML ``layers`` mapping; return the registry."""
+    channel_layers.configure(config)
+    return channel_layers
+
+
+def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer | None:
+    """The process-wide layer for ``alias``, or ``None`` if it is not configured (as Channels)."""
+    return channel_layers.get(alias)

@@ -1,0 +1,204 @@
+# -*- test-case-name: tests.integration.test_daemon -*-
+"""Listeners: a bound endpoint, its open connections, and a graceful drain.
+
+A listener binds early (in ``privilegedStartService``, before twistd drops privileges), does
+not accept connections until the application's lifespan startup has finished, and on stop
+stops accepting, lets its connections finish what they started, then closes the stragglers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol as TypingProtocol
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from gateway.asgi.app import ASGIApp
+from gateway.endpoints import describe_port
+
+log = Logger(namespace="gateway.listener")
+
+
+@dataclass(eq=False)
+class ListenerContext:
+    """What a listener builder gets from the daemon.
+
+    Attributes:
+        reactor: the Twisted reactor (tests pass a fake one).
+        loop: the asyncio loop application instances run on.
+        app: the ASGI application this listener serves.
+        state: the lifespan state of that application (copied into every scope).
+        daemon: the whole daemon configuration (:class:`gateway.config.GatewayConfig`).
+        layers: the channel layers by alias, when configured.
+        extras: room for cross-cutting services (metrics, a router's ``matches``).
+    """
+
+    reactor: Any
+    loop: asyncio.AbstractEventLoop
+    app: ASGIApp
+    state: dict[str, Any]
+    daemon: Any
+    layers: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class GatewayConnection(TypingProtocol):
+    """What a listener needs from each of its connections."""
+
+    def shutdown(self) -> None:
+        """Finish what was started, take nothing new, then close."""
+
+    def abort(self) -> None:
+        """Close now."""
+
+
+class TrackingFactory(Factory):
+    """A factory that knows its open connections and caps their number.
+
+    Protocols call :meth:`connection_opened` and :meth:`connection_closed`. At
+    ``max_connections`` the listening port stops accepting (new clients wait in the kernel's
+    queue) until a connection closes.
+    """
+
+    noisy = False
+
+    def __init__(self, max_connections: int | None = None) -> None:
+        self.connections: set[Any] = set()
+        self.max_connections = max_connections
+        self.port: Any = None
+        self.accepting = False
+        self._paused_for_limit = False
+        self._empty: list[defer.Deferred[None]] = []
+        #: Counters for status and metrics.
+        self.total_connections = 0
+
+    def connection_opened(self, protocol: Any) -> None:
+        """Register a new connection."""
+        self.connections.add(protocol)
+        self.total_connections += 1
+        limit = self.max_connections
+        if limit is not None and len(self.connections) >= limit and not self._paused_for_limit:
+            self._paused_for_limit = True
+            if self.port is not None and hasattr(self.port, "stopReading"):
+                log.warn("Listener reached max_connections={limit}; new connections wait", limit=limit)
+                self.port.stopReading()
+
+    def connection_closed(self, protocol: Any) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(protocol)
+        if self._paused_for_limit and (self.max_connections is None or len(self.connections) < self.max_connections):
+            self._paused_for_limit = False
+            if self.accepting and self.port is not None and hasattr(self.port, "startReading"):
+                self.port.startReading()
+        if not self.connections:
+            waiters, self._empty = self._empty, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_empty(self) -> defer.Deferred[None]:
+        """A Deferred that fires once no connection is open."""
+        if not self.connections:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._empty.append(waiter)
+        return waiter
+
+
+class GatewayListener(Service):
+    """Base of everything the daemon runs as a listener.
+
+    Subclasses bind in :meth:`bind`, start serving in :meth:`start_accepting` and wind down in
+    :meth:`drain`. Listeners without a socket (an IMAP reader) override what they need.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.setName(name)
+
+    def bind(self) -> defer.Deferred[None]:
+        """Bind the socket (called before privileges are dropped)."""
+        return defer.succeed(None)
+
+    def start_accepting(self) -> None:
+        """Start serving (called after lifespan startup)."""
+
+    def drain(self, timeout: float, reactor: Any) -> defer.Deferred[None]:
+        """Stop taking new work; finish what was started within ``timeout`` seconds."""
+        return defer.succeed(None)
+
+    def force_close(self) -> None:
+        """Close everything now."""
+
+    def addresses(self) -> list[str]:
+        """Where this listener is reachable, for logs and status."""
+        return []
+
+    def connection_count(self) -> int:
+        """How many connections are open."""
+        return 0
+
+
+class EndpointListener(GatewayListener):
+    """A listener on a Twisted server endpoint string, serving ``factory``."""
+
+    def __init__(self, name: str, endpoint: str, factory: TrackingFactory, reactor: Any) -> None:
+        super().__init__(name)
+        self.endpoint_description = endpoint
+        self.factory = factory
+        self.reactor = reactor
+        self.port: Any = None
+        self._bound: defer.Deferred[None] | None = None
+
+    def bind(self) -> defer.Deferred[None]:
+        if self._bound is None:
+            endpoint = serverFromString(self.reactor, self.endpoint_description)
+            self._bound = defer.maybeDeferred(endpoint.listen, self.factory).addCallback(self._listening)
+        return self._bound
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        self.factory.port = port
+        # Connections wait in the kernel's accept queue until start_accepting().
+        if hasattr(port, "stopReading"):
+            port.stopReading()
+
+    def start_accepting(self) -> None:
+        self.factory.accepting = True
+        if self.port is not None and hasattr(self.port, "startReading") and not self.factory._paused_for_limit:
+            self.port.startReading()
+
+    def addresses(self) -> list[str]:
+        return [describe_port(self.port)] if self.port is not None else []
+
+    def connection_count(self) -> int:
+        return len(self.factory.connections)
+
+    @defer.inlineCallbacks
+    def drain(self, timeout: float, reactor: Any) -> Any:
+        self.factory.accepting = False
+        if self.port is not None:
+            yield defer.maybeDeferred(self.port.stopListening)
+            self.port = None
+        connections = list(self.factory.connections)
+        if connections:
+            log.info("{name}: waiting up to {timeout}s for {count} connection(s) to finish",
+                     name=self.name, timeout=timeout, count=len(connections))
+        for connection in connections:
+            connection.shutdown()
+        empty = self.factory.when_empty()
+        if not empty.called:
+            timer = reactor.callLater(timeout, self.force_close)
+            yield empty
+            if timer.active():
+                timer.cancel()
+
+    def force_close(self) -> None:
+        remaining = list(self.factory.connections)
+        if remaining:
+            log.warn("{name}: closing {count} connection(s) that did not finish in time", name=self.name, count=len(remaining))
+        for connection in remaining:
+            connection.abort()

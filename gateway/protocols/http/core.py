@@ -1,0 +1,460 @@
+# -*- test-case-name: tests.unit.http.test_core -*-
+"""HTTP/1.1 server connection, sans-IO, parsing with httptools (llhttp).
+
+Bytes in, events out; responses in, bytes out. No sockets, no clocks::
+
+    conn = HTTPConnection(limits)
+    conn.receive_data(data)              # b"" means the peer closed its side
+    for event in conn.events_received(): # Request, Data, EndOfMessage
+        ...
+    conn.start_response(200, headers)    # then send_body(...), end_response()
+    transport.write(conn.data_to_send())
+
+Peer errors raise :class:`~gateway.protocols.errors.RemoteProtocolError` whose ``hint`` is the
+HTTP status to answer with (400, 413, 414, 431, ...); after one, the connection must close.
+Misuse by our side (a body longer than its Content-Length, say) raises
+:class:`~gateway.protocols.errors.LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httptools
+
+from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPLimits:
+    """Limits enforced while parsing requests (all in bytes or counts)."""
+
+    #: Longest request target (the URL in the request line); longer gives 414.
+    max_request_line: int = 8 * 1024
+    #: Largest request head (request line and header fields); larger gives 431.
+    max_header_size: int = 64 * 1024
+    #: Most header fields in one request; more gives 431.
+    max_headers: int = 100
+    #: Largest request body; larger gives 413 (checked against Content-Length up front).
+    max_body_size: int = 10 * 1024 * 1024
+
+
+class Request:
+    """A request head was received.
+
+    Attributes:
+        method: the method as text (``"GET"``).
+        target: the raw request target (``b"/a%20b?x=1"``).
+        path: the target up to ``?`` (still percent-encoded).
+        query: the bytes after ``?`` (empty when none).
+        http_version: ``"1.0"`` or ``"1.1"``.
+        headers: ``(name, value)`` pairs, names lower-cased, in the order received.
+        keep_alive: whether the connection may carry another request after this one.
+        expect_continue: the client sent ``Expect: 100-continue``.
+        upgrade: the lower-cased ``Upgrade`` token when the client asked to switch protocols.
+        raw_head: for upgrade requests, the exact bytes of the request head as received.
+    """
+
+    __slots__ = ("method", "target", "path", "query", "http_version", "headers", "keep_alive",
+                 "expect_continue", "upgrade", "raw_head")
+
+    def __init__(self, method: str, target: bytes, http_version: str, headers: Headers, keep_alive: bool,
+                 expect_continue: bool, upgrade: bytes | None) -> None:
+        self.method = method
+        self.target = target
+        path, _, query = target.partition(b"?")
+        self.path = path
+        self.query = query
+        self.http_version = http_version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+        self.raw_head: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.target!r} HTTP/{self.http_version})"
+
+
+class Data:
+    """A piece of the request body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Data) and other.data == self.data
+
+    def __repr__(self) -> str:
+        return f"Data({self.data!r})"
+
+
+class EndOfMessage:
+    """The request body (possibly empty) is complete."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EndOfMessage)
+
+    def __repr__(self) -> str:
+        return "EndOfMessage()"
+
+
+END_OF_MESSAGE = EndOfMessage()
+Event = Request | Data | EndOfMessage
+
+# RFC 9110 5.1: field names are tokens; 5.5: values must not contain CR, LF or NUL.
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_STATUS_LINES = {}
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n`` for a status code (cached)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b""
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        _STATUS_LINES[status] = line
+    return line
+
+
+class HTTPConnection:
+    """The server side of one HTTP/1.1 connection.
+
+    Args:
+        limits: parsing limits; defaults are safe for the public internet.
+    """
+
+    def __init__(self, limits: HTTPLimits | None = None) -> None:
+        self.limits = limits or HTTPLimits()
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        # Request parsing state.
+        self._url = b""
+        self._headers: Headers = []
+        self._head_size = 0
+        self._body_size = 0
+        self._in_message = False
+        self._expect_continue = False
+        self._upgrade: bytes | None = None
+        # Raw bytes of the current message head, kept so an upgrade can be handed to another
+        # protocol (autobahn) exactly as received. Only valid when the message began at the
+        # start of a receive_data() chunk (always true unless requests are pipelined).
+        self._chunks: list[bytes] = []
+        self._chunks_valid = True
+        self._completed_in_chunk = False
+        self.upgraded = False
+        self.trailing_data = b""
+        self.closed = False
+        # Response state.
+        self._head_request = False
+        self._chunked = False
+        self._remaining: int | None = None
+        self._response_keep_alive = True
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer (``b""`` when it closed its side).
+
+        Then call :meth:`events_received`. After an upgrade, bytes are kept in
+        ``trailing_data`` for the next protocol instead of being parsed.
+
+        Raises:
+            RemoteProtocolError: the bytes are not valid HTTP/1.1 or break a limit; ``hint``
+                is the status to answer with. The connection must then be closed.
+        """
+        if self.upgraded:
+            self.trailing_data += data
+            return
+        if not data:
+            if self._in_message:
+                raise RemoteProtocolError("connection closed in the middle of a request", hint=400)
+            return
+        if self._in_message:
+            self._chunks.append(data)
+        else:
+            self._chunks = [data]
+            self._chunks_valid = True
+        self._completed_in_chunk = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgraded(data, exc.args[0] if exc.args else len(data))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise RemoteProtocolError(f"invalid request: {cause or exc}", hint=400) from None
+        except httptools.HttpParserInvalidMethodError:
+            raise RemoteProtocolError("invalid request method", hint=400) from None
+        except httptools.HttpParserInvalidURLError:
+            raise RemoteProtocolError("invalid request target", hint=400) from None
+        except httptools.HttpParserError as exc:
+            raise RemoteProtocolError(f"malformed request: {_describe(exc)}", hint=400) from None
+
+    def cancel_upgrade(self) -> None:
+        """Serve an upgrade request as a plain request instead (``Upgrade: h2c``, say).
+
+        Parsing resumes with a fresh parser on the bytes that followed the request head. Then
+        call :meth:`events_received`.
+        """
+        if not self.upgraded:
+            return
+        self.upgraded = False
+        self._parser = httptools.HttpRequestParser(self)
+        rest, self.trailing_data = self.trailing_data, b""
+        if rest:
+            self.receive_data(rest)
+
+    def events_received(self) -> list[Event]:
+        """Return (and forget) the events parsed so far, in order."""
+        events = self._events
+        self._events = []
+        return events
+
+    def _upgraded(self, data: bytes, offset: int) -> None:
+        self.upgraded = True
+        self.trailing_data = data[offset:]
+        head = b"".join(self._chunks)
+        consumed = len(head) - (len(data) - offset)
+        for event in reversed(self._events):
+            if isinstance(event, Request):
+                event.raw_head = head[:consumed] if self._chunks_valid else None
+                break
+
+    # httptools callbacks (called from feed_data) -------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._completed_in_chunk:
+            # A message began right after another one inside one chunk (pipelining): its raw
+            # head does not start at the chunk boundary.
+            self._chunks_valid = False
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._body_size = 0
+        self._expect_continue = False
+        self._upgrade = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise RemoteProtocolError("request target too long", hint=414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.limits.max_header_size:
+            raise RemoteProtocolError("request header fields too large", hint=431)
+        headers = self._headers
+        if len(headers) >= self.limits.max_headers:
+            raise RemoteProtocolError("too many request header fields", hint=431)
+        name = name.lower()
+        headers.append((name, value))
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+        elif name == b"upgrade":
+            self._upgrade = value.lower()
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
+        for name, value in self._headers:
+            if name == b"content-length" and int(value) > self.limits.max_body_size:
+                raise RemoteProtocolError("request body too large", hint=413)
+        upgrade = self._upgrade if parser.should_upgrade() else None
+        self._events.append(
+            Request(parser.get_method().decode("ascii"), self._url, version, self._headers,
+                    parser.should_keep_alive(), self._expect_continue, upgrade)
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.limits.max_body_size:
+            raise RemoteProtocolError("request body too large", hint=413)
+        self._events.append(Data(body))
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._completed_in_chunk = True
+        self._events.append(END_OF_MESSAGE)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send_continue(self) -> None:
+        """Queue ``100 Continue`` (for ``Expect: 100-continue``); then call :meth:`data_to_send`."""
+        self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def start_response(self, request: Request, status: int, headers: Headers, *, extra: bytes = b"") -> bool:
+        """Queue the status line and header fields of the response to ``request``.
+
+        The framing is chosen here: the application's ``Content-Length`` when it gave one,
+        otherwise chunked transfer coding for HTTP/1.1 (or the connection's end for
+        HTTP/1.0). ``Connection: close`` is added when the connection will not be kept alive.
+
+        Args:
+            request: the request being answered (for HEAD, the version and keep-alive).
+            status: the status code.
+            headers: validated ``(name, value)`` pairs with lower-case names.
+            extra: pre-encoded header lines to add (``Date``, ``Server``), each ending in CRLF.
+
+        Returns:
+            Whether the connection can be kept alive after this response.
+        """
+        self._head_request = request.method == "HEAD"
+        keep_alive = request.keep_alive
+        length: int | None = None
+        parts = [status_line(status)]
+        for name, value in headers:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise LocalProtocolError(f"invalid Content-Length header {value!r}") from None
+            elif name == b"connection":
+                if b"close" in value.lower():
+                    keep_alive = False
+            elif name == b"transfer-encoding":
+                # We frame the body ourselves; an application's transfer-encoding would lie.
+                continue
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if extra:
+            parts.append(extra)
+        no_body = status in _NO_BODY_STATUS or status < 200
+        if no_body:
+            self._chunked = False
+            self._remaining = 0
+        elif length is not None:
+            self._chunked = False
+            self._remaining = length
+        elif request.http_version == "1.1":
+            self._chunked = True
+            self._remaining = None
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            # HTTP/1.0 without a length: the body ends when the connection does.
+            self._chunked = False
+            self._remaining = None
+            keep_alive = False
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif request.http_version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self._out.append(b"".join(parts))
+        self._response_keep_alive = keep_alive
+        return keep_alive
+
+    def send_body(self, data: bytes) -> None:
+        """Queue a piece of the response body; then call :meth:`data_to_send`.
+
+        Raises:
+            LocalProtocolError: more bytes than the response's Content-Length.
+        """
+        if not data:
+            return
+        if self._remaining is not None:
+            if len(data) > self._remaining:
+                raise LocalProtocolError(
+                    f"response body longer than its Content-Length (by {len(data) - self._remaining} bytes)"
+                )
+            self._remaining -= len(data)
+        if self._head_request:
+            return
+        if self._chunked:
+            self._out.append(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self._out.append(data)
+
+    def send_chunk_header(self, size: int) -> None:
+        """Queue the framing before ``size`` body bytes that are written by other means (sendfile)."""
+        if self._remaining is not None:
+            if size > self._remaining:
+                raise LocalProtocolError("response body longer than its Content-Length")
+            self._remaining -= size
+        if self._chunked and size and not self._head_request:
+            self._out.append(b"%x\r\n" % size)
+
+    def send_chunk_footer(self, size: int) -> None:
+        """Queue the framing after ``size`` body bytes written by other means."""
+        if self._chunked and size and not self._head_request:
+            self._out.append(b"\r\n")
+
+    def end_response(self, trailers: Headers | None = None) -> bool:
+        """Finish the response (with trailer fields when the body is chunked).
+
+        Returns:
+            Whether the connection can be kept alive for another request.
+
+        Raises:
+            LocalProtocolError: fewer bytes were sent than the response's Content-Length; the
+                connection must be closed (the client would wait for the rest).
+        """
+        if self._remaining:
+            raise LocalProtocolError(f"response body shorter than its Content-Length by {self._remaining} bytes")
+        if self._chunked and not self._head_request:
+            if trailers:
+                lines = b"".join(b"%s: %s\r\n" % pair for pair in trailers)
+                self._out.append(b"0\r\n" + lines + b"\r\n")
+            else:
+                self._out.append(b"0\r\n\r\n")
+        if self._remaining is None and not self._chunked:
+            self._response_keep_alive = False
+        return self._response_keep_alive
+
+    @property
+    def suppresses_body(self) -> bool:
+        """Whether body bytes are dropped (the response to a HEAD request)."""
+        return self._head_request
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the bytes queued for the peer."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def error_response(status: int, message: str, *, extra: bytes = b"") -> bytes:
+    """A complete plain-text error response that closes the connection."""
+    body = f"{status} {message}\n".encode("utf-8", "replace")
+    return (
+        status_line(status)
+        + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n" % len(body)
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def is_valid_header_name(name: bytes) -> bool:
+    """Whether ``name`` is a valid field name (an RFC 9110 token)."""
+    return _TOKEN.match(name) is not None
+
+
+def is_valid_header_value(value: bytes) -> bool:
+    """Whether ``value`` is safe to send (no CR, LF or NUL: no response splitting)."""
+    return _BAD_VALUE.search(value) is None
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return text or type(exc).__name__

@@ -1,0 +1,94 @@
+# -*- test-case-name: tests.integration.test_http_live -*-
+"""``http.response.pathsend``: a file sent without reading it into Python memory.
+
+On plain TCP and UNIX connections the kernel copies the file with ``os.sendfile``; on TLS
+connections (where the kernel cannot encrypt) the file is read in pieces and each piece is
+written once the client has taken the previous ones, so memory stays bounded either way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from gateway.asgi.instance import ClientDisconnected
+from gateway.protocols.transport import _DIRECT
+
+if TYPE_CHECKING:
+    from gateway.protocols.http.adapter import HTTPProtocol
+    from gateway.protocols.http.cycle import HTTPCycle
+
+_PIECE = 64 * 1024
+
+
+async def send_file(protocol: HTTPProtocol, cycle: HTTPCycle, path: str) -> None:
+    """Send the file at ``path`` as the rest of ``cycle``'s response body."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        conn = protocol.conn
+        conn.send_chunk_header(size)
+        protocol.flush()
+        if not conn.suppresses_body and size:
+            cycle.bytes_sent += size
+            transport = protocol.transport
+            if isinstance(transport, _DIRECT) and hasattr(os, "sendfile"):
+                await _sendfile(protocol, cycle, fd, size)
+            else:
+                await _copy(protocol, cycle, fd, size)
+        conn.send_chunk_footer(size)
+        protocol.flush()
+    finally:
+        os.close(fd)
+
+
+async def _wait_writable(protocol: HTTPProtocol, cycle: HTTPCycle) -> None:
+    """Wait until Twisted's buffer is empty and the socket can take more.
+
+    Marks us as a paused producer and asks the transport to watch for writability: Twisted
+    resumes its paused producer once everything buffered has gone out.
+    """
+    transport = protocol.transport
+    protocol.writes_paused = True
+    transport.producerPaused = True
+    transport.startWriting()
+    await protocol.wait_for_drain()
+    if cycle.disconnected:
+        raise ClientDisconnected("the client disconnected")
+
+
+async def _sendfile(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int) -> None:
+    transport = protocol.transport
+    offset = 0
+    while offset < size:
+        if cycle.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        if transport.dataBuffer or transport._tempDataLen:
+            await _wait_writable(protocol, cycle)
+            continue
+        try:
+            sent = os.sendfile(transport.fileno(), fd, offset, size - offset)
+        except BlockingIOError:
+            sent = -1
+        except OSError as exc:
+            raise ClientDisconnected(f"sending the file failed: {exc}") from None
+        if sent == 0:
+            raise OSError(f"the file shrank while it was being sent ({offset} of {size} bytes)")
+        if sent < 0:
+            await _wait_writable(protocol, cycle)
+        else:
+            offset += sent
+
+
+async def _copy(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int) -> None:
+    remaining = size
+    while remaining:
+        if cycle.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        piece = os.read(fd, min(_PIECE, remaining))
+        if not piece:
+            raise OSError(f"the file shrank while it was being sent ({size - remaining} of {size} bytes)")
+        remaining -= len(piece)
+        protocol.transport.write(piece)
+        if protocol.writes_paused:
+            await protocol.wait_for_drain()

@@ -1,0 +1,76 @@
+"""Building an HTTP listener from its configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.protocols.http.accesslog import AccessLog
+from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings
+from gateway.protocols.http.config import HttpListenerConfig
+from gateway.protocols.http.proxy import TrustedProxies
+
+
+class HTTPFactory(TrackingFactory):
+    """Builds :class:`HTTPProtocol` connections sharing one :class:`HTTPSettings`."""
+
+    def __init__(self, settings: HTTPSettings, max_connections: int | None = None) -> None:
+        super().__init__(max_connections)
+        self.settings = settings
+
+    def buildProtocol(self, addr: Any) -> HTTPProtocol:
+        protocol = HTTPProtocol(self.settings)
+        protocol.factory = self
+        return protocol
+
+
+class HTTPListener(EndpointListener):
+    """An HTTP listener; closes its access log when it stops."""
+
+    factory: HTTPFactory
+
+    def stopService(self) -> Any:
+        result = super().stopService()
+        access_log = self.factory.settings.access_log
+        if access_log is not None:
+            access_log.close()
+        return result
+
+
+def http_settings(config: HttpListenerConfig, context: ListenerContext) -> HTTPSettings:
+    """The settings shared by one HTTP listener's connections."""
+    limits = config.limits
+    timeouts = config.timeouts
+    proxies = TrustedProxies(config.proxy.trusted, config.proxy.headers) if config.proxy.trusted else None
+    access_log = AccessLog(config.access_log) if config.access_log else None
+    if access_log is not None:
+        access_log.open()
+    server_header = b"server: %s\r\n" % config.server_name.encode("latin-1") if config.server_name else b""
+    return HTTPSettings(
+        app=context.app,
+        loop=context.loop,
+        reactor=context.reactor,
+        limits=limits.parser_limits(),
+        root_path=config.root_path,
+        server_header=server_header,
+        header_timeout=timeouts.header,
+        keep_alive_timeout=timeouts.keep_alive,
+        body_timeout=timeouts.body,
+        request_timeout=timeouts.request,
+        application_close_timeout=context.daemon.timeouts.application_close,
+        max_pipelined=limits.max_pipelined_requests,
+        read_high_water=limits.read_high_water,
+        write_high_water=limits.write_high_water,
+        proxies=proxies,
+        access_log=access_log,
+        state=context.state,
+    )
+
+
+def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTPListener:
+    """Build the listener service for an HTTP listener configuration."""
+    settings = http_settings(config, context)
+    factory = HTTPFactory(settings, config.limits.max_connections)
+    if config.endpoint is None:  # the configuration check rules this out
+        raise ValueError(f"listener {config.name!r} has no endpoint")
+    return HTTPListener(config.name, config.endpoint, factory, context.reactor)

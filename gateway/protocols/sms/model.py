@@ -1,0 +1,298 @@
+"""The SMS package's value types: what a webhook means, what to answer, what to send.
+
+Every type here is an immutable dataclass. Provider modules produce :class:`InboundMessage`,
+:class:`StatusUpdate` or :class:`OtherEvent` from a verified webhook, and turn an
+:class:`OutboundMessage` into an :class:`OutboundRequest` for the HTTP client; the provider's answer
+becomes a :class:`SendResult` or raises :class:`SendError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+from gateway.protocols.sms.phone import Address
+
+__all__ = [
+    "QUEUED",
+    "SENT",
+    "DELIVERED",
+    "UNDELIVERED",
+    "FAILED",
+    "UNKNOWN_STATUS",
+    "STATUSES",
+    "Media",
+    "Concat",
+    "InboundMessage",
+    "StatusUpdate",
+    "OtherEvent",
+    "Event",
+    "WebhookResponse",
+    "RetryPolicy",
+    "OutboundMessage",
+    "OutboundRequest",
+    "SendResult",
+    "SendError",
+]
+
+# The common delivery-status vocabulary. Every provider's own status is mapped onto one of these
+# (and kept verbatim in ``provider_status``).
+#: Accepted by the provider, not yet handed to a carrier.
+QUEUED = "queued"
+#: Handed to the carrier; no delivery receipt yet.
+SENT = "sent"
+#: The carrier or handset confirmed delivery.
+DELIVERED = "delivered"
+#: The carrier reported that it could not deliver (unreachable handset, expired, filtered).
+UNDELIVERED = "undelivered"
+#: The provider could not send it at all (bad number, rejected, blocked).
+FAILED = "failed"
+#: The provider does not know, or sent a status this package does not know.
+UNKNOWN_STATUS = "unknown"
+STATUSES = frozenset({QUEUED, SENT, DELIVERED, UNDELIVERED, FAILED, UNKNOWN_STATUS})
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class Media:
+    """One media attachment (MMS) of an inbound message: a URL at the provider."""
+
+    url: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Concat:
+    """One part of a concatenated message the provider did not reassemble (Vonage).
+
+    Parts sharing ``reference`` (and sender) form one text: join them in ``part`` order
+    (1-based) once all ``total`` have arrived.
+    """
+
+    reference: str
+    total: int
+    part: int
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A text message someone sent to one of our numbers.
+
+    Attributes:
+        provider: provider name (``"twilio"``).
+        message_id: the provider's id of this message (of this *part*, with ``concat``).
+        from_: the sender.
+        to: our number (or short code) it was sent to.
+        text: the text ('' for a binary or media-only message).
+        encoding: ``"GSM-7"``, ``"UCS-2"`` or ``"binary"`` (from the provider, else computed).
+        segments: SMS parts it took (from the provider, else computed from ``text``).
+        media: MMS attachments.
+        account: the provider-side account the webhook names (Twilio ``AccountSid``, Vonage
+            ``api-key``, Telnyx messaging profile), or ``None``.
+        country: ISO region of the sender when known.
+        concat: set when this is one part of a longer message still to be reassembled.
+        raw: every field as the provider sent it (form fields, or the JSON object).
+    """
+
+    provider: str
+    message_id: str
+    from_: Address
+    to: Address
+    text: str
+    encoding: str
+    segments: int
+    media: tuple[Media, ...] = ()
+    account: str | None = None
+    country: str | None = None
+    concat: Concat | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", _frozen_mapping(self.raw))
+        object.__setattr__(self, "media", tuple(self.media))
+
+    @property
+    def dedup_key(self) -> str:
+        """Identifies this delivery: a provider's retry of the same message has the same key."""
+        return f"{self.provider}:message:{self.message_id}"
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A delivery-status callback for a message we sent.
+
+    Attributes:
+        provider: provider name.
+        message_id: the id the provider gave the message when we sent it.
+        status: one of :data:`STATUSES`.
+        provider_status: the provider's own status word or code, verbatim.
+        error_code: the provider's error code when delivery failed, else ``None``.
+        error_message: the provider's error text, when it sends one.
+        to: the recipient, when the callback names it.
+        account: the provider-side account, when the callback names it.
+        segments: parts the message took, when the callback says.
+        raw: every field as the provider sent it.
+    """
+
+    provider: str
+    message_id: str
+    status: str
+    provider_status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    to: Address | None = None
+    account: str | None = None
+    segments: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", _frozen_mapping(self.raw))
+
+    @property
+    def dedup_key(self) -> str:
+        """Identifies this status report: a retry of the same report has the same key."""
+        return f"{self.provider}:status:{self.message_id}:{self.provider_status}"
+
+
+@dataclass(frozen=True)
+class OtherEvent:
+    """A genuine, well-formed webhook that is neither a message nor a status (a Telnyx event type
+    this package does not handle, for instance). Acknowledge it (2xx) and drop it, so the provider
+    does not retry it."""
+
+    provider: str
+    event_type: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", _frozen_mapping(self.raw))
+
+
+Event = Union[InboundMessage, StatusUpdate, OtherEvent]
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What to answer a webhook with: status, headers (name, value), body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What a provider does when the webhook does not get the answer it wants (documented per
+    provider; the adapter answers ``failure_status`` when the consumer fails or times out).
+
+    Attributes:
+        failure_status: the HTTP status to answer when the message could not be handed over.
+        retries: whether the provider retries by default after ``failure_status`` or a timeout.
+        deadline: seconds the provider waits for the answer before it gives up on the attempt,
+            or ``None`` when it does not document one.
+        summary: which statuses the provider retries, how often, and what else it does.
+    """
+
+    failure_status: int
+    retries: bool
+    deadline: float | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """An ``sms.send`` request from a consumer.
+
+    Attributes:
+        to: the recipient, E.164 preferred (national numbers need the provider's default region).
+        text: the text.
+        from_: our number, short code or alphanumeric ID; the provider's ``default_from`` if unset.
+        media_urls: MMS media (Twilio, Plivo, Telnyx).
+        status_callback: a URL for this message's delivery-status callbacks, if wanted.
+    """
+
+    to: str
+    text: str
+    from_: str | None = None
+    media_urls: tuple[str, ...] = ()
+    status_callback: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "media_urls", tuple(self.media_urls))
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """An HTTP request for the outbound client to make (TLS verified) and hand the answer to
+    ``Provider.parse_send_response``."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted an outbound message.
+
+    Attributes:
+        provider: provider name.
+        message_ids: the provider's ids; more than one where it splits long texts (Vonage).
+        status: one of :data:`STATUSES` (usually ``queued``).
+        provider_status: the provider's status, verbatim, if it sent one.
+        segments: parts the message will take, if the provider said.
+        raw: the decoded response body.
+    """
+
+    provider: str
+    message_ids: tuple[str, ...]
+    status: str
+    provider_status: str | None = None
+    segments: int | None = None
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def message_id(self) -> str:
+        """The first (usually the only) message id."""
+        return self.message_ids[0]
+
+
+class SendError(Exception):
+    """The provider refused an outbound message, or answered something unreadable.
+
+    Attributes:
+        provider: provider name.
+        http_status: the HTTP status of the answer.
+        code: the provider's error code, as a string, when it sent one.
+        message: the provider's explanation (or ours).
+        retryable: whether sending again later may succeed (rate limits, provider faults).
+        raw: the decoded response body, if it could be decoded.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        http_status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        raw: Any = None,
+    ) -> None:
+        super().__init__(f"{provider}: {message} (HTTP {http_status}" + (f", code {code})" if code else ")"))
+        self.provider = provider
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return (f"SendError({self.provider!r}, {self.http_status!r}, {self.message!r}, "
+                f"code={self.code!r}, retryable={self.retryable!r})")

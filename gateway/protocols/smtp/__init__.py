@@ -1,0 +1,78 @@
+"""SMTP: a sans-IO ESMTP server core.
+
+The public API, re-exported here:
+
+* :class:`SMTPServer`: one session (``receive_data``, ``events_received``, ``data_to_send``,
+  ``next_deadline``/``handle_timeout``, ``tls_started``, and ``accept``/``reject``/``defer``/
+  ``answer`` for decisions);
+* :class:`ServerConfig`: per-listener limits and policy;
+* the events (:class:`MailFrom`, :class:`RcptTo`, :class:`AuthCredentials`,
+  :class:`MessageReceived` with its :class:`Envelope`; :class:`StartTLS`, :class:`CloseConnection`);
+* :class:`Reply` for answers;
+* address helpers :func:`parse_path`, :func:`split_address`.
+
+A Twisted adapter drives it like this (one flush point)::
+
+    def dataReceived(self, data):
+        self.session.receive_data(data)
+        self.flush()
+
+    def flush(self):
+        while events := self.session.events_received():   # answers may produce more events
+            for event in events:
+                if isinstance(event, Decision):
+                    self.decide(event)     # now or later: session.accept(event) ... then flush()
+                elif isinstance(event, StartTLS):
+                    self.transport.write(self.session.data_to_send())   # the 220 goes in clear
+                    self.transport.startTLS(self.tls_context)
+                    self.session.tls_started()
+                elif isinstance(event, CloseConnection):
+                    self.closing = True
+        self.transport.write(self.session.data_to_send())
+        if self.closing:
+            self.transport.loseConnection()
+        else:
+            self.rearm(self.session.next_deadline(self.reactor.seconds()))
+
+    def on_timer(self):
+        self.session.handle_timeout(self.reactor.seconds())
+        self.flush()
+
+After answering a decision, call ``flush()`` again: the answer resumes buffered input.
+"""
+
+from __future__ import annotations
+
+from gateway.protocols.smtp.address import AddressError, parse_path, split_address
+from gateway.protocols.smtp.config import ServerConfig
+from gateway.protocols.smtp.core import SMTPServer
+from gateway.protocols.smtp.events import (
+    AuthCredentials,
+    CloseConnection,
+    Decision,
+    Envelope,
+    Event,
+    MailFrom,
+    MessageReceived,
+    RcptTo,
+    StartTLS,
+)
+from gateway.protocols.smtp.replies import Reply
+
+__all__ = [
+    "SMTPServer",
+    "ServerConfig",
+    "Event",
+    "Decision",
+    "MailFrom",
+    "RcptTo",
+    "AuthCredentials",
+    "MessageReceived",
+    "Envelope",
+    "StartTLS",
+    "CloseConnection",
+    "Reply",
+    "AddressError",
+    "parse_path",
+    "split_address",
+]

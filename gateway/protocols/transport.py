@@ -1,0 +1,123 @@
+"""Helpers every Twisted adapter uses: fast writes, addresses, the ASGI ``tls`` extension.
+
+Write-through: Twisted's file-descriptor transports buffer every ``write()`` and send it on the
+next reactor iteration (an extra ``add_writer``/``remove_writer`` pair and loop pass per
+response under the asyncio reactor). When nothing is buffered we send right away instead;
+measured, this doubles the requests per second of a plain Twisted server on the asyncio reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import ISSLTransport
+
+try:  # unix sockets are absent on some platforms
+    from twisted.internet import unix
+
+    _DIRECT: tuple[type, ...] = (tcp.Server, unix.Server)
+except ImportError:  # pragma: no cover
+    _DIRECT = (tcp.Server,)
+
+
+def write_through(transport: Any, data: bytes) -> None:
+    """Write ``data`` to ``transport``, sending it immediately when its buffer is empty.
+
+    Falls back to ``transport.write`` for every transport that is not a plain TCP or UNIX
+    server connection (TLS, tests' string transports) and whenever data is already queued, so
+    ordering and Twisted's flow control are unchanged.
+    """
+    if (
+        isinstance(transport, _DIRECT)
+        and not transport._tempDataLen
+        and not transport.dataBuffer
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+    ):
+        sent = transport.writeSomeData(data)
+        if type(sent) is int:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
+
+
+def address_tuple(address: Any) -> tuple[str, int] | None:
+    """``(host, port)`` for an IPv4/IPv6 address, ``None`` for anything else (UNIX sockets)."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return None
+    return (host, port)
+
+
+def server_tuple(address: Any) -> tuple[str, int | None] | None:
+    """The ASGI ``server`` value: ``(host, port)``, or ``(path, None)`` for a UNIX socket."""
+    pair = address_tuple(address)
+    if pair is not None:
+        return pair
+    name = getattr(address, "name", None)
+    if name:
+        return (name.decode() if isinstance(name, bytes) else str(name), None)
+    return None
+
+
+def is_tls(transport: Any) -> bool:
+    """Whether the transport is encrypted."""
+    return ISSLTransport.providedBy(transport)
+
+
+def tls_extension(transport: Any) -> dict[str, Any] | None:
+    """The ASGI ``tls`` extension (0.2) for an established TLS connection, else ``None``.
+
+    ``server_cert`` is the PEM of our certificate, ``client_cert_chain`` the client's
+    certificates in PEM (empty without client certificates), ``tls_version`` and
+    ``cipher_suite`` the negotiated protocol version and cipher suite numbers.
+    """
+    if not is_tls(transport):
+        return None
+    try:
+        connection = transport.getHandle()
+    except Exception:
+        return None
+    from OpenSSL import crypto
+
+    info: dict[str, Any] = {
+        "server_cert": None,
+        "client_cert_chain": [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
+    try:
+        own = connection.get_certificate()
+        if own is not None:
+            info["server_cert"] = crypto.dump_certificate(crypto.FILETYPE_PEM, own).decode("ascii")
+        chain = connection.get_peer_cert_chain() or []
+        info["client_cert_chain"] = [crypto.dump_certificate(crypto.FILETYPE_PEM, c).decode("ascii") for c in chain]
+        peer = connection.get_peer_certificate()
+        if peer is not None:
+            info["client_cert_name"] = ", ".join(
+                f"{k.decode()}={v.decode()}" for k, v in peer.get_subject().get_components()
+            )
+        info["tls_version"] = connection.get_protocol_version()
+        info["cipher_suite"] = _cipher_id(connection)
+    except Exception:  # a half-finished handshake: report what we have
+        pass
+    # ASGI tls_version is the 16-bit wire value (0x0304 for TLS 1.3); pyOpenSSL gives it as is.
+    return info
+
+
+def _cipher_id(connection: Any) -> int | None:
+    try:
+        from OpenSSL._util import ffi as _ffi, lib as _lib
+
+        cipher = _lib.SSL_get_current_cipher(connection._ssl)
+        if cipher == _ffi.NULL:
+            return None
+        return int(_lib.SSL_CIPHER_get_id(cipher)) & 0xFFFF
+    except Exception:
+        return None

@@ -1,0 +1,76 @@
+"""Installing Twisted's asyncio reactor (optionally on uvloop).
+
+Only the entry points (``gateway run``, the twistd tap) call :func:`install_reactor`; importing
+any gateway module never installs a reactor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+
+class ReactorError(Exception):
+    """The reactor that is installed cannot run the gateway; the message names the fix."""
+
+
+def installed_reactor() -> Any | None:
+    """The installed reactor, or ``None`` when none is installed yet."""
+    module = sys.modules.get("twisted.internet.reactor")
+    return module  # twisted replaces the module object with the reactor instance
+
+
+def is_asyncio_reactor(reactor: Any) -> bool:
+    """Whether ``reactor`` is Twisted's asyncio reactor."""
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    return isinstance(reactor, AsyncioSelectorReactor)
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop: the standard asyncio loop or uvloop's.
+
+    Raises:
+        ReactorError: uvloop was asked for but is not installed.
+    """
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise ReactorError("loop: uvloop needs the uvloop package: pip install 'gateway[uvloop]'") from None
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
+def install_reactor(loop_kind: str = "asyncio") -> Any:
+    """Install the asyncio reactor on a new loop of ``loop_kind`` and return it.
+
+    If the asyncio reactor is already installed (``twistd --reactor=asyncio``), it is returned
+    as it is.
+
+    Raises:
+        ReactorError: another reactor is already installed.
+    """
+    current = installed_reactor()
+    if current is not None:
+        if is_asyncio_reactor(current):
+            return current
+        name = type(current).__module__ + "." + type(current).__name__
+        raise ReactorError(
+            f"the {name} reactor is installed, but gateway runs on Twisted's asyncio reactor: "
+            "drop --reactor (gateway installs it) or pass --reactor=asyncio"
+        )
+    loop = new_loop(loop_kind)
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def reactor_loop(reactor: Any) -> asyncio.AbstractEventLoop:
+    """The asyncio loop under an asyncio reactor."""
+    return reactor._asyncioEventloop  # type: ignore[no-any-return]
