@@ -38,7 +38,14 @@ A Twisted adapter drives it like this (one flush point)::
         self.session.handle_timeout(self.reactor.seconds())
         self.flush()
 
-After answering a decision, call ``flush()`` again: the answer resumes buffered input.
+After answering a decision later (a consumer's reply), call ``flush()`` again: the answer resumes
+the buffered input. While ``session.pending`` is set the adapter should pause reading
+(``transport.pauseProducing()``) and resume after the answer; the core buffers what arrives anyway,
+up to ``ServerConfig.pipeline_limit``, then gives up with ``421 4.7.0``.
+
+The upper layer bounds its own decision time (``next_deadline`` is None while a decision is
+pending) and answers a consumer failure or timeout with ``session.defer(event)`` (451 4.3.0), so
+the sending server keeps the message and retries.
 """
 
 from __future__ import annotations

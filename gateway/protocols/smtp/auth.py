@@ -1,9 +1,9 @@
 """SASL exchanges for SMTP AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN.
 
 The core drives one :class:`SaslExchange` per AUTH command. Each step returns either the next
-reply to send (a ``334`` challenge, or an error reply that ends the exchange) or, once the client has
-given everything, an :class:`~gateway.protocols.smtp.events.AuthCredentials` decision for the upper
-layer. Verifying the password is never done here.
+reply to send (a ``334`` challenge, or an error reply that ends the exchange) or, once the client
+has given everything, an :class:`~gateway.protocols.smtp.events.AuthCredentials` decision for the
+upper layer. Verifying the password is never done here.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class SaslExchange:
     def start(self, initial: str | None) -> bytes | AuthCredentials:
         """Begin with the AUTH command's optional initial response (RFC 4954 §4)."""
         if initial is None:
-            return replies.AUTH_EMPTY_CHALLENGE if self.mechanism == "PLAIN" else replies.AUTH_USERNAME
+            return (
+                replies.AUTH_EMPTY_CHALLENGE if self.mechanism == "PLAIN" else replies.AUTH_USERNAME
+            )
         if initial == "=":  # RFC 4954 §4: "=" is an empty initial response
             return self._step(b"")
         if not initial.isascii():

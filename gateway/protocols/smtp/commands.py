@@ -11,7 +11,7 @@ from __future__ import annotations
 from gateway.protocols.smtp import replies
 from gateway.protocols.smtp.address import AddressError, ParamError, parse_params, parse_path
 from gateway.protocols.smtp.auth import SaslExchange
-from gateway.protocols.smtp.config import ServerConfig
+from gateway.protocols.smtp.config import SASL_LINE_LIMIT, ServerConfig
 from gateway.protocols.smtp.data import DataReader
 from gateway.protocols.smtp.events import (
     AuthCredentials,
@@ -40,6 +40,7 @@ class Commands:
     _events: list[Event]
     _buf: bytes
     _pos: int
+    _parked: list[bytes]
     _state: int
     _pending: Decision | None
     _tls: bool
@@ -71,6 +72,7 @@ class Commands:
         self._pending = None
         self._buf = b""
         self._pos = 0
+        self._parked = []
         self._data = None
         self._sasl = None
         self._events.append(CloseConnection(reason))

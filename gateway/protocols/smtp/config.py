@@ -103,7 +103,9 @@ class ServerConfig:
         if self.max_data_line is not None and (
             type(self.max_data_line) is not int or self.max_data_line < 3
         ):
-            raise ValueError(f"max_data_line must be None or an integer >= 3: {self.max_data_line!r}")
+            raise ValueError(
+                f"max_data_line must be None or an integer >= 3: {self.max_data_line!r}"
+            )
         if not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds: {self.timeout!r}")
         mechanisms = tuple(m.upper() for m in self.auth_mechanisms)

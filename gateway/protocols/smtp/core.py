@@ -1,7 +1,7 @@
 """The sans-IO ESMTP server session (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
 ENHANCEDSTATUSCODES, STARTTLS and AUTH PLAIN/LOGIN).
 
-Contract (see ``docs/architecture.md``)::
+The wire-core contract shared by every protocol of the gateway, plus decisions::
 
     session = SMTPServer(config)           # the 220 greeting is already in data_to_send()
     session.receive_data(data)             # b"" means EOF
@@ -86,8 +86,16 @@ _DEFAULTS: dict[type, tuple[Reply, Reply, Reply]] = {
         Reply(451, "4.3.0", "Temporary failure, please try again later"),
     ),
 }
-# The only success code each decision may be answered with.
-_ACCEPT_CODES = {MailFrom: (250,), RcptTo: (250, 251), AuthCredentials: (235,), MessageReceived: (250,)}
+_DEFAULT_BYTES = {
+    cls: tuple((r.code, r.to_bytes()) for r in answers) for cls, answers in _DEFAULTS.items()
+}
+# The success codes each decision may be answered with.
+_ACCEPT_CODES = {
+    MailFrom: (250,),
+    RcptTo: (250, 251),
+    AuthCredentials: (235,),
+    MessageReceived: (250,),
+}
 
 
 class SMTPServer(Commands):
@@ -110,6 +118,8 @@ class SMTPServer(Commands):
         self._events: list[Event] = []
         self._buf = b""
         self._pos = 0
+        self._parked: list[bytes] = []  # input that arrived while a decision was pending
+        self._parked_size = 0
         self._state = _COMMAND
         self._pending: Decision | None = None
         self._discarding = False  # dropping the rest of an over-long line
@@ -138,6 +148,7 @@ class SMTPServer(Commands):
 
     @property
     def tls_active(self) -> bool:
+        """True over implicit TLS and after :meth:`tls_started`."""
         return self._tls
 
     @property
@@ -166,15 +177,18 @@ class SMTPServer(Commands):
         self._idle_since = None
         if state == _TLS_PENDING:
             return  # plaintext after STARTTLS: never executed (RFC 3207 §4.2, CVE-2011-0411)
+        if self._pending is not None:
+            # Parked, not concatenated: many small reads while we wait stay linear.
+            self._parked.append(data)
+            self._parked_size += len(data)
+            if self._parked_size + len(self._buf) - self._pos > self.config.pipeline_limit:
+                self._close("pipelining overflow", self.config.overflow_reply)
+            return
         if self._pos >= len(self._buf):
             self._buf = data
         else:
             self._buf = self._buf[self._pos :] + data
         self._pos = 0
-        if self._pending is not None:
-            if len(self._buf) > self.config.pipeline_limit:
-                self._close("pipelining overflow", self.config.overflow_reply)
-            return
         self._run()
 
     def events_received(self) -> list[Event]:
@@ -275,16 +289,29 @@ class SMTPServer(Commands):
                 f"{type(event).__name__} is not the pending decision (answered twice, or "
                 "not from this session)"
             )
-        defaults = _DEFAULTS[type(event)]
-        rep = defaults[kind] if reply is None and kind is not None else coerce(reply)  # type: ignore[arg-type]
-        code = rep.code
+        if reply is None and kind is not None:
+            if isinstance(event, RcptTo) and kind == 1:
+                out = Reply(
+                    550, "5.1.1", f"<{event.recipient}>: Recipient address rejected"
+                ).to_bytes()
+                code = 550
+            else:
+                code, out = _DEFAULT_BYTES[type(event)][kind]
+        else:
+            rep = coerce(reply)  # type: ignore[arg-type]
+            code = rep.code
+            if code < 400 and code not in _ACCEPT_CODES[type(event)]:
+                raise LocalProtocolError(
+                    f"{code} is not a valid success reply to {type(event).__name__}"
+                )
+            if (
+                (kind == 0 and code >= 400)
+                or (kind == 1 and code < 400)
+                or (kind == 2 and not 400 <= code < 500)
+            ):
+                raise LocalProtocolError(f"reply {code} does not fit this kind of answer")
+            out = rep.to_bytes()
         ok = code < 400
-        if ok and code not in _ACCEPT_CODES[type(event)]:
-            raise LocalProtocolError(f"{code} is not a valid success reply to {type(event).__name__}")
-        if (kind == 0 and not ok) or (kind == 1 and ok) or (kind == 2 and not 400 <= code < 500):
-            raise LocalProtocolError(f"reply {code} does not fit this kind of answer")
-        if isinstance(event, RcptTo) and reply is None and kind == 1:
-            rep = Reply(550, "5.1.1", f"<{event.recipient}>: Recipient address rejected")
         self._pending = None
         self._idle_since = None
         if isinstance(event, MailFrom):
@@ -303,12 +330,17 @@ class SMTPServer(Commands):
                 self._errors = 0
                 self._junk = 0
         if code == 421:
-            self._close("closed by the upper layer", rep.to_bytes())
+            self._close("closed by the upper layer", out)
             return
         if ok:
-            self._out.append(rep.to_bytes())
+            self._out.append(out)
         else:
-            self._fail(rep.to_bytes())
+            self._fail(out)
+        if self._parked:
+            self._buf = b"".join([self._buf[self._pos :], *self._parked])
+            self._pos = 0
+            self._parked = []
+            self._parked_size = 0
         self._run()
 
     # -- the processing loop -----------------------------------------------------------------------

@@ -133,7 +133,8 @@ class MessageReceived(Decision):
 
     ``data`` is the message after dot-unstuffing (RFC 5321 §4.5.2), every line ending in CRLF
     (unless ``bare_newlines="pass"``), without the terminating ``.``. Accept gives
-    ``250 2.0.0 Ok: queued``: answer it only once the message is safe (the consumer acknowledged it).
+    ``250 2.0.0 Ok: queued``: answer it only once the message is safe (the consumer
+    acknowledged it).
     A consumer failure or timeout must :meth:`~SMTPServer.defer` (``451 4.3.0``) so the sending
     server retries; reject (``550 5.6.0`` by default) only for permanent refusals.
     """

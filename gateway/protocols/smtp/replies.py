@@ -1,9 +1,9 @@
-"""SMTP replies: the :class:`Reply` value the upper layer answers decisions with, and the catalogue of
-replies the core sends by itself.
+"""SMTP replies: the :class:`Reply` value the upper layer answers decisions with, and the catalogue
+of replies the core sends by itself.
 
-Every reply the core writes carries an RFC 3463 enhanced status code (RFC 2034, ENHANCEDSTATUSCODES),
-except where RFC 2034 §3 leaves it out: the 220 greeting, the EHLO/HELO 250 and the 334/354
-continuations.
+Every reply the core writes carries an RFC 3463 enhanced status code (RFC 2034,
+ENHANCEDSTATUSCODES), except where RFC 2034 §3 leaves it out: the 220 greeting, the EHLO/HELO
+250 and the 334/354 continuations.
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ class Reply:
         An enhanced status at the start of ``text`` ("5.7.1 Spam") is split off; without one the
         generic status of the code's class is used ("5.0.0" for a 550).
         """
+        if type(code) is not int or not 200 <= code <= 599:
+            raise LocalProtocolError(f"invalid SMTP reply code {code!r}")
         match = _LEADING_STATUS.match(text)
         if match is not None and match.group(1)[0] == str(code)[0]:
             return cls(code, match.group(1), text[match.end() :])
-        if type(code) is not int:
-            raise LocalProtocolError(f"invalid SMTP reply code {code!r}")
-        return cls(code, f"{code // 100}.0.0" if 200 <= code <= 599 else None, text)
+        return cls(code, f"{code // 100}.0.0", text)
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -114,9 +114,7 @@ RCPT_OK = _r(250, "2.1.5", "Ok")
 DATA_GO = _r(354, None, "End data with <CR><LF>.<CR><LF>")
 BYE = _r(221, "2.0.0", "Bye")
 VRFY_CANNOT = _r(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
-HELP = _r(
-    214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH"
-)
+HELP = _r(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
 TLS_GO = _r(220, "2.0.0", "Ready to start TLS")
 AUTH_OK = _r(235, "2.7.0", "Authentication successful")
 AUTH_EMPTY_CHALLENGE = b"334 \r\n"  # RFC 4954 §4: an empty challenge asks for the initial response
@@ -151,11 +149,11 @@ PARAMS_NEED_EHLO = _r(555, "5.5.4", "Error: parameters need EHLO")
 RCPT_PARAMS = _r(555, "5.5.4", "Error: RCPT parameters not supported")
 TOO_BIG = _r(552, "5.3.4", "Message size exceeds fixed limit")
 TOO_MANY_RCPT = _r(452, "4.5.3", "Error: too many recipients")
-DATA_LINE_TOO_LONG = _r(
-    500, "5.5.2", "Error: message line too long (RFC 5321 section 4.5.3.1.6)"
-)
+DATA_LINE_TOO_LONG = _r(500, "5.5.2", "Error: message line too long (RFC 5321 section 4.5.3.1.6)")
 DATA_BARE_NEWLINE = _r(
-    550, "5.6.0", "Error: bare CR or LF in message; lines must end with CRLF (RFC 5321 section 2.3.8)"
+    550,
+    "5.6.0",
+    "Error: bare CR or LF in message; lines must end with CRLF (RFC 5321 section 2.3.8)",
 )
 TLS_REQUIRED = _r(530, "5.7.0", "Must issue a STARTTLS command first")
 AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")

@@ -25,7 +25,7 @@ from gateway.protocols.smtp import (
     StartTLS,
 )
 
-Answer = tuple[str, "Reply | None"]
+Answer = tuple[str, Reply | None]
 Policy = Callable[[Decision], Answer]
 
 REPLY_LINE = re.compile(rb"([2-5][0-5][0-9])([ -])([\t\x20-\x7e]*)\Z")
@@ -126,7 +126,7 @@ class Result:
 
 
 def run(
-    segments: Sequence[Iterable[bytes]],
+    segments: Sequence[Iterable[bytes | None]],
     config: ServerConfig | None = None,
     *,
     decide: Policy = policy,
@@ -135,6 +135,8 @@ def run(
     eof: bool = False,
 ) -> Result:
     """Feed each segment's chunks; between segments the client expects a StartTLS event.
+
+    A ``None`` chunk is a tick: nothing arrives, but waiting answers come one step closer.
 
     ``delays`` gives, per decision in order, how many further chunks arrive before it is answered
     (missing entries mean 0: answer at once). Decisions still open at the end are answered then.
@@ -169,7 +171,8 @@ def run(
             tls_requested = False
             session.tls_started()
         for chunk in segment:
-            session.receive_data(chunk)
+            if chunk is not None:  # None: time passes, nothing arrives
+                session.receive_data(chunk)
             drain()
             for item in list(waiting):
                 item[1] -= 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.protocols.smtp import (
@@ -19,7 +19,7 @@ from gateway.protocols.smtp import (
 from tests.strategies.smtp import bodies, chunked, dot_stuff, sessions, soup
 from tests.unit.smtp.harness import policy, replies, run
 
-# Error replies are part of the model (rejected recipients, XYZZY); keep the hard limit out of reach.
+# Error replies are part of the model (rejected recipients, XYZZY): keep the limit out of reach.
 CONFIG = ServerConfig(hostname="mx.test", max_errors=1000)
 TLS_CONFIG = ServerConfig(
     hostname="mx.test", max_errors=1000, tls_available=True, auth_mechanisms=("PLAIN", "LOGIN")
@@ -46,29 +46,22 @@ def test_any_chunking_with_starttls_and_auth(spec, data):
     assert whole.codes == spec.codes
 
 
-@given(spec=sessions(), data=st.data())
+@given(spec=st.one_of(sessions(), sessions(tls=True)), data=st.data())
 def test_pipelined_answers_in_any_timing_keep_replies_in_order(spec, data):
     """RFC 2920: replies in command order whatever the timing of the asynchronous checks."""
     chunks = [data.draw(chunked(seg)) for seg in spec.segments]
     delays = data.draw(st.lists(st.integers(0, 4), max_size=40))
-    slow = run(chunks, CONFIG, delays=delays)
+    slow = run(chunks, TLS_CONFIG, delays=delays)
     assert slow.codes == spec.codes
     delivered = [(e[1], e[2], e[-1]) for e in slow.messages]
     assert delivered == spec.messages
 
 
-@given(spec=sessions(quit=False))
-def test_every_message_is_delivered_exactly_as_sent(spec):
-    """Dot-unstuffing undoes the client's stuffing; nothing in a body runs as a command."""
-    result = run([spec.segments], CONFIG)
-    assert [(e[1], e[2], e[-1]) for e in result.messages] == spec.messages
-    assert result.codes == spec.codes
-    assert not result.closed
-
-
 @given(body=bodies(), data=st.data())
 def test_dot_stuffing_round_trip_for_any_body_and_chunking(body, data):
-    wire = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n" + dot_stuff(body)
+    wire = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n" + dot_stuff(
+        body
+    )
     result = run([data.draw(chunked(wire))], CONFIG)
     assert result.codes == [220, 250, 250, 250, 354, 250]
     assert result.messages[0][-1] == body
@@ -89,9 +82,12 @@ SOUP_CONFIG = ServerConfig(
 
 
 @given(data=soup(), cuts=st.data())
-def test_arbitrary_bytes_never_raise_and_chunking_does_not_matter(data, cuts):
+def test_arbitrary_bytes_never_raise_and_neither_chunking_nor_timing_matters(data, cuts):
     whole = run([[data]], SOUP_CONFIG, decide=_soup_policy, eof=True)
-    split = run([cuts.draw(chunked(data))], SOUP_CONFIG, decide=_soup_policy, eof=True)
+    delays = cuts.draw(st.lists(st.integers(0, 3), max_size=20))
+    split = run(
+        [cuts.draw(chunked(data))], SOUP_CONFIG, decide=_soup_policy, delays=delays, eof=True
+    )
     assert split.output == whole.output
     assert split.events == whole.events
     replies(whole.output)  # well-formed: every line is "ddd-text" or "ddd text", CRLF-ended
@@ -100,7 +96,6 @@ def test_arbitrary_bytes_never_raise_and_chunking_does_not_matter(data, cuts):
     assert len(closes) == 1 and whole.events[-1] == closes[0]
 
 
-@settings(max_examples=200)
 @given(data=st.binary(max_size=300), tls=st.booleans())
 def test_random_binary_with_starttls_never_raises(data, tls):
     """With STARTTLS reachable the stream may stop at it; the core still only emits replies."""
@@ -118,7 +113,7 @@ def test_random_binary_with_starttls_never_raises(data, tls):
     replies(out)
 
 
-@given(data=soup())
+@given(data=soup().filter(bool))
 def test_nothing_is_processed_while_a_decision_is_pending(data):
     """Input behind an unanswered decision produces neither replies nor events."""
     session = SMTPServer(SOUP_CONFIG)
