@@ -70,3 +70,30 @@ bodies = st.one_of(
                      b'{"type":"message","id":"x","from":{},"to":[]}']),
     json_values.map(lambda value: json.dumps(value).encode()),
 )
+
+
+def _documents(skeleton: st.SearchStrategy[dict]) -> st.SearchStrategy[bytes]:
+    return skeleton.map(lambda document: json.dumps(document).encode())
+
+
+_values = st.one_of(json_values, st.just("+447400123456"), st.just("447400123456"),
+                    st.just([{"phone_number": "+18445550001", "status": "delivered"}]))
+
+#: JSON documents shaped like Telnyx events, with any values in the fields that matter.
+telnyx_documents = _documents(st.fixed_dictionaries({"data": st.fixed_dictionaries(
+    {"event_type": st.sampled_from(["message.received", "message.sent", "message.finalized", "other"])},
+    optional={"payload": st.dictionaries(
+        st.sampled_from(["id", "from", "to", "text", "media", "encoding", "parts", "errors",
+                         "messaging_profile_id"]), _values, max_size=9)})}))
+
+#: JSON documents shaped like the generic format.
+generic_documents = _documents(st.dictionaries(
+    st.sampled_from(["type", "id", "from", "to", "text", "media", "encoding", "segments", "status",
+                     "error_code", "error_message", "account"]),
+    st.one_of(_values, st.sampled_from(["message", "status", "GSM-7", "delivered"])), max_size=12))
+
+#: JSON documents shaped like Vonage SMS API and Messages API webhooks.
+vonage_documents = _documents(st.dictionaries(
+    st.sampled_from(["message_uuid", "messageId", "msisdn", "to", "from", "text", "type", "status", "error",
+                     "channel", "sms", "concat", "concat-ref", "concat-total", "concat-part", "err-code"]),
+    st.one_of(_values, st.sampled_from(["true", "sms", "text", "unicode", "binary", "1", "2"])), max_size=14))

@@ -31,6 +31,7 @@ from gateway.protocols.sms.model import (
     SendResult,
     StatusUpdate,
     WebhookResponse,
+    join_parts,
 )
 from gateway.protocols.sms.phone import ALPHANUMERIC, PHONE, SHORT_CODE, UNKNOWN, Address, normalize
 from gateway.protocols.sms.providers import PROVIDERS, Provider, create_provider
@@ -42,5 +43,5 @@ __all__ = [
     "Address", "Concat", "Event", "InboundMessage", "Media", "OtherEvent", "OutboundMessage",
     "OutboundRequest", "Provider", "RetryPolicy", "SegmentInfo", "SendError", "SendResult",
     "StatusUpdate", "WebhookRequest", "WebhookResponse", "analyse", "count_segments",
-    "create_provider", "normalize",
+    "create_provider", "join_parts", "normalize",
 ]

@@ -8,11 +8,13 @@ becomes a :class:`SendResult` or raises :class:`SendError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Union
 
+from gateway.protocols.errors import LocalProtocolError
+from gateway.protocols.sms.encoding import UCS2
 from gateway.protocols.sms.phone import Address
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Media",
     "Concat",
     "InboundMessage",
+    "join_parts",
     "StatusUpdate",
     "OtherEvent",
     "Event",
@@ -120,6 +123,32 @@ class InboundMessage:
     def dedup_key(self) -> str:
         """Identifies this delivery: a provider's retry of the same message has the same key."""
         return f"{self.provider}:message:{self.message_id}"
+
+
+def join_parts(parts: Sequence[InboundMessage]) -> InboundMessage:
+    """Reassemble the parts of a concatenated message (see :class:`Concat`) into one message.
+
+    The adapter buffers parts by ``(provider, from_, concat.reference)`` until ``concat.total``
+    distinct parts are in, then calls this. The result has the first part's id, the texts joined
+    in ``part`` order, ``segments == total`` and no ``concat``.
+
+    Raises:
+        LocalProtocolError: the parts are not one complete message (our misuse).
+    """
+    tagged = [(part.concat, part) for part in parts if part.concat is not None]
+    if not tagged or len(tagged) != len(parts):
+        raise LocalProtocolError("join_parts needs the parts of one concatenated message")
+    concat, first = min(tagged, key=lambda item: item[0].part)
+    by_part = {info.part: part for info, part in tagged}
+    consistent = all((info.reference, info.total, part.from_) == (concat.reference, concat.total, first.from_)
+                     for info, part in tagged)
+    if not consistent or sorted(by_part) != list(range(1, concat.total + 1)) or len(tagged) != concat.total:
+        raise LocalProtocolError(f"parts do not make up message {concat.reference!r} of {concat.total} parts")
+    ordered = [by_part[index] for index in range(1, concat.total + 1)]
+    text = "".join(p.text for p in ordered)
+    encoding = UCS2 if any(p.encoding == UCS2 for p in ordered) else first.encoding
+    return replace(first, text=text, encoding=encoding, segments=concat.total, concat=None,
+                   media=tuple(m for p in ordered for m in p.media))
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,14 @@ def test_reply_text_xml_cannot_carry() -> None:
         provider.respond(provider.parse(signed()), ["bad \x01"])
 
 
+def test_no_inline_reply_to_an_alphanumeric_sender() -> None:
+    provider = TwilioProvider(auth_token=TOKEN)
+    message = provider.parse(signed([(k, "MyBrand" if k == "From" else v) for k, v in INBOUND]))
+    with pytest.raises(LocalProtocolError, match="alphanumeric"):
+        provider.respond(message, ["hi"])
+    assert provider.respond(message).status == 200  # acknowledging it is fine
+
+
 def test_texts_for_a_status_update_are_a_local_error() -> None:
     provider = TwilioProvider(auth_token=TOKEN)
     with pytest.raises(LocalProtocolError, match="sms.send"):
@@ -273,8 +281,9 @@ def test_failure_response_and_retry_policy() -> None:
 def test_build_send() -> None:
     provider = TwilioProvider(auth_token="tok", account_sid="AC123", default_from="+14155550000",
                               base_url="http://127.0.0.1:9999/")
-    request = provider.build_send(OutboundMessage("+44 7400 123456", "Hi €", media_urls=("https://x/a.png", "https://x/b.png"),
-                                                  status_callback="https://gw.example.com/status"))
+    outbound = OutboundMessage("+44 7400 123456", "Hi €", media_urls=("https://x/a.png", "https://x/b.png"),
+                               status_callback="https://gw.example.com/status")
+    request = provider.build_send(outbound)
     assert (request.method, request.url) == ("POST", "http://127.0.0.1:9999/2010-04-01/Accounts/AC123/Messages.json")
     headers = dict(request.headers)
     assert headers["authorization"] == "Basic " + base64.b64encode(b"AC123:tok").decode()
@@ -297,7 +306,8 @@ def test_build_send_normalises_and_uses_api_key_or_service() -> None:
     (TwilioProvider(auth_token="t"), OutboundMessage("+14155552671", "x", "+1415"), "account_sid"),
     (TwilioProvider(auth_token="t", account_sid="AC1"), OutboundMessage("+14155552671", "x"), "sender"),
     (TwilioProvider(auth_token="t", account_sid="AC1"), OutboundMessage("MyBrand", "x", "+1"), "not a phone"),
-    (TwilioProvider(verify_signatures=False, account_sid="AC1"), OutboundMessage("+14155552671", "x", "+1"), "auth_token"),
+    (TwilioProvider(verify_signatures=False, account_sid="AC1"), OutboundMessage("+14155552671", "x", "+1"),
+     "auth_token"),
 ])
 def test_build_send_local_errors(provider: TwilioProvider, message: OutboundMessage, match: str) -> None:
     with pytest.raises(LocalProtocolError, match=match):

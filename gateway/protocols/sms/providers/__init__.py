@@ -42,7 +42,8 @@ def create_provider(name: str, **settings: Any) -> Provider:
     try:
         cls = PROVIDERS[name]
     except KeyError:
-        raise ValueError(f"unknown SMS provider {name!r}; expected one of {', '.join(sorted(PROVIDERS))}") from None
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"unknown SMS provider {name!r}; expected one of {known}") from None
     try:
         return cls(**settings)
     except TypeError as exc:  # an unknown keyword: report it as a configuration error

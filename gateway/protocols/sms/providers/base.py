@@ -145,11 +145,15 @@ class Provider(abc.ABC):
         """The success answer to a webhook, carrying inline replies where supported.
 
         Raises:
-            LocalProtocolError: ``texts`` given for a status update, or for a provider without
-                inline replies.
+            LocalProtocolError: ``texts`` given for a status update, for a provider without
+                inline replies, or for a sender that is not a number (an alphanumeric sender ID).
         """
         texts = list(texts)
         if isinstance(event, InboundMessage):
+            if texts and event.from_.kind not in (PHONE, SHORT_CODE):
+                raise LocalProtocolError(
+                    f"cannot reply to {event.from_.value!r}: an {event.from_.kind} sender is not a number"
+                )
             body = self.reply_body(event, texts)
             if body is not None:
                 return WebhookResponse(200, (("content-type", body[0]),), body[1])
@@ -287,6 +291,8 @@ def to_int(value: Any) -> int | None:
 def text_info(text: str, encoding: str | None, segments: int | None) -> tuple[str, int]:
     """The encoding and segment count of an inbound text: the provider's when given, else computed
     (under the provider's encoding when it names one)."""
+    if encoding not in (enc.GSM7, enc.UCS2, enc.BINARY):
+        encoding = None  # absent, or a name this package does not know: compute it
     if encoding is not None and segments:
         return encoding, segments
     try:

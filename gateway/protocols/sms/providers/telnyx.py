@@ -69,7 +69,9 @@ def _load_public_key(key: str | bytes) -> Ed25519PublicKey:
         try:
             raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
         except (ValueError, binascii.Error):
-            raise ValueError("telnyx: public_key must be the base64 (or hex) Ed25519 key from the portal") from None
+            raise ValueError(
+                "telnyx: public_key must be the base64 (or hex) Ed25519 key from the portal"
+            ) from None
     if len(raw) != 32:
         raise ValueError("telnyx: public_key must decode to 32 bytes (an Ed25519 public key)")
     return Ed25519PublicKey.from_public_bytes(bytes(raw))
@@ -164,7 +166,8 @@ class TelnyxProvider(Provider):
                 message_id=message_id,
                 status=STATUS_MAP.get(provider_status.lower(), model.UNKNOWN_STATUS),
                 provider_status=provider_status,
-                error_code=str(code) if isinstance(code, (str, int)) and code != "" else None,
+                error_code=str(code) if isinstance(code, (str, int)) and not isinstance(code, bool)
+                and code != "" else None,
                 error_message=_str(error.get("detail")) or _str(error.get("title")),
                 to=self._address(first_to["phone_number"], "to.phone_number")
                 if _str(first_to.get("phone_number")) else None,
@@ -178,7 +181,8 @@ class TelnyxProvider(Provider):
         recipient = self._address(first_to.get("phone_number"), "to.phone_number")
         text = payload.get("text") if isinstance(payload.get("text"), str) else ""
         media = []
-        for item in payload.get("media") or ():
+        items = payload.get("media")
+        for item in items if isinstance(items, list) else ():
             if isinstance(item, dict) and _str(item.get("url")):
                 media.append(Media(item["url"], _str(item.get("content_type"))))
         encoding, segments = text_info(text, _str(payload.get("encoding")), to_int(payload.get("parts")))
@@ -233,5 +237,6 @@ class TelnyxProvider(Provider):
         error = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
         message = _str(error.get("detail")) or _str(error.get("title")) or "request refused"
         code = error.get("code")
-        raise self._send_error(status, message, code=code if isinstance(code, (str, int)) else None,
-                               raw=answer)
+        if not isinstance(code, (str, int)) or isinstance(code, bool):
+            code = None
+        raise self._send_error(status, message, code=code, raw=answer)

@@ -90,7 +90,10 @@ def _stringify(value: Any) -> str:
         return ""
     if isinstance(value, (int, float)):
         return str(value)
-    return json.dumps(value, separators=(",", ":"))
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        reject(400, "vonage webhook: a JSON value is nested too deeply")
 
 
 def signature_base(params: Mapping[str, str]) -> str:
