@@ -156,9 +156,7 @@ class TwilioProvider(Provider):
             reject(403, "twilio webhook: missing X-Twilio-Signature header")
         if self.auth_token is None:
             raise LocalProtocolError("twilio: no auth_token configured to verify signatures")
-        # bodySHA256 only means "the body is signed by hash" for JSON bodies; on a form post it
-        # is just another query parameter of the signed URL.
-        declared_hash = first_values(request.query).get("bodySHA256") if request.is_json else None
+        declared_hash = first_values(request.query).get("bodySHA256")
         params: Sequence[tuple[str, str]] = ()
         if declared_hash is not None:
             if not equal(body_sha256(request.body), declared_hash.lower()):
