@@ -155,9 +155,14 @@ class EndpointListener(GatewayListener):
 
     def bind(self) -> defer.Deferred[None]:
         if self._bound is None:
-            endpoint = serverFromString(self.reactor, self.endpoint_description)
-            self._bound = defer.maybeDeferred(endpoint.listen, self.factory).addCallback(self._listening)
+            # maybeDeferred: a parse error (no inherited systemd socket, an unreadable key)
+            # becomes a failed bind, reported with the listener's name like a port in use.
+            self._bound = defer.maybeDeferred(self._listen).addCallback(self._listening)
         return self._bound
+
+    def _listen(self) -> defer.Deferred[Any]:
+        endpoint = serverFromString(self.reactor, self.endpoint_description)
+        return endpoint.listen(self.factory)  # type: ignore[no-any-return]
 
     def _listening(self, port: Any) -> None:
         self.port = port

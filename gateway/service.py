@@ -108,8 +108,11 @@ class GatewayService(MultiService):
         results = await defer.DeferredList(self._binding, consumeErrors=True).asFuture(self.loop)
         failed = [(listener, result) for listener, (ok, result) in zip(self.listeners, results) if not ok]
         for listener, failure in failed:
+            error = failure.getErrorMessage()
+            if failure.check(IndexError) and "systemd:" in getattr(listener, "endpoint_description", ""):
+                error = "no socket was passed by systemd (is the .socket unit enabled and LISTEN_FDS set?)"
             log.critical("Cannot listen on {name} ({endpoint}): {error}", name=listener.name,
-                         endpoint=getattr(listener, "endpoint_description", "-"), error=failure.getErrorMessage())
+                         endpoint=getattr(listener, "endpoint_description", "-"), error=error)
         if failed:
             self.fail(1)
             return

@@ -73,7 +73,7 @@ class Binder:
         if "$" not in node.value:
             return self._constructor.construct_object(node, deep=True)
         text = self._interpolate(node.value)
-        if node.style is None and node.tag != _STR_TAG:
+        if node.style is None:
             # A plain scalar: resolve the interpolated text the way YAML would have (so that
             # ``port: ${PORT}`` becomes an int).
             tag = self._constructor.resolve(yaml.ScalarNode, text, (True, False))
@@ -161,6 +161,8 @@ class Binder:
         if not isinstance(node, yaml.SequenceNode):
             raise InvalidValue("expected a list")
         items = [self.bind(item_type, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        if any(item is INVALID for item in items):
+            return INVALID  # type: ignore[no-any-return]
         return tuple(items)
 
     def _bind_mapping(self, value_type: Any, node: yaml.Node, path: str) -> Mapping[str, Any]:
@@ -177,6 +179,8 @@ class Binder:
                 self.problem(_join(path, key), "duplicate key", key_node)
                 continue
             result[key] = self.bind(value_type, value_node, _join(path, key))
+        if any(value is INVALID for value in result.values()):
+            return INVALID  # type: ignore[no-any-return]
         return types.MappingProxyType(result)
 
     def _key(self, key_node: yaml.Node, path: str) -> str | None:
@@ -230,7 +234,7 @@ class Binder:
         check = getattr(instance, "check", None)
         if callable(check):
             for field_name, message in check():
-                located = entries.get(field_name, (node, node))[1]
+                located = entries.get(field_name, (node, node))[0]
                 self.problem(_join(path, field_name) if field_name else path, message, located)
                 ok = False
         return instance if ok else INVALID

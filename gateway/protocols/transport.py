@@ -111,13 +111,22 @@ def tls_extension(transport: Any) -> dict[str, Any] | None:
     return info
 
 
-def _cipher_id(connection: Any) -> int | None:
-    try:
-        from OpenSSL._util import ffi as _ffi, lib as _lib
+_CIPHER_IDS: dict[str, int] | None = None
 
-        cipher = _lib.SSL_get_current_cipher(connection._ssl)
-        if cipher == _ffi.NULL:
-            return None
-        return int(_lib.SSL_CIPHER_get_id(cipher)) & 0xFFFF
-    except Exception:
+
+def _cipher_id(connection: Any) -> int | None:
+    """The IANA number of the negotiated cipher suite (pyOpenSSL only gives its name)."""
+    global _CIPHER_IDS
+    name = connection.get_cipher_name()
+    if name is None:
         return None
+    if _CIPHER_IDS is None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+        except ssl.SSLError:  # pragma: no cover
+            pass
+        _CIPHER_IDS = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
+    return _CIPHER_IDS.get(name)

@@ -375,8 +375,11 @@ class HTTPProtocol(Protocol):
         when = self.settings.reactor.seconds() + seconds
         self._deadline = when
         self._deadline_kind = kind
-        if self._timer is None:
+        timer = self._timer
+        if timer is None:
             self._timer = self.settings.reactor.callLater(seconds, self._timer_fired)
+        elif timer.getTime() > when:
+            timer.reset(seconds)
 
     def _timer_fired(self) -> None:
         self._timer = None

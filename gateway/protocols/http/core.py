@@ -157,6 +157,8 @@ class HTTPConnection:
         self._chunks: list[bytes] = []
         self._chunks_valid = True
         self._completed_in_chunk = False
+        # A request without keep-alive was completed: nothing after it is parsed.
+        self._after_last = False
         self.upgraded = False
         self.trailing_data = b""
         self.closed = False
@@ -180,6 +182,8 @@ class HTTPConnection:
         """
         if self.upgraded:
             self.trailing_data += data
+            return
+        if self._after_last:
             return
         if not data:
             if self._in_message:
@@ -205,6 +209,10 @@ class HTTPConnection:
         except httptools.HttpParserInvalidURLError:
             raise RemoteProtocolError("invalid request target", hint=400) from None
         except httptools.HttpParserError as exc:
+            if self._after_last:
+                # Bytes after a request that closes the connection (HTTP/1.0, or
+                # ``Connection: close``): that request is still served; the rest is ignored.
+                return
             raise RemoteProtocolError(f"malformed request: {_describe(exc)}", hint=400) from None
 
     def cancel_upgrade(self) -> None:
@@ -294,6 +302,8 @@ class HTTPConnection:
     def on_message_complete(self) -> None:
         self._in_message = False
         self._completed_in_chunk = True
+        if not self._parser.should_keep_alive():
+            self._after_last = True
         self._events.append(END_OF_MESSAGE)
 
     # -- sending -------------------------------------------------------------------------

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from zope.interface import implementer
+
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.protocols.http.accesslog import AccessLog
 from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings
@@ -11,8 +14,19 @@ from gateway.protocols.http.config import HttpListenerConfig
 from gateway.protocols.http.proxy import TrustedProxies
 
 
+@implementer(IProtocolNegotiationFactory)
 class HTTPFactory(TrackingFactory):
-    """Builds :class:`HTTPProtocol` connections sharing one :class:`HTTPSettings`."""
+    """Builds :class:`HTTPProtocol` connections sharing one :class:`HTTPSettings`.
+
+    On TLS listeners it advertises ``http/1.1`` over ALPN. Besides being right, this matters:
+    with no protocols of its own, Twisted's ALPN callback answers an offering client (curl,
+    every browser) with an empty selection, which OpenSSL 3.5+/4 rejects with an
+    ``internal_error`` alert.
+    """
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN protocols, most preferred first."""
+        return [b"http/1.1"]
 
     def __init__(self, settings: HTTPSettings, max_connections: int | None = None) -> None:
         super().__init__(max_connections)

@@ -1,0 +1,127 @@
+"""ASGI applications the integration tests run in a real daemon (``tests.apps:app``).
+
+The path picks the behaviour; see each branch. Lifespan behaviour is chosen by the
+``GATEWAY_TEST_LIFESPAN`` environment variable: ``ok`` (default), ``fail``, ``raise``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+STATS: dict[str, Any] = {"big_sent": 0, "uploads": []}
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan(scope, receive, send)
+    elif scope["type"] == "http":
+        await http(scope, receive, send)
+    elif scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    mode = os.environ.get("GATEWAY_TEST_LIFESPAN", "ok")
+    message = await receive()
+    if mode == "fail":
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable: test failure"})
+        return
+    if mode == "raise":
+        raise RuntimeError("lifespan exploded")
+    scope["state"]["booted"] = "yes"
+    await send({"type": "lifespan.startup.complete"})
+    message = await receive()
+    if message["type"] == "lifespan.shutdown":
+        marker = os.environ.get("GATEWAY_TEST_SHUTDOWN_MARKER")
+        if marker:
+            with open(marker, "w") as f:
+                f.write("shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def text(send: Any, body: bytes, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(scope["query_string"].decode()))
+
+
+async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    query = _query(scope)
+    if path == "/hello":
+        await text(send, b"Hello, world!")
+    elif path == "/scope":
+        shown = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string")}
+        shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
+        shown["query_string"] = scope["query_string"].decode("latin-1")
+        await text(send, json.dumps(shown, default=str).encode(), headers=[(b"content-type", b"application/json")])
+    elif path == "/echo":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/upload":
+        # Records when each body piece arrived, to show uploads stream.
+        arrivals = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            total += len(message["body"])
+            arrivals.append([time.monotonic(), total])
+            if not message["more_body"]:
+                break
+        await text(send, json.dumps({"total": total, "arrivals": arrivals}).encode())
+    elif path == "/slow":
+        await asyncio.sleep(float(query.get("s", "1")))
+        await text(send, b"slow done")
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for i in range(int(query.get("n", "3"))):
+            await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+            await asyncio.sleep(float(query.get("gap", "0")))
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/big":
+        # Sends `mb` MiB in 64 KiB pieces and records how far send() got (for slow clients).
+        STATS["big_sent"] = 0
+        piece = b"x" * 65536
+        count = int(float(query.get("mb", "64")) * 16)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % (count * len(piece)))]})
+        for _ in range(count):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            STATS["big_sent"] += len(piece)
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/stats":
+        await text(send, json.dumps({"big_sent": STATS["big_sent"]}).encode())
+    elif path == "/error":
+        raise RuntimeError("this application failed on purpose")
+    elif path == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"body"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")]})
+    elif path == "/file":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.pathsend", "path": query["path"]})
+    else:
+        await text(send, b"not found", status=404)
