@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError, load_config, load_config_text
 from gateway.protocols.http.config import HttpListenerConfig
+
+REPO = Path(__file__).resolve().parents[3]
 
 GOOD = """\
 application: gateway.demo:application
@@ -63,7 +66,7 @@ def test_good_file_loads_into_typed_immutable_objects() -> None:
 
 
 def test_bundled_example_config_is_valid() -> None:
-    config = load_config("conf/gateway.yaml", environ={})
+    config = load_config(REPO / "conf/gateway.yaml", environ={})
     assert [listener.name for listener in config.listeners][0] == "web"
 
 
@@ -213,3 +216,11 @@ def test_unreadable_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/gateway.yaml")
     assert str(info.value).startswith("/nonexistent/gateway.yaml: cannot read the configuration")
+
+
+def test_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated from the schema; regenerate it when this fails:
+    python -m gateway.config.reference > docs/configuration.md"""
+    from gateway.config.reference import render
+
+    assert (REPO / "docs/configuration.md").read_text() == render()
