@@ -174,6 +174,7 @@ def _encode_publish(packet: Publish, level: int) -> bytes:
 
 def _ack_encoder(first: int, allowed: frozenset[int], name: str) -> Callable[[Any, int], bytes]:
     def encode_ack(packet: PubAck | PubRec | PubRel | PubComp, level: int) -> bytes:
+        """Encode a PUBACK, PUBREC, PUBREL or PUBCOMP, in its shortest form (§3.4.2.1)."""
         packet_id = _packet_id(packet.packet_id)
         code = packet.reason_code
         properties = packet.properties

@@ -239,3 +239,38 @@ Packet = Union[
     Connect, ConnAck, Publish, PubAck, PubRec, PubRel, PubComp, Subscribe, SubAck,
     Unsubscribe, UnsubAck, PingReq, PingResp, Disconnect, Auth,
 ]
+
+
+# A fast constructor for the decoder's hot path. A frozen dataclass's generated __init__ sets
+# each field through object.__setattr__ (about 0.3 us each); the slots' own descriptors set
+# them in a fraction of that. Same result, same validation (none): for internal use only.
+_new_object = object.__new__
+_slots = vars(Publish)  # the slot member descriptors
+_set_topic = _slots["topic"].__set__
+_set_payload = _slots["payload"].__set__
+_set_qos = _slots["qos"].__set__
+_set_retain = _slots["retain"].__set__
+_set_dup = _slots["dup"].__set__
+_set_packet_id = _slots["packet_id"].__set__
+_set_properties = _slots["properties"].__set__
+
+
+def new_publish(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: Properties,
+) -> Publish:
+    """Build a :class:`Publish` like ``Publish(...)`` with all fields given, only faster."""
+    packet: Publish = _new_object(Publish)
+    _set_topic(packet, topic)
+    _set_payload(packet, payload)
+    _set_qos(packet, qos)
+    _set_retain(packet, retain)
+    _set_dup(packet, dup)
+    _set_packet_id(packet, packet_id)
+    _set_properties(packet, properties)
+    return packet

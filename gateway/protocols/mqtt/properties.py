@@ -61,7 +61,7 @@ class PropertyId(IntEnum):
     SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Properties:
     """The MQTT 5.0 properties of one packet (or of a Will message). All fields are optional.
 
@@ -101,6 +101,15 @@ class Properties:
     def __bool__(self) -> bool:
         """False when no property is set."""
         return self != EMPTY_PROPERTIES
+
+    def __repr__(self) -> str:
+        """Only the properties that are set, e.g. ``Properties(topic_alias=3)``."""
+        shown = (
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__slots__
+            if getattr(self, name) not in (None, ())
+        )
+        return f"Properties({', '.join(shown)})"
 
 
 #: The shared "no properties" value; decoders return this very object when a packet has none.

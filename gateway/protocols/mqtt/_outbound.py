@@ -1,0 +1,236 @@
+# -*- test-case-name: tests.unit.mqtt -*-
+"""Server-to-client flow state of one connection: packet identifier allocation, QoS 1/2
+exchanges, the client's Receive Maximum (send quota, §4.9), queueing, outbound topic aliases,
+the client's Maximum Packet Size, and re-sending on session resume (§4.4).
+
+Used by :class:`~gateway.protocols.mqtt.connection.MqttServerConnection`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from typing import Callable
+
+from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
+from gateway.protocols.mqtt.codec import MAX_PACKET_SIZE, encode
+from gateway.protocols.mqtt.events import (
+    OutboundMessage,
+    PubAckReceived,
+    PubCompReceived,
+    PublishStatus,
+    PubRecReceived,
+    ServerOptions,
+)
+from gateway.protocols.mqtt.packets import (
+    Packet,
+    PubAck,
+    PubComp,
+    PubRec,
+    PubRel,
+    Publish,
+    new_publish,
+)
+from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gateway.protocols.mqtt.reasons import ReasonCode
+
+__all__ = ["OutboundFlow"]
+
+
+def _protocol_error(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, hint=ReasonCode.PROTOCOL_ERROR)
+
+
+class OutboundFlow:
+    """The server-to-client half of a session.
+
+    Args:
+        options: the server options (queue and in-flight caps).
+        out: the connection's output list; encoded PUBLISH packets are appended to it.
+        write: writes any other packet (PUBREL) through the connection.
+    """
+
+    def __init__(
+        self, options: ServerOptions, out: list[bytes], write: Callable[[Packet], None]
+    ) -> None:
+        self._options = options
+        self._out = out
+        self._write = write
+        self.level = 4
+        #: The send quota: min(client's Receive Maximum, our max_outbound_inflight).
+        self.window = options.max_outbound_inflight
+        #: The client's Maximum Packet Size (5.0), else the protocol's maximum.
+        self.max_packet_size = MAX_PACKET_SIZE
+        #: The client's Topic Alias Maximum when outbound aliases are enabled, else 0.
+        self.alias_maximum = 0
+        self._aliases: dict[str, int] = {}
+        self._messages: dict[int, OutboundMessage] = {}  # every unacknowledged QoS 1/2 message
+        self._resend: dict[int, None] = {}  # ordered: resumed messages not re-sent yet
+        self._queue: deque[Publish] = deque()
+        self._inflight = 0  # messages sent on this connection and not completed
+        self._next_id = 1
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties
+    ) -> PublishStatus:
+        """Send, queue or drop one message (see ``MqttServerConnection.publish``)."""
+        if not qos:
+            packet = new_publish(topic, payload, 0, retain, False, None, properties)
+            return PublishStatus.SENT if self.transmit(packet) else PublishStatus.DROPPED
+        if self._queue or self._resend or self._inflight >= self.window:
+            limit = self._options.max_queued_messages
+            if limit is not None and len(self._queue) >= limit:
+                return PublishStatus.DROPPED
+            self._queue.append(Publish(topic, payload, qos, retain, False, None, properties))
+            return PublishStatus.QUEUED
+        packet_id = self._allocate_id()
+        packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
+        if not self.transmit(packet):
+            self._next_id = packet_id  # the identifier was never used: hand it out again
+            return PublishStatus.DROPPED
+        self._messages[packet_id] = OutboundMessage(packet)
+        self._inflight += 1
+        return PublishStatus.SENT
+
+    def transmit(self, packet: Publish) -> bool:
+        """Encode and queue a PUBLISH for this client; False if too large to send at all."""
+        new_alias = 0
+        if self.level == 4:
+            if packet.properties is not EMPTY_PROPERTIES:
+                packet = replace(packet, properties=EMPTY_PROPERTIES)  # 3.1.1 has none
+            data = encode(packet, 4)
+        else:
+            if self.alias_maximum:
+                packet, new_alias = self._alias(packet)
+            data = encode(packet, 5)
+        if len(data) > self.max_packet_size:
+            # [MQTT-3.1.2-25]: "discard it without sending it and then behave as if it had
+            # completed sending that Application Message".
+            return False
+        if new_alias:
+            self._aliases[packet.topic] = new_alias  # only once the client will learn it
+        self._out.append(data)
+        return True
+
+    def _alias(self, packet: Publish) -> tuple[Publish, int]:
+        alias = self._aliases.get(packet.topic)
+        if alias is not None:
+            props = replace(packet.properties, topic_alias=alias)
+            return replace(packet, topic="", properties=props), 0
+        if len(self._aliases) >= self.alias_maximum:
+            return packet, 0  # all aliases taken: send the full topic
+        alias = len(self._aliases) + 1
+        return replace(packet, properties=replace(packet.properties, topic_alias=alias)), alias
+
+    def _allocate_id(self) -> int:
+        packet_id = self._next_id
+        for _ in range(65535):
+            if packet_id not in self._messages:
+                self._next_id = packet_id % 65535 + 1
+                return packet_id
+            packet_id = packet_id % 65535 + 1
+        raise LocalProtocolError("all 65535 packet identifiers are in use")  # pragma: no cover
+
+    def pump(self) -> None:
+        """Send re-sends, then queued messages, while the send quota allows (§4.9)."""
+        while self._resend and self._inflight < self.window:
+            packet_id = next(iter(self._resend))
+            del self._resend[packet_id]
+            self._inflight += 1
+            # §4.4: re-sent with the original packet identifier and DUP set [MQTT-3.3.1-1].
+            if not self.transmit(replace(self._messages[packet_id].publish, dup=True)):
+                del self._messages[packet_id]
+                self._inflight -= 1
+        while self._queue and self._inflight < self.window:
+            packet = self._queue.popleft()
+            packet_id = self._allocate_id()
+            packet = replace(packet, packet_id=packet_id)
+            if self.transmit(packet):
+                self._messages[packet_id] = OutboundMessage(packet)
+                self._inflight += 1
+            else:
+                self._next_id = packet_id
+
+    # -- acknowledgements from the client -----------------------------------------------------
+
+    def _complete(self, packet_id: int) -> None:
+        del self._messages[packet_id]
+        if packet_id in self._resend:
+            del self._resend[packet_id]  # never re-sent on this connection: not in flight
+        else:
+            self._inflight -= 1
+
+    def on_puback(self, packet: PubAck) -> PubAckReceived | None:
+        """Complete a QoS 1 exchange; None for an unknown (stale) identifier."""
+        entry = self._messages.get(packet.packet_id)
+        if entry is None:
+            return None
+        if entry.publish.qos != 1:
+            raise _protocol_error("PUBACK for a QoS 2 message")
+        self._complete(packet.packet_id)
+        self.pump()
+        return PubAckReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+
+    def on_pubrec(self, packet: PubRec) -> PubRecReceived | None:
+        """Answer PUBREC with PUBREL (or end the exchange on a failure reason)."""
+        packet_id = packet.packet_id
+        entry = self._messages.get(packet_id)
+        if entry is None:
+            # §4.3.3: PUBREL "Packet Identifier not found" (5.0); plain PUBREL in 3.1.1.
+            reason = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0
+            self._write(PubRel(packet_id, reason))
+            return None
+        if entry.publish.qos != 2:
+            raise _protocol_error("PUBREC for a QoS 1 message")
+        if packet.reason_code >= 0x80:
+            # §4.3.3: a PUBREC with a failure reason ends the exchange; no PUBREL.
+            self._complete(packet_id)
+            self.pump()
+        else:
+            if packet_id in self._resend:  # resumed and answered before we re-sent it
+                del self._resend[packet_id]
+                self._inflight += 1
+            if not entry.released:
+                self._messages[packet_id] = OutboundMessage(entry.publish, True)
+            self._write(PubRel(packet_id))
+        return PubRecReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
+
+    def on_pubcomp(self, packet: PubComp) -> PubCompReceived | None:
+        """Complete a QoS 2 exchange; None for an unknown (stale) identifier."""
+        entry = self._messages.get(packet.packet_id)
+        if entry is None:
+            return None
+        if not entry.released:
+            raise _protocol_error("PUBCOMP before PUBREL")
+        self._complete(packet.packet_id)
+        self.pump()
+        return PubCompReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+
+    # -- session ------------------------------------------------------------------------------
+
+    def restore(
+        self, outbound: tuple[OutboundMessage, ...], queued: tuple[Publish, ...], next_id: int
+    ) -> None:
+        """Resume a session: PUBRELs go out now, PUBLISHes on the next :meth:`pump`."""
+        for message in outbound:
+            packet_id = message.publish.packet_id
+            if packet_id is None or message.publish.qos == 0:
+                raise LocalProtocolError("session messages need a QoS > 0 and a packet id")
+            self._messages[packet_id] = message
+            if message.released:
+                # §4.4: re-send PUBREL. §4.9 lets PUBREL go out whatever the quota; it still
+                # counts as in flight until PUBCOMP.
+                self._inflight += 1
+                self._write(PubRel(packet_id))
+            else:
+                self._resend[packet_id] = None
+        self._queue.extend(queued)
+        if not 1 <= next_id <= 65535:
+            raise LocalProtocolError(f"next packet id {next_id} is not in 1..65535")
+        self._next_id = next_id
+
+    def snapshot(self) -> tuple[tuple[OutboundMessage, ...], tuple[Publish, ...], int]:
+        """(unacknowledged messages, queued messages, next packet id) for the session state."""
+        return tuple(self._messages.values()), tuple(self._queue), self._next_id

@@ -1,0 +1,394 @@
+# -*- test-case-name: tests.unit.mqtt -*-
+"""The server side of one MQTT 3.1.1 / 5.0 connection, sans-IO.
+
+The contract (shared with the other protocol cores)::
+
+    conn = MqttServerConnection(ServerOptions(...))
+    conn.receive_data(data)          # bytes from the client; b"" when the connection ended
+    conn.events_received() -> list   # what the client did (see .events)
+    conn.accept() / reject() / ack_publish() / suback() / unsuback() / publish() / auth() /
+    disconnect()                     # the upper layer's decisions
+    conn.data_to_send() -> bytes     # for the transport
+    conn.next_deadline(now)          # when to call handle_timeout(now); time is passed in
+    conn.closed, conn.paused         # close the transport / stop reading
+
+**The adapter** keeps one flush point: after ``connectionMade``, every ``receive_data()``,
+every decision of the upper layer and every ``handle_timeout()``, it forwards
+``events_received()``, writes ``data_to_send()``, closes the transport once ``closed`` (after
+writing), pauses or resumes reading on ``paused``, and re-arms its single timer at
+``next_deadline(reactor.seconds())``. ``connectionLost`` is ``receive_data(b"")``.
+
+**Time** is never read. ``next_deadline(now)`` also stamps "now" on what happened since the
+previous call: its first call starts the connect timeout (``ServerOptions.connect_timeout``,
+until the CONNECT arrives), and packets received since the previous call reset the keep-alive
+clock (1.5 x the keep-alive, §3.1.2.10, capped in 5.0 by ``max_keep_alive`` through Server Keep
+Alive). When the timer fires, call ``handle_timeout(now)``: it closes the connection if the
+deadline really passed (5.0: DISCONNECT 0x8D).
+
+**Errors.** Peer errors are *reported*, never raised: the connection queues the CONNACK or
+DISCONNECT the protocol allows (5.0 reason code = the error's ``hint``; 3.1.1 only has CONNACK
+return codes 1 and 2 and otherwise just closes, §3.1.4, §4.8), moves to ``CLOSED`` and ends
+the events with :class:`ConnectionClosed` whose ``error`` is the
+:class:`~gateway.protocols.errors.RemoteProtocolError` (also kept in ``conn.error``). So no
+method raises because of what the client sent, including ``accept()``, which processes the
+packets the client pipelined behind its CONNECT. Misuse by the upper layer raises
+:class:`~gateway.protocols.errors.LocalProtocolError`; answers (acks, accept, ...) given after
+the connection closed are silently ignored, except ``publish()``, which raises so that a broker
+keeps the message for the session.
+
+**Acknowledge after handling.** A QoS 1/2 PUBLISH from the client is answered (PUBACK/PUBREC)
+only when the upper layer calls ``ack_publish()``, i.e. after the consumer handled it; if the
+consumer fails, do not ack (disconnect instead) and the client re-sends it when it reconnects.
+QoS 2 is delivered once: a re-sent PUBLISH with an identifier still in the exchange is not
+reported again (§4.3.3, method B). PINGRESP, PUBREL and PUBCOMP are sent by the connection.
+
+**Flow control.** Our Receive Maximum (``ServerOptions.receive_maximum``, advertised in 5.0)
+bounds the client's unacknowledged QoS 1/2 publishes (0x93 beyond it in 5.0); ``paused`` asks
+the adapter to stop reading while that many wait for ``ack_publish()`` (3.1.1's only
+back-pressure). The client's Receive Maximum bounds ours: ``publish()`` queues beyond it
+(``PublishStatus.QUEUED``) and sends as acknowledgements arrive.
+
+**Sessions.** The protocol state of a session (unacknowledged and queued outbound messages,
+inbound QoS 2 identifiers awaiting PUBREL, the next packet identifier) is a plain
+:class:`SessionState` snapshot from ``session_state()``, taken when the connection closed.
+A broker stores it with the subscriptions and hands it to the next connection's
+``accept(session_present=True, session=...)``, which re-sends (DUP set) and resumes (§4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
+from gateway.protocols.mqtt import _handshake as handshake
+from gateway.protocols.mqtt._receive import (
+    AWAITING_CONNECT, CLOSED, CONNECTED, CONNECTING, ReceivingCore, peer_error,
+)
+from gateway.protocols.mqtt.events import ConnectionState, Event, PublishStatus, SessionState
+from gateway.protocols.mqtt.packets import Auth, ConnAck, Disconnect, SubAck, UnsubAck
+from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
+from gateway.protocols.mqtt.reasons import CONNACK_CODES, SERVER_DISCONNECT_CODES, ReasonCode
+
+__all__ = ["MqttServerConnection"]
+
+
+class MqttServerConnection(ReceivingCore):
+    """The server side of one MQTT connection (3.1.1 or 5.0, chosen by the client's CONNECT).
+
+    Args:
+        options: limits and capabilities; defaults to ``ServerOptions()``.
+    """
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current :class:`ConnectionState`."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is over: write ``data_to_send()``, then close."""
+        return self._state is CLOSED
+
+    @property
+    def protocol_level(self) -> int | None:
+        """4 (3.1.1) or 5 (5.0) once the CONNECT arrived, else None."""
+        return self._level
+
+    @property
+    def keep_alive(self) -> int:
+        """The keep-alive in force, in seconds (after a 5.0 Server Keep Alive); 0 = none."""
+        return self._keep_alive
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the client; ``b""`` means the connection ended.
+
+        Then call ``events_received()`` and ``data_to_send()`` (PINGRESP, PUBREL, PUBCOMP and
+        error replies are produced here). Data after the connection closed is ignored.
+        """
+        if self._state is CLOSED:
+            return
+        if not data:
+            self._close(None, None, self._state is CONNECTED)
+            return
+        if self._buffer:
+            try:
+                self._buffer += data
+            except BufferError:  # pragma: no cover - a stale view pins the buffer
+                self._buffer = self._buffer + data
+            self._drain()
+            return
+        consumed = self._process(data)  # the fast path: no copy when nothing is buffered
+        if self._state is not CLOSED and consumed < len(data):
+            self._buffer = bytearray(data[consumed:])
+
+    def events_received(self) -> list[Event]:
+        """Return (and forget) the events produced since the last call, in order."""
+        events = self._events
+        self._events = []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the bytes to write to the transport."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()  # the same list object: the outbound flow appends to it
+        return data
+
+    def next_deadline(self, now: float) -> float | None:
+        """When ``handle_timeout()`` must run next (same clock as ``now``), or None.
+
+        ``now`` also timestamps what happened since the previous call: the first call starts
+        the connect timeout, and packets received since the last call reset the keep-alive.
+        So the adapter calls this at its flush point, after every ``receive_data()``.
+        """
+        self._observe(now)
+        return self._deadline()
+
+    def handle_timeout(self, now: float) -> None:
+        """Act on an expired deadline: the connect timeout, or 1.5x the keep-alive (§3.1.2.10).
+
+        Closes the connection if a deadline passed (5.0: DISCONNECT 0x8D Keep Alive timeout
+        first). Then call ``events_received()`` and ``data_to_send()``.
+        """
+        self._observe(now)
+        deadline = self._deadline()
+        if deadline is None or now < deadline:
+            return
+        if self._state is AWAITING_CONNECT:
+            self._close(None, RemoteProtocolError("no CONNECT before the connect timeout"), False)
+            return
+        if self._level == 5:
+            self._write(Disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT))
+        error = peer_error("nothing received for 1.5x keep-alive", ReasonCode.KEEP_ALIVE_TIMEOUT)
+        self._close(ReasonCode.KEEP_ALIVE_TIMEOUT, error, True)
+
+    # -- decisions of the upper layer -----------------------------------------------------------
+
+    def accept(
+        self,
+        *,
+        session_present: bool = False,
+        properties: Properties = EMPTY_PROPERTIES,
+        session: SessionState | None = None,
+    ) -> None:
+        """Accept the CONNECT: send CONNACK 0x00, resume ``session``, process pipelined data.
+
+        Args:
+            session_present: whether the server had a session for this client (must be False
+                for a clean start, [MQTT-3.2.2-2]).
+            properties: 5.0 CONNACK properties chosen by the upper layer (session expiry,
+                assigned client identifier - required when the client sent an empty one -,
+                server keep alive, authentication, reason string, user properties...). The
+                limits of :class:`ServerOptions` are added by the connection and may not be
+                set here. Ignored for 3.1.1.
+            session: a stored :class:`SessionState` to resume: unacknowledged messages are
+                re-sent with DUP set, PUBRELs re-sent, queued messages sent as the client's
+                Receive Maximum allows (§4.4).
+
+        Does nothing if the connection closed meanwhile (the events end with
+        :class:`ConnectionClosed`). Then call ``events_received()`` (the client may have
+        pipelined packets) and ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        self._require(CONNECTING, "accept")
+        connect = self._connect
+        if connect is None:  # pragma: no cover - always set in CONNECTING
+            raise LocalProtocolError("no CONNECT to accept")
+        if session is not None and not session_present:
+            raise LocalProtocolError("resuming a session requires session_present=True")
+        if session_present and connect.clean_start:
+            raise LocalProtocolError("a clean start cannot have a session present")
+        ack_properties = EMPTY_PROPERTIES
+        if self._level == 5:
+            ack_properties = handshake.connack_properties(self._options, connect, properties)
+        self._write(ConnAck(session_present, ReasonCode.SUCCESS, ack_properties))
+        self._state = CONNECTED
+        self._activity = True  # the keep-alive runs from now
+        if ack_properties.server_keep_alive is not None:
+            self._keep_alive = ack_properties.server_keep_alive
+        if session is not None:
+            self._inbound.restore(session.inbound_qos2)
+            self._outbound.restore(session.outbound, session.queued, session.next_packet_id)
+        self._outbound.pump()
+        self._drain()
+
+    def reject(self, reason_code: int, properties: Properties = EMPTY_PROPERTIES) -> None:
+        """Refuse the CONNECT with a CONNACK reason >= 0x80, then close.
+
+        For 3.1.1 the reason is translated to a return code (:func:`to_connect_return_code`)
+        and ``properties`` are ignored. Does nothing once closed. Then call
+        ``events_received()`` and ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        self._require(CONNECTING, "reject")
+        if reason_code < 0x80 or reason_code not in CONNACK_CODES:
+            raise LocalProtocolError(f"0x{reason_code:02X} is not a CONNACK failure reason")
+        self._refuse(reason_code, self._level, properties)
+        self._close(reason_code, None, False)
+
+    def auth(self, reason_code: int, properties: Properties = EMPTY_PROPERTIES) -> None:
+        """Send AUTH (5.0 enhanced authentication, §4.12).
+
+        ``reason_code`` is 0x18 Continue authentication (while connecting or
+        re-authenticating) or 0x00 Success (ending a re-authentication). The Authentication
+        Method of the CONNECT is filled in when ``properties`` has none. To end the initial
+        authentication, call ``accept()`` (with authentication data in its properties) or
+        ``reject()``. Does nothing once closed. Then call ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        if self._level != 5 or self._auth_method is None:
+            raise LocalProtocolError("AUTH needs a 5.0 CONNECT with an authentication method")
+        allowed = [ReasonCode.CONTINUE_AUTHENTICATION]
+        if self._state is CONNECTED:
+            allowed.append(ReasonCode.SUCCESS)
+        if reason_code not in allowed:
+            raise LocalProtocolError(f"AUTH reason 0x{reason_code:02X} is not allowed now")
+        if properties.authentication_method is None:
+            properties = replace(properties, authentication_method=self._auth_method)
+        self._write(Auth(reason_code, properties))
+
+    def ack_publish(
+        self,
+        packet_id: int,
+        reason_code: int = ReasonCode.SUCCESS,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Acknowledge a client's QoS 1/2 PUBLISH once it has been handled.
+
+        Sends PUBACK (QoS 1) or PUBREC (QoS 2; the PUBREL/PUBCOMP that follow are handled by
+        the connection). A 5.0 reason >= 0x80 (e.g. 0x87 Not authorized) tells the client the
+        message was refused and ends the exchange; 3.1.1 acks carry no reason, so there the
+        message simply counts as handled. Does nothing once the connection is closed (the
+        client re-sends unacknowledged messages when it reconnects). Then call
+        ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        self._require(CONNECTED, "ack_publish")
+        inbound = self._inbound
+        answer = inbound.ack(packet_id, reason_code, properties)
+        if isinstance(answer, bytes):
+            self._out.append(answer)
+        else:
+            self._write(answer)
+        inbound.acked(packet_id, reason_code)
+        if inbound.awaiting_app + 1 == self._options.receive_maximum:
+            self._activity = True  # reading resumes (see `paused`): restart the keep-alive
+
+    def suback(
+        self,
+        packet_id: int,
+        reason_codes: tuple[int, ...] | list[int],
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Answer a SUBSCRIBE with one reason code per subscription, in order.
+
+        Granted QoS 0/1/2 or a failure (>= 0x80, e.g. 0x87 Not authorized). For 3.1.1 every
+        failure becomes 0x80 and ``properties`` are ignored. Does nothing once closed. Then
+        call ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        self._require(CONNECTED, "suback")
+        count = self._inbound.subscribe_count(packet_id)
+        codes = tuple(reason_codes)
+        if len(codes) != count:
+            raise LocalProtocolError(f"SUBACK needs {count} reason codes, got {len(codes)}")
+        if self._level == 4:
+            codes = tuple(code if code < 0x80 else ReasonCode.UNSPECIFIED_ERROR for code in codes)
+            properties = EMPTY_PROPERTIES
+        self._write(SubAck(packet_id, codes, properties))
+        self._inbound.answered(packet_id)
+
+    def unsuback(
+        self,
+        packet_id: int,
+        reason_codes: tuple[int, ...] | list[int] | None = None,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Answer an UNSUBSCRIBE; 5.0 reason codes (one per filter) default to 0x00 Success.
+
+        3.1.1 UNSUBACKs carry no reason codes or properties (they are ignored). Does nothing
+        once closed. Then call ``data_to_send()``.
+        """
+        if self._state is CLOSED:
+            return
+        self._require(CONNECTED, "unsuback")
+        count = self._inbound.subscribe_count(packet_id, unsubscribe=True)
+        if self._level == 4:
+            self._write(UnsubAck(packet_id))
+        else:
+            codes = tuple(reason_codes) if reason_codes is not None else (0,) * count
+            if len(codes) != count:
+                raise LocalProtocolError(f"UNSUBACK needs {count} reason codes")
+            self._write(UnsubAck(packet_id, codes, properties))
+        self._inbound.answered(packet_id, unsubscribe=True)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> PublishStatus:
+        """Deliver an application message to the client; return what became of it.
+
+        QoS 1/2 messages get a packet identifier and stay in the session until acknowledged;
+        beyond the client's Receive Maximum they are queued (§4.9). Messages larger than the
+        client's Maximum Packet Size are dropped. Properties are dropped for 3.1.1 clients;
+        the Topic Alias is managed by the connection (``outbound_topic_aliases``). Then call
+        ``data_to_send()``.
+
+        Raises:
+            LocalProtocolError: not connected (before ``accept()`` or after the close), or
+                invalid arguments. A broker then keeps the message for the session.
+        """
+        if self._state is not CONNECTED:
+            raise LocalProtocolError(f"publish() in state {self._state.name}")
+        if qos not in (0, 1, 2):
+            raise LocalProtocolError(f"QoS {qos!r} is not 0, 1 or 2")
+        if properties.topic_alias is not None:
+            raise LocalProtocolError("topic aliases are managed by the connection")
+        return self._outbound.publish(topic, payload, qos, retain, properties)
+
+    def disconnect(
+        self,
+        reason_code: int = ReasonCode.NORMAL_DISCONNECTION,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Close the connection from the server side (shutdown, takeover, policy...).
+
+        Connected 5.0 clients get DISCONNECT with ``reason_code``; 3.1.1 clients just see the
+        connection close (3.1.1 has no server DISCONNECT). While connecting this is
+        ``reject()``, with ``reason_code`` if it is a CONNACK failure code, else 0x80. Does
+        nothing once closed. Then call ``events_received()`` and ``data_to_send()``.
+        """
+        state = self._state
+        if state is CLOSED:
+            return
+        if state is AWAITING_CONNECT:
+            self._close(reason_code, None, False)
+        elif state is CONNECTING:
+            connack_failure = reason_code >= 0x80 and reason_code in CONNACK_CODES
+            self.reject(reason_code if connack_failure else 0x80, properties)
+        else:
+            if self._level == 5:
+                if reason_code not in SERVER_DISCONNECT_CODES:
+                    raise LocalProtocolError(f"0x{reason_code:02X} is not a DISCONNECT reason")
+                self._write(Disconnect(reason_code, properties))
+            self._close(reason_code, None, True)
+
+    def session_state(self) -> SessionState:
+        """A snapshot of the session's protocol state (see :class:`SessionState`)."""
+        outbound, queued, next_id = self._outbound.snapshot()
+        return SessionState(outbound, queued, self._inbound.released(), next_id)
