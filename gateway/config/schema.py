@@ -183,9 +183,6 @@ class GatewayConfig:
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "Logging."})
 
-    #: The file this configuration was read from (not a YAML key).
-    source: ClassVar[str | None] = None
-
     def check(self) -> Iterable[tuple[str, str]]:
         seen: set[str] = set()
         for listener in self.listeners:

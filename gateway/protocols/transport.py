@@ -44,6 +44,25 @@ def write_through(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
+_DEFAULT_BUFFER = 64 * 1024
+
+
+def set_write_high_water(transport: Any, size: int) -> None:
+    """Make the transport pause its producer when more than ``size`` bytes are buffered.
+
+    Twisted's file descriptors pause a registered streaming producer above ``bufferSize``
+    (64 KiB by default; the same number is also their read size). Behind TLS the setting goes
+    to the TCP connection underneath.
+    """
+    if size == _DEFAULT_BUFFER:
+        return
+    target = transport
+    while target is not None and not hasattr(target, "bufferSize"):
+        target = getattr(target, "transport", None)
+    if target is not None:
+        target.bufferSize = size
+
+
 def address_tuple(address: Any) -> tuple[str, int] | None:
     """``(host, port)`` for an IPv4/IPv6 address, ``None`` for anything else (UNIX sockets)."""
     host = getattr(address, "host", None)

@@ -256,3 +256,24 @@ def test_many_concurrent_connections(web: Daemon) -> None:
         with concurrent.futures.ThreadPoolExecutor(20) as pool:
             statuses = list(pool.map(lambda _: client.get(web.url() + "/hello").status_code, range(200)))
     assert statuses == [200] * 200
+
+
+def test_max_connections_makes_new_clients_wait(tmp_path: Path) -> None:
+    config = http_config(listener_extra="limits: {max_connections: 2}")
+    with Daemon(tmp_path, config) as daemon:
+        first = socket.create_connection(("127.0.0.1", daemon.port()))
+        second = socket.create_connection(("127.0.0.1", daemon.port()))
+        for sock in (first, second):
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock)[1] == b"Hello, world!"
+        # A third client connects (the kernel queues it) but is not served yet.
+        third = socket.create_connection(("127.0.0.1", daemon.port()))
+        third.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        third.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            third.recv(100)
+        first.close()
+        third.settimeout(10)
+        assert read_response(third)[1] == b"Hello, world!"
+        second.close()
+        third.close()

@@ -27,7 +27,14 @@ from gateway.protocols.http.asgi import http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.cycle import HTTPCycle
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.transport import (
+    address_tuple,
+    is_tls,
+    server_tuple,
+    set_write_high_water,
+    tls_extension,
+    write_through,
+)
 
 log = Logger(namespace="gateway.http")
 
@@ -116,6 +123,7 @@ class HTTPProtocol(Protocol):
         if is_tls(transport):
             self.scheme = "https"
         transport.registerProducer(self, True)
+        set_write_high_water(transport, self.settings.write_high_water)
         self._set_deadline(self.settings.header_timeout, _HEAD)
         factory = self.factory
         if factory is not None:

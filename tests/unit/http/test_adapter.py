@@ -357,3 +357,56 @@ def test_head_request(make: Any) -> None:
     h.send(b"HEAD / HTTP/1.1\r\n\r\n")
     out = h.output()
     assert b"content-length: 5\r\n" in out and out.endswith(b"\r\n\r\n") and b"hello" not in out
+
+
+def test_asgi2_double_callable_application(make: Any) -> None:
+    from gateway.asgi.app import load_application
+
+    class Asgi2:
+        def __init__(self, scope: Any) -> None:
+            self.scope = scope
+
+        async def __call__(self, receive: Any, send: Any) -> None:
+            await hello(self.scope, receive, send)
+
+    import sys
+    import types
+
+    module = types.ModuleType("asgi2_probe")
+    module.app = Asgi2  # type: ignore[attr-defined]
+    sys.modules["asgi2_probe"] = module
+    try:
+        h = make(load_application("asgi2_probe:app"))
+        h.send(GET)
+        assert responses(h.output())[0][2] == b"hello"
+    finally:
+        del sys.modules["asgi2_probe"]
+
+
+def test_write_high_water_reaches_the_tcp_transport_under_tls() -> None:
+    from types import SimpleNamespace
+
+    from gateway.protocols.transport import set_write_high_water
+
+    tcp = SimpleNamespace(bufferSize=65536)
+    tls = SimpleNamespace(transport=tcp)
+    set_write_high_water(tls, 4096)
+    assert tcp.bufferSize == 4096
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=100)
+@given(st.lists(st.binary(max_size=300), max_size=6))
+def test_arbitrary_bytes_never_escape_the_adapter(chunks: list[bytes]) -> None:
+    """Whatever a client sends, dataReceived answers or closes; it never raises."""
+    h = Harness(hello)
+    try:
+        for chunk in chunks:
+            h.protocol.dataReceived(chunk)
+        h.run(3)
+        out = h.output()
+        assert out == b"" or out.startswith(b"HTTP/1.1 ")
+    finally:
+        h.close()
