@@ -93,7 +93,7 @@ class AsyncConsumer:
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = self._make_base_send(send)
+        self.base_send = self._prepare(send)
         sources: list[Callable[[], Awaitable[Message]]] = [receive]
         if self.channel_layer is not None:
             sources.append(self.channel_receive)
@@ -108,7 +108,8 @@ class AsyncConsumer:
         """Cleanup after the last handler, however the instance ended (generic consumers leave
         their ``groups`` here if no disconnect handler did)."""
 
-    def _make_base_send(self, send: Send) -> Any:
+    def _prepare(self, send: Send) -> Any:
+        """Per-instance setup before dispatching; returns what ``base_send`` should be."""
         return send
 
     async def _dispatch_async(self, message: Message) -> None:
@@ -156,7 +157,7 @@ class SyncConsumer(AsyncConsumer):
 
     _sync: ClassVar[bool] = True
 
-    def _make_base_send(self, send: Send) -> Any:
+    def _prepare(self, send: Send) -> Any:
         self._lane = SerialExecutor()
         self._run_dispatch = sync_to_async(self.dispatch, thread_sensitive=False, executor=self._lane)
         return async_to_sync(send)

@@ -81,6 +81,7 @@ def _snapshot(message: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 _Entry = tuple[float, dict[str, Any], int]
+_Future = asyncio.Future
 
 
 class _Channel:
@@ -290,7 +291,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 future = None
             else:
                 loop = asyncio.get_running_loop()
-                future = loop.create_future()
+                future = _Future(loop=loop)
                 state.waiters.append(future)
         if future is not None:
             try:
@@ -306,12 +307,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if picked is not None:
                     self._give_back(channel, picked, loop)
                 raise
-        _, message, mode = entry
-        if mode == _OWNED:
-            return message
+        mode = entry[2]
         if mode == _SHARED_FLAT:
-            return dict(message)
-        return copy.deepcopy(message)
+            return dict(entry[1])
+        if mode == _OWNED:
+            return entry[1]
+        return copy.deepcopy(entry[1])
 
     async def new_channel(self, prefix: str = "specific") -> str:
         """Return a new unique process-specific name, ``<prefix>.<layer id>!<unique>``."""

@@ -107,14 +107,19 @@ class Worker:
             raise RuntimeError(f"worker application for {channel!r} cannot send ASGI messages")
 
         task = asyncio.ensure_future(self.application(scope, queue.get, send))
-        task.add_done_callback(lambda t, c=channel: self._instance_done(c, t))
+        task.add_done_callback(lambda t, c=channel, q=queue: self._instance_done(c, t, q))
         self._instances[channel] = (task, queue)
         return queue
 
-    @staticmethod
-    def _instance_done(channel: str, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
+    def _instance_done(self, channel: str, task: asyncio.Task[Any], queue: asyncio.Queue[Any]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
             logger.error("worker application for channel %r failed", channel, exc_info=task.exception())
+        if not queue.empty():  # messages it never took go to a fresh instance, in order
+            fresh = self._instance_queue(channel)
+            while not queue.empty():
+                fresh.put_nowait(queue.get_nowait())
 
     async def listener(self, channel: str) -> None:
         """Receive from one channel forever, feeding its instance."""

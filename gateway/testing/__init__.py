@@ -1,0 +1,19 @@
+"""Test tools for applications: communicators that drive a consumer without a server.
+
+Channels-compatible names: ``ApplicationCommunicator``, ``HttpCommunicator``,
+``WebsocketCommunicator``. Protocol issues add theirs on :class:`ProtocolCommunicator`.
+"""
+
+from __future__ import annotations
+
+from gateway.testing.application import ApplicationCommunicator, ProtocolCommunicator, UnexpectedMessage
+from gateway.testing.http import HttpCommunicator
+from gateway.testing.websocket import WebsocketCommunicator
+
+__all__ = [
+    "ApplicationCommunicator",
+    "HttpCommunicator",
+    "ProtocolCommunicator",
+    "UnexpectedMessage",
+    "WebsocketCommunicator",
+]

@@ -1,0 +1,72 @@
+"""``ApplicationCommunicator``: drive one ASGI application instance from a test.
+
+It is asgiref's communicator (``send_input``, ``receive_output(timeout=1)``,
+``receive_nothing(timeout=0.1, interval=0.01)``, ``wait(timeout=1)``) plus helpers shared by the
+protocol communicators. :class:`ProtocolCommunicator` is the base for one per protocol: it
+builds the scope from keyword arguments and offers :meth:`~ProtocolCommunicator.expect`, so an
+MQTT, email or SMS communicator is a scope builder plus a few shortcut methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from asgiref.testing import ApplicationCommunicator as _AsgirefCommunicator
+
+__all__ = ["ApplicationCommunicator", "ProtocolCommunicator", "UnexpectedMessage"]
+
+
+class UnexpectedMessage(AssertionError):
+    """The application sent something other than what the test expected.
+
+    A subclass of ``AssertionError`` so test runners report it as a failed expectation.
+    """
+
+
+class ApplicationCommunicator(_AsgirefCommunicator):
+    """Runs an ASGI application with a scope; feed it input and read its output.
+
+    Args:
+        application: the ASGI application (e.g. ``Consumer.as_asgi()`` or a router).
+        scope: the connection scope.
+    """
+
+    _future: Any = None  # so __del__ works even if a subclass constructor raised early
+
+    async def expect(self, types: str | Iterable[str], timeout: float = 1) -> dict[str, Any]:
+        """Receive the next output message and check its ``type``.
+
+        Raises:
+            UnexpectedMessage: the message has another type.
+            TimeoutError: nothing arrived within ``timeout`` (the app is then cancelled).
+        """
+        wanted = (types,) if isinstance(types, str) else tuple(types)
+        message = await self.receive_output(timeout)
+        if message.get("type") not in wanted:
+            raise UnexpectedMessage(
+                f"expected a message of type {' or '.join(map(repr, wanted))}, got {message!r}"
+            )
+        return message
+
+
+class ProtocolCommunicator(ApplicationCommunicator):
+    """Base class of protocol communicators: a scope built from defaults plus keyword arguments.
+
+    Subclasses set :attr:`scope_type` and override :meth:`build_scope`; ``scope_overrides`` lets a
+    test add or replace any key (``client``, ``state``, ...).
+    """
+
+    scope_type: ClassVar[str] = ""
+
+    def __init__(self, application: Any, *, scope_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        scope = self.build_scope(**kwargs)
+        if scope_overrides:
+            scope.update(scope_overrides)
+        super().__init__(application, scope)
+
+    def build_scope(self, **kwargs: Any) -> dict[str, Any]:
+        """The scope for this protocol; the base gives ``type`` and ``asgi`` plus ``kwargs``."""
+        scope: dict[str, Any] = {"type": self.scope_type, "asgi": {"version": "3.0"}}
+        scope.update(kwargs)
+        return scope
