@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``run``, ``check-config``, ``version``.
+"""The ``gateway`` command: ``run``, ``check-config``, ``worker``, ``send``, ``version``.
 
 Exit statuses: 0 success; 1 the daemon could not start (a port in use, lifespan startup
 failed); 2 the command line or the configuration is invalid.
@@ -7,9 +7,11 @@ failed); 2 the command line or the configuration is invalid.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from gateway import __version__
 
@@ -22,6 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE")
     check.add_argument("--no-import", action="store_true", help="do not import the applications")
+    worker = commands.add_parser("worker", help="run background workers for channels (ChannelNameRouter)")
+    worker.add_argument("-c", "--config", required=True, metavar="FILE", help="configuration file (YAML)")
+    worker.add_argument("--layer", default="default", metavar="ALIAS", help="channel layer alias (default: default)")
+    worker.add_argument("channels", nargs="+", metavar="CHANNEL")
+    send = commands.add_parser("send", help="send a message to a channel or a group through the configured layer")
+    send.add_argument("-c", "--config", required=True, metavar="FILE", help="configuration file (YAML)")
+    send.add_argument("--layer", default="default", metavar="ALIAS", help="channel layer alias (default: default)")
+    target = send.add_mutually_exclusive_group(required=True)
+    target.add_argument("--group", metavar="NAME")
+    target.add_argument("--channel", metavar="NAME")
+    send.add_argument("message", metavar="JSON", help='the message, e.g. \'{"type": "chat.message", "text": "hi"}\'')
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -82,6 +95,91 @@ def run(path: str) -> int:
     return service.exit_code
 
 
+def _run_with_layers(path: str, work: Callable[[Any], Awaitable[None]]) -> int:
+    """Run ``work(config)`` on the reactor with the configured layers, then stop (worker/send)."""
+    config = _load(path)
+    if config is None:
+        return 2
+    from gateway.reactor import ReactorError, install_reactor
+
+    try:
+        reactor = install_reactor(config.loop)
+    except ReactorError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    from gateway.logs import start_logging
+
+    start_logging(config.logging.level, config.logging.format, config.logging.output)
+    from gateway.exceptions import InvalidChannelLayerError
+    from gateway.layers import configure_layers
+
+    try:
+        registry = configure_layers(config.layers_mapping())
+    except InvalidChannelLayerError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    status = {"code": 0}
+
+    async def main() -> None:
+        try:
+            await work(config)
+        except asyncio.CancelledError:
+            pass
+        except (ValueError, LookupError) as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            status["code"] = 1
+        finally:
+            await registry.close_all()
+            if reactor.running:
+                reactor.stop()
+
+    import asyncio
+
+    from twisted.internet import defer
+
+    def start() -> None:
+        task = asyncio.ensure_future(main())
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: task.cancel() if not task.done() else None)
+        defer.Deferred.fromFuture(task)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return status["code"]
+
+
+def worker(path: str, channels: list[str], alias: str) -> int:
+    """``gateway worker -c FILE CHANNEL...``: feed messages on these channels to the application."""
+
+    async def work(config: Any) -> None:
+        from gateway.asgi.app import load_application
+        from gateway.layers.worker import run_worker
+
+        if not config.application:
+            raise ValueError("the configuration has no top-level application for the worker")
+        await run_worker(load_application(config.application), channels, alias=alias)
+
+    return _run_with_layers(path, work)
+
+
+def send(path: str, alias: str, group: str | None, channel: str | None, text: str) -> int:
+    """``gateway send -c FILE --group NAME JSON``: one message through the configured layer."""
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"gateway: the message is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(message, dict) or "type" not in message:
+        print('gateway: the message must be a JSON object with a "type", like {"type": "chat.message"}', file=sys.stderr)
+        return 2
+
+    async def work(config: Any) -> None:
+        from gateway.layers.worker import send_message
+
+        await send_message(message, channel=channel, group=group, alias=alias)
+
+    return _run_with_layers(path, work)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script and ``python -m gateway``."""
     parser = _parser()
@@ -90,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args.config)
     if args.command == "check-config":
         return check_config(args.config, not args.no_import)
+    if args.command == "worker":
+        return worker(args.config, args.channels, args.layer)
+    if args.command == "send":
+        return send(args.config, args.layer, args.group, args.channel, args.message)
     if args.command == "version":
         print(f"gateway {__version__}")
         return 0

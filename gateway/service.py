@@ -60,7 +60,12 @@ class GatewayService(MultiService):
         self.apps: dict[str, ASGIApp] = {}
         self.lifespans: dict[str, Lifespan] = {}
         self.listeners: list[GatewayListener] = []
-        self.layers: Any = None
+        from gateway.consumers import configure_sync_threads
+        from gateway.layers import configure_layers
+
+        configure_sync_threads(config.threads)
+        #: The channel layers by alias (the process-wide registry consumers use).
+        self.layers = configure_layers(config.layers_mapping())
         for listener_config in config.listeners:
             reference = config.application_for(listener_config)
             app, lifespan = self._application(reference)
@@ -162,6 +167,10 @@ class GatewayService(MultiService):
         if self.ready:
             for lifespan in self.lifespans.values():
                 await lifespan.shutdown()
+        try:
+            await self.layers.close_all()
+        except Exception as exc:  # a layer that cannot close cleanly must not block the stop
+            log.error("Closing the channel layers failed: {error}", error=exc)
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped")
 

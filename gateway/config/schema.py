@@ -7,6 +7,7 @@ a listener's ``protocol`` key chooses its class.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -87,7 +88,6 @@ class LayerConfig:
     discriminator: ClassVar[str] = "backend"
 
     backend: str = field(metadata={"doc": "Layer implementation: memory (one process) or redis (many processes)."})
-    prefix: str = field(default="asgi", metadata={"doc": "Prefix of channel and group names in the backend."})
     capacity: int = field(default=100, metadata={"doc": "Messages a channel holds before send() raises ChannelFull.", "check": positive})
     channel_capacity: Mapping[str, int] = field(
         default_factory=lambda: MappingProxyType({}),
@@ -101,6 +101,20 @@ class LayerConfig:
         """The layer classes by backend name."""
         return {"memory": MemoryLayerConfig, "redis": RedisLayerConfig}
 
+    def layer_options(self) -> dict[str, Any]:
+        """The mapping :func:`gateway.layers.configure_layers` takes for this alias."""
+        options: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            options[item.name] = value
+        extra = options.pop("options", None) or {}
+        options.update(extra)
+        return options
+
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryLayerConfig(LayerConfig):
@@ -111,6 +125,7 @@ class MemoryLayerConfig(LayerConfig):
 class RedisLayerConfig(LayerConfig):
     """The Redis layer: shares channels and groups between processes and machines."""
 
+    prefix: str = field(default="asgi", metadata={"doc": "Prefix of channel and group keys in Redis (channels_redis' default)."})
     hosts: tuple[str, ...] = field(
         default=("redis://127.0.0.1:6379/0",),
         metadata={"doc": "Redis URLs (redis://, rediss://, unix://); several hosts shard channels and groups."},
@@ -182,6 +197,15 @@ class GatewayConfig:
         metadata={"doc": "Channel layers by alias; 'default' is the one consumers use. Default: an in-memory layer."},
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "Logging."})
+
+    def layers_mapping(self) -> dict[str, dict[str, Any]]:
+        """The ``layers`` section for :func:`gateway.layers.configure_layers`.
+
+        With no ``layers`` section, alias ``default`` is an in-memory layer.
+        """
+        if not self.layers:
+            return {"default": {"backend": "memory"}}
+        return {alias: layer.layer_options() for alias, layer in self.layers.items()}
 
     def check(self) -> Iterable[tuple[str, str]]:
         seen: set[str] = set()

@@ -9,7 +9,7 @@ protocol adds one line here, a config dataclass (a subclass of
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -24,10 +24,28 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+class _LazyClasses(Mapping[str, Any]):
+    """Protocol name -> config class, importing a protocol's module only when it is used."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            self._loaded[name] = _resolve(LISTENER_PROTOCOLS[name][0])
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(LISTENER_PROTOCOLS)
+
+    def __len__(self) -> int:
+        return len(LISTENER_PROTOCOLS)
+
+
 @cache
 def listener_config_classes() -> Mapping[str, Any]:
-    """The listener configuration classes by protocol name."""
-    return {name: _resolve(config) for name, (config, _builder) in LISTENER_PROTOCOLS.items()}
+    """The listener configuration classes by protocol name (imported when first used)."""
+    return _LazyClasses()
 
 
 def listener_builder(protocol: str) -> Any:
