@@ -270,7 +270,7 @@ class HTTPProtocol(Protocol):
                 if tls is not None:
                     extensions["tls"] = tls
             self._extensions = extensions
-        return {name: value for name, value in extensions.items()}
+        return extensions.copy()
 
     # -- called by the cycle -------------------------------------------------------------
 
@@ -365,6 +365,39 @@ class HTTPProtocol(Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    # -- the WebSocket hand-off (called by the upgrade hook) -------------------------------
+
+    def hand_over(self, protocol: Any) -> tuple[Any, Any]:
+        """Give this connection to ``protocol`` (a WebSocket upgrade); returns ``(transport, factory)``.
+
+        From now on the transport delivers to ``protocol`` (on TLS the TLS wrapper's
+        ``wrappedProtocol`` is swapped), its producer registration is free for ``protocol`` to
+        take, and ``protocol`` takes this connection's place among the factory's tracked
+        connections (it calls ``factory.connection_closed`` when it ends). The caller then calls
+        ``protocol.makeConnection(transport)`` and feeds it ``request.raw_head`` and
+        ``self.conn.trailing_data``.
+        """
+        transport = self.transport
+        self._closing = True
+        self._deadline = None
+        transport.unregisterProducer()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resumeProducing()
+        if hasattr(transport, "wrappedProtocol"):
+            transport.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        factory = self.factory
+        if factory is not None:
+            factory.connections.discard(self)
+            factory.connections.add(protocol)
+        return transport, factory
+
+    def refuse_upgrade(self, status: int, message: str) -> None:
+        """Answer an upgrade request with an error response and close (a WebSocket refused)."""
+        self._write_error_and_close(status, message)
 
     # -- reading flow control, timers, closing ---------------------------------------------
 
