@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer, await_many_dispatch, get_handler_name
 from gateway.consumers.http import AsyncHttpConsumer
+from gateway.consumers.sms import AsyncSmsConsumer, SmsConsumer
 from gateway.consumers.threads import SerialExecutor, configure_sync_threads, get_sync_executor, sync_threads
 from gateway.consumers.websocket import (
     AsyncJsonWebsocketConsumer,
@@ -21,10 +22,12 @@ __all__ = [
     "AsyncConsumer",
     "AsyncHttpConsumer",
     "AsyncJsonWebsocketConsumer",
+    "AsyncSmsConsumer",
     "AsyncWebsocketConsumer",
     "DenyConnection",
     "JsonWebsocketConsumer",
     "SerialExecutor",
+    "SmsConsumer",
     "StopConsumer",
     "SyncConsumer",
     "WebsocketConsumer",
