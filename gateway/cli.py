@@ -83,7 +83,7 @@ def run(path: str) -> int:
     from gateway.service import GatewayService
 
     try:
-        service = GatewayService(config, reactor=reactor)
+        service = GatewayService(config, reactor=reactor, config_path=path)
     except Exception as exc:
         print(f"gateway: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

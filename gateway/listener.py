@@ -116,8 +116,23 @@ class GatewayListener(Service):
     :meth:`drain`. Listeners without a socket (an IMAP reader) override what they need.
     """
 
+    #: The configuration this listener was built from (set by the daemon).
+    config: Any = None
+
     def __init__(self, name: str) -> None:
         self.setName(name)
+
+    def reconfigure(self, config: Any, context: ListenerContext) -> bool:
+        """Apply a changed configuration in place (on reload); return False if it cannot be.
+
+        A listener that returns False is replaced: the old one stops listening while its open
+        connections carry on with the old settings, and a new one is bound.
+        """
+        return False
+
+    def stop_listening(self) -> defer.Deferred[None]:
+        """Release the socket but leave open connections alone (a replacement on reload)."""
+        return defer.succeed(None)
 
     def bind(self) -> defer.Deferred[None]:
         """Bind the socket (called before privileges are dropped)."""
@@ -179,15 +194,19 @@ class EndpointListener(GatewayListener):
     def addresses(self) -> list[str]:
         return [describe_port(self.port)] if self.port is not None else []
 
+    @defer.inlineCallbacks
+    def stop_listening(self) -> Any:
+        self.factory.accepting = False
+        if self.port is not None:
+            port, self.port = self.port, None
+            yield defer.maybeDeferred(port.stopListening)
+
     def connection_count(self) -> int:
         return len(self.factory.connections)
 
     @defer.inlineCallbacks
     def drain(self, timeout: float, reactor: Any) -> Any:
-        self.factory.accepting = False
-        if self.port is not None:
-            yield defer.maybeDeferred(self.port.stopListening)
-            self.port = None
+        yield self.stop_listening()
         connections = list(self.factory.connections)
         if connections:
             log.info("{name}: waiting up to {timeout}s for {count} connection(s) to finish",

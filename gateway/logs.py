@@ -107,12 +107,25 @@ def json_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
     return observe
 
 
+#: The level filters of the observers we made, so a reload can change the level.
+_predicates: list[LogLevelFilterPredicate] = []
+
+
 def make_observer(level: str = "info", format: str = "text", output: str = "stderr") -> Any:
     """A filtering observer for the ``logging`` section of the configuration."""
     stream = _open(output)
     base = json_observer(stream) if format == "json" else text_observer(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
+    _predicates.append(predicate)
     return FilteringLogObserver(base, [predicate])
+
+
+def set_level(level: str) -> None:
+    """Change the lowest level logged, for twisted.logger and stdlib logging (on reload)."""
+    for predicate in _predicates:
+        predicate.defaultLogLevel = _LEVELS[level]
+        predicate.setLogLevelForNamespace(None, _LEVELS[level])
+    logging.getLogger().setLevel(_STDLIB_LEVELS[_LEVELS[level]])
 
 
 class _ToTwisted(logging.Handler):

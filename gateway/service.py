@@ -40,7 +40,7 @@ class GatewayService(MultiService):
     """
 
     def __init__(self, config: GatewayConfig, reactor: Any = None, loop: asyncio.AbstractEventLoop | None = None,
-                 install_signal_handlers: bool = True) -> None:
+                 install_signal_handlers: bool = True, config_path: str | None = None) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -50,6 +50,8 @@ class GatewayService(MultiService):
         self.reactor = reactor
         self.loop = loop or reactor_loop(reactor)
         self.install_signal_handlers = install_signal_handlers
+        #: The file SIGHUP re-reads (None: reload is not available).
+        self.config_path = config_path
         #: Exit status for the process: 0, or 1 when start-up failed.
         self.exit_code = 0
         self.ready = False
@@ -60,6 +62,8 @@ class GatewayService(MultiService):
         self.apps: dict[str, ASGIApp] = {}
         self.lifespans: dict[str, Lifespan] = {}
         self.listeners: list[GatewayListener] = []
+        #: Listeners taken out by a reload whose connections are still open.
+        self.retiring: set[GatewayListener] = set()
         from gateway.consumers import configure_sync_threads
         from gateway.layers import configure_layers
 
@@ -67,19 +71,28 @@ class GatewayService(MultiService):
         #: The channel layers by alias (the process-wide registry consumers use).
         self.layers = configure_layers(config.layers_mapping())
         for listener_config in config.listeners:
-            reference = config.application_for(listener_config)
-            app, lifespan = self._application(reference)
-            context = ListenerContext(
-                reactor=reactor,
-                loop=self.loop,
-                app=app,
-                state=lifespan.state if lifespan is not None else {},
-                daemon=config,
-                layers=self.layers,
-            )
-            listener = listener_builder(listener_config.protocol)(listener_config, context)
+            listener = self.build_listener(listener_config, config)
             listener.setServiceParent(self)
             self.listeners.append(listener)
+
+    def listener_context(self, listener_config: Any, config: GatewayConfig) -> ListenerContext:
+        """The context a listener of ``config`` is built with."""
+        app, lifespan = self._application(config.application_for(listener_config))
+        return ListenerContext(
+            reactor=self.reactor,
+            loop=self.loop,
+            app=app,
+            state=lifespan.state if lifespan is not None else {},
+            daemon=config,
+            layers=self.layers,
+        )
+
+    def build_listener(self, listener_config: Any, config: GatewayConfig) -> GatewayListener:
+        """Build (but neither bind nor start) the listener for one listener configuration."""
+        context = self.listener_context(listener_config, config)
+        listener: GatewayListener = listener_builder(listener_config.protocol)(listener_config, context)
+        listener.config = listener_config
+        return listener
 
     def _application(self, reference: str | None) -> tuple[ASGIApp, Lifespan | None]:
         if reference is None:
@@ -130,16 +143,19 @@ class GatewayService(MultiService):
             return
         if self.stopping:
             return
-        addresses = []
         for listener in self.listeners:
             listener.start_accepting()
             for address in listener.addresses():
-                addresses.append(f"{listener.name}={address}")
                 log.info("Listening: {name} ({protocol}) on {address}", name=listener.name,
                          protocol=_protocol_of(self.config, listener.name), address=address)
         self.ready = True
-        systemd.notify("READY=1\nSTATUS=listening " + " ".join(addresses))
+        systemd.notify("READY=1\nSTATUS=" + self.status_line())
         self._watchdog = systemd.start_watchdog(self.reactor)
+
+    def status_line(self) -> str:
+        """``listening name=address ...`` for systemd's STATUS (tests read it too)."""
+        addresses = [f"{listener.name}={address}" for listener in self.listeners for address in listener.addresses()]
+        return "listening " + " ".join(addresses)
 
     def fail(self, code: int) -> None:
         """Stop the daemon with exit status ``code`` (start-up failed)."""
@@ -161,7 +177,7 @@ class GatewayService(MultiService):
         if self.ready:
             log.info("Stopping: finishing started requests (up to {drain}s)", drain=drain)
         await defer.DeferredList(
-            [listener.drain(drain, self.reactor) for listener in self.listeners], consumeErrors=True
+            [listener.drain(drain, self.reactor) for listener in [*self.listeners, *self.retiring]], consumeErrors=True
         ).asFuture(self.loop)
         await defer.maybeDeferred(super().stopService).asFuture(self.loop)
         if self.ready:
@@ -176,13 +192,13 @@ class GatewayService(MultiService):
 
     def force_stop(self) -> None:
         """Close every connection now (a second signal during a drain)."""
-        for listener in self.listeners:
+        for listener in [*self.listeners, *self.retiring]:
             listener.force_close()
 
     # -- signals -------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
                 signal.signal(signum, self._signal_handler)
             except ValueError:  # not the main thread
@@ -191,7 +207,20 @@ class GatewayService(MultiService):
     def _signal_handler(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self._signal_received, signum)
 
+    def reload(self) -> defer.Deferred[bool]:
+        """Re-read the configuration file and apply it (SIGHUP, ``systemctl reload``)."""
+        from gateway.reload import reload
+
+        return defer.Deferred.fromFuture(asyncio.ensure_future(reload(self), loop=self.loop))
+
     def _signal_received(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            if self.config_path is None:
+                log.warn("Received SIGHUP, but this daemon was not started from a configuration file")
+            elif self.ready and not self.stopping:
+                log.info("Received SIGHUP: reloading {path}", path=self.config_path)
+                self.reload()
+            return
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals == 1:

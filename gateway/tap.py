@@ -57,7 +57,7 @@ def makeService(options: Options) -> Any:
               file=sys.stderr)
     from gateway.logs import make_observer, route_stdlib_logging
 
-    service = _twistd_service_class()(config, reactor=reactor)
+    service = _twistd_service_class()(config, reactor=reactor, config_path=options["config"])
     service.observer = make_observer(config.logging.level, config.logging.format, config.logging.output)
     route_stdlib_logging(config.logging.level)
     # twistd exits 0 once the reactor stops; carry a failed start-up's status out ourselves.

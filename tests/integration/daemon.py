@@ -74,12 +74,13 @@ class Daemon:
                             self.addresses[name] = address
         return self
 
-    def wait_for(self, state: str, timeout: float = 30.0) -> str:
-        """Wait for a notification containing ``state``; raise if the process exits first."""
+    def wait_for(self, state: str, timeout: float = 30.0, since: int = 0) -> str:
+        """Wait for a notification containing ``state`` (among those from index ``since`` on);
+        raise if the process exits first."""
         assert self._sock is not None and self.process is not None
         deadline = time.monotonic() + timeout
         while True:
-            for line in self.notifications:
+            for line in self.notifications[since:]:
                 if state in line:
                     return line
             remaining = deadline - time.monotonic()
@@ -91,6 +92,21 @@ class Daemon:
             except TimeoutError:
                 if self.process.poll() is not None:
                     raise DaemonFailed(f"daemon exited with {self.process.returncode} before {state}:\n{self.output()}") from None
+
+    def reload(self, config: str, timeout: float = 30.0) -> str:
+        """Rewrite the configuration, send SIGHUP, wait for the READY=1 that ends the reload;
+        refresh ``addresses`` from its STATUS and return it."""
+        self.config_path.write_text(textwrap.dedent(config).replace("{tmp}", str(self.tmp)))
+        since = len(self.notifications)
+        self.signal(signal.SIGHUP)
+        line = self.wait_for("READY=1", timeout, since=since)
+        for part in line.split("\n"):
+            if part.startswith("STATUS=listening"):
+                self.addresses = {}
+                for item in part.split()[1:]:
+                    name, _, address = item.partition("=")
+                    self.addresses[name] = address
+        return line
 
     def url(self, listener: str = "web", scheme: str = "http") -> str:
         return f"{scheme}://{self.addresses[listener]}"

@@ -1,0 +1,117 @@
+"""Reloading the configuration with SIGHUP: listeners come and go, nothing is dropped."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.daemon import Daemon, http_config
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def two_listeners(port: int, second: str = "") -> str:
+    return f"""
+application: tests.apps:app
+listeners:
+  - name: web
+    protocol: http
+    endpoint: "tcp:{port}:interface=127.0.0.1"
+    limits: {{max_body_size: 1MiB}}
+{second}
+logging: {{level: info}}
+"""
+
+
+SECOND = """  - name: extra
+    protocol: http
+    endpoint: "tcp:0:interface=127.0.0.1"
+"""
+
+
+def test_added_listener_starts_and_removed_one_drains(tmp_path: Path) -> None:
+    port = free_port()
+    with Daemon(tmp_path, two_listeners(port)) as daemon:
+        status = daemon.reload(two_listeners(port, SECOND))
+        assert "extra=127.0.0.1:" in status
+        assert httpx.get(daemon.url("extra") + "/hello").text == "Hello, world!"
+        extra_url = daemon.url("extra")
+        # A slow request on the listener about to be removed still completes.
+        results: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: results.append(httpx.get(extra_url + "/slow?s=1", timeout=20)))
+        thread.start()
+        time.sleep(0.3)
+        daemon.reload(two_listeners(port))
+        assert "extra" not in daemon.addresses
+        thread.join(20)
+        assert results[0].text == "slow done"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(extra_url + "/hello", timeout=2)
+        assert httpx.get(daemon.url("web") + "/hello").status_code == 200
+
+
+def test_changed_limits_apply_to_new_connections_and_keep_old_ones(tmp_path: Path) -> None:
+    port = free_port()
+    with Daemon(tmp_path, two_listeners(port)) as daemon:
+        with httpx.Client() as kept:
+            assert kept.post(daemon.url() + "/upload", content=b"x" * 1000).status_code == 200
+            daemon.reload(two_listeners(port).replace("max_body_size: 1MiB", "max_body_size: 100"))
+            # A new connection gets the new limit...
+            assert httpx.post(daemon.url() + "/upload", content=b"x" * 1000).status_code == 413
+            # ...and the connection opened before the reload was not dropped.
+            assert kept.get(daemon.url() + "/hello").status_code == 200
+            assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_invalid_file_is_refused_and_the_running_config_kept(tmp_path: Path) -> None:
+    port = free_port()
+    with Daemon(tmp_path, two_listeners(port)) as daemon:
+        status = daemon.reload(f"""
+application: tests.apps:app
+listeners:
+  - name: web
+    protocol: http
+    endpoint: "tcp:{port}:interface=127.0.0.1"
+    limits:
+      max_body_size: lots
+    colour: red
+""")
+        assert "reload refused: 2 problem(s)" in status
+        deadline = time.monotonic() + 10
+        while "Reload refused" not in daemon.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        output = daemon.output()
+        assert "gateway.yaml:8: listeners[0].limits.max_body_size: expected a size" in output
+        assert "gateway.yaml:9: listeners[0].colour: unknown key" in output
+        assert "Reload refused: 2 problem(s)" in output
+        assert httpx.post(daemon.url() + "/upload", content=b"x" * 1000).status_code == 200
+
+
+def test_log_level_changes(tmp_path: Path) -> None:
+    port = free_port()
+    with Daemon(tmp_path, two_listeners(port)) as daemon:
+        quiet = two_listeners(port, SECOND).replace("logging: {level: info}", "logging: {level: error}")
+        daemon.reload(quiet)
+        assert "extra" in daemon.addresses
+        time.sleep(0.2)
+        assert "Listening: extra" not in daemon.output()
+
+
+def test_sighup_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    port = free_port()
+    with Daemon(tmp_path, two_listeners(port)) as daemon:
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for("RELOADING=1", 10)
+        assert httpx.get(daemon.url() + "/hello").status_code == 200
