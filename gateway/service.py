@@ -10,6 +10,7 @@ SIGINT or ``reactor.stop()``): ``STOPPING=1`` → stop accepting and let started
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -149,6 +150,9 @@ class GatewayService(MultiService):
                 log.info("Listening: {name} ({protocol}) on {address}", name=listener.name,
                          protocol=_protocol_of(self.config, listener.name), address=address)
         self.ready = True
+        # Everything built so far (modules, applications, configuration) lives as long as the
+        # process: keep it out of the garbage collector's scans.
+        gc.freeze()
         systemd.notify("READY=1\nSTATUS=" + self.status_line())
         self._watchdog = systemd.start_watchdog(self.reactor)
 
