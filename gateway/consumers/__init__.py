@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer, await_many_dispatch, get_handler_name
 from gateway.consumers.http import AsyncHttpConsumer
+from gateway.consumers.mqtt import AsyncMqttConsumer, MqttConsumer
 from gateway.consumers.sms import AsyncSmsConsumer, SmsConsumer
 from gateway.consumers.threads import SerialExecutor, configure_sync_threads, get_sync_executor, sync_threads
 from gateway.consumers.websocket import (
@@ -22,10 +23,12 @@ __all__ = [
     "AsyncConsumer",
     "AsyncHttpConsumer",
     "AsyncJsonWebsocketConsumer",
+    "AsyncMqttConsumer",
     "AsyncSmsConsumer",
     "AsyncWebsocketConsumer",
     "DenyConnection",
     "JsonWebsocketConsumer",
+    "MqttConsumer",
     "SerialExecutor",
     "SmsConsumer",
     "StopConsumer",

@@ -16,6 +16,7 @@ from typing import Any
 #: protocol name -> (config class, listener builder), both as "module:attribute".
 LISTENER_PROTOCOLS: dict[str, tuple[str, str]] = {
     "http": ("gateway.protocols.http.config:HttpListenerConfig", "gateway.protocols.http.listener:build_listener"),
+    "mqtt": ("gateway.protocols.mqtt.config:MqttListenerConfig", "gateway.protocols.mqtt.listener:build_listener"),
     "sms": ("gateway.protocols.sms.config:SmsListenerConfig", "gateway.protocols.sms.listener:build_listener"),
 }
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from gateway.testing.application import ApplicationCommunicator, ProtocolCommunicator, UnexpectedMessage
 from gateway.testing.http import HttpCommunicator
+from gateway.testing.mqtt import MqttCommunicator
 from gateway.testing.sms import SmsCommunicator, SmsOutcome
 from gateway.testing.websocket import WebsocketCommunicator
 
 __all__ = [
     "ApplicationCommunicator",
     "HttpCommunicator",
+    "MqttCommunicator",
     "ProtocolCommunicator",
     "SmsCommunicator",
     "SmsOutcome",

@@ -73,7 +73,8 @@ class OutboundFlow:
     # -- sending ------------------------------------------------------------------------------
 
     def publish(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+        wire: tuple[bytes, bytes] | None = None,
     ) -> PublishStatus:
         """Send, queue or drop one message (see ``MqttServerConnection.publish``)."""
         if not qos:
@@ -83,21 +84,27 @@ class OutboundFlow:
             limit = self._options.max_queued_messages
             if limit is not None and len(self._queue) >= limit:
                 return PublishStatus.DROPPED
-            self._queue.append(Publish(topic, payload, qos, retain, False, None, properties))
+            self._queue.append(new_publish(topic, payload, qos, retain, False, None, properties))
             return PublishStatus.QUEUED
         packet_id = self._allocate_id()
         packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
-        if not self.transmit(packet):
+        if not self.transmit(packet, wire):
             self._next_id = packet_id  # the identifier was never used: hand it out again
             return PublishStatus.DROPPED
         self._messages[packet_id] = OutboundMessage(packet)
         self._inflight += 1
         return PublishStatus.SENT
 
-    def transmit(self, packet: Publish) -> bool:
-        """Encode and queue a PUBLISH for this client; False if too large to send at all."""
+    def transmit(self, packet: Publish, wire: tuple[bytes, bytes] | None = None) -> bool:
+        """Encode and queue a PUBLISH for this client; False if too large to send at all.
+
+        ``wire`` is the packet already encoded for this connection's level, split around the
+        packet identifier (see ``MqttServerConnection.publish``); used unless topic aliases are.
+        """
         new_alias = 0
-        if self.level == 4:
+        if wire is not None and not self.alias_maximum:
+            data = wire[0] + packet.packet_id.to_bytes(2, "big") + wire[1] if packet.qos else wire[0] + wire[1]
+        elif self.level == 4:
             if packet.properties is not EMPTY_PROPERTIES:
                 packet = replace(packet, properties=EMPTY_PROPERTIES)  # 3.1.1 has none
             data = encode(packet, 4)
@@ -144,9 +151,11 @@ class OutboundFlow:
                 del self._messages[packet_id]
                 self._inflight -= 1
         while self._queue and self._inflight < self.window:
-            packet = self._queue.popleft()
+            queued = self._queue.popleft()
             packet_id = self._allocate_id()
-            packet = replace(packet, packet_id=packet_id)
+            packet = new_publish(  # as replace(queued, packet_id=...), at a fraction of the cost
+                queued.topic, queued.payload, queued.qos, queued.retain, False, packet_id, queued.properties
+            )
             if self.transmit(packet):
                 self._messages[packet_id] = OutboundMessage(packet)
                 self._inflight += 1

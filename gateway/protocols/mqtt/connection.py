@@ -340,6 +340,7 @@ class MqttServerConnection(ReceivingCore):
         qos: int = 0,
         retain: bool = False,
         properties: Properties = EMPTY_PROPERTIES,
+        wire: tuple[bytes, bytes] | None = None,
     ) -> PublishStatus:
         """Deliver an application message to the client; return what became of it.
 
@@ -348,6 +349,12 @@ class MqttServerConnection(ReceivingCore):
         client's Maximum Packet Size are dropped. Properties are dropped for 3.1.1 clients;
         the Topic Alias is managed by the connection (``outbound_topic_aliases``). Then call
         ``data_to_send()``.
+
+        ``wire`` lets a broker fanning one message out to many clients encode it once per
+        protocol level: the PUBLISH bytes for this connection's level without DUP, split where
+        the packet identifier goes (for QoS 0, the two halves are simply joined). The caller
+        vouches that they encode exactly ``topic``/``payload``/``qos``/``retain``/``properties``
+        (properties dropped for 3.1.1).
 
         Raises:
             LocalProtocolError: not connected (before ``accept()`` or after the close), or
@@ -359,7 +366,23 @@ class MqttServerConnection(ReceivingCore):
             raise LocalProtocolError(f"QoS {qos!r} is not 0, 1 or 2")
         if properties.topic_alias is not None:
             raise LocalProtocolError("topic aliases are managed by the connection")
-        return self._outbound.publish(topic, payload, qos, retain, properties)
+        return self._outbound.publish(topic, payload, qos, retain, properties, wire)
+
+    def send_qos0_bytes(self, data: bytes) -> bool:
+        """Queue an already encoded QoS 0 PUBLISH for the client (the fan-out fast path).
+
+        A broker encodes a QoS 0 message once per protocol level (see :func:`encode` and
+        :func:`~.packets.new_publish`; for 3.1.1 without properties) and hands the same bytes
+        to every subscriber of that level. Messages larger than the client's Maximum Packet
+        Size are discarded as ``publish()`` does. Returns False, queueing nothing, when this
+        connection cannot take shared bytes (not connected, or outbound topic aliases in use):
+        call ``publish()`` instead. Then call ``data_to_send()``.
+        """
+        if self._state is not CONNECTED or self._outbound.alias_maximum:
+            return False
+        if len(data) <= self._outbound.max_packet_size:
+            self._out.append(data)
+        return True
 
     def disconnect(
         self,

@@ -1,0 +1,123 @@
+"""MQTT listener configuration and building."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from typing import Any
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+
+from gateway.config import ConfigError, load_config_text
+from gateway.listener import ListenerContext
+from gateway.protocols.mqtt.broker import hash_password
+from gateway.protocols.mqtt.config import MqttListenerConfig
+from gateway.protocols.mqtt.listener import MqttFactory, MqttListener, build_listener
+from gateway.protocols.mqtt.websocket import MqttWebSocketFactory
+from gateway.routing import ProtocolTypeRouter
+
+HASH = hash_password("pw", iterations=1000)
+
+CONFIG = f"""
+application: tests.mqtt_apps:app
+listeners:
+  - name: mqtt
+    protocol: mqtt
+    endpoint: tcp:0:interface=127.0.0.1
+    versions: ["5.0"]
+    maximum_qos: 1
+    limits: {{max_packet_size: 64KiB, receive_maximum: 10, max_inflight: 5, max_keep_alive: 60}}
+    timeouts: {{connect: 3s}}
+    broker:
+      allow_anonymous: false
+      users: {{alice: "{HASH}"}}
+      access:
+        - {{users: [alice], publish: ["a/%u/#"], subscribe: ["a/#"]}}
+  - name: ws
+    protocol: mqtt
+    endpoint: tcp:0:interface=127.0.0.1
+    transport: websocket
+    websocket: {{path: /ws}}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(textwrap.dedent(text), "gw.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_configuration_loads() -> None:
+    config = load_config_text(CONFIG, "gw.yaml")
+    mqtt, ws = config.listeners
+    assert isinstance(mqtt, MqttListenerConfig) and isinstance(ws, MqttListenerConfig)
+    options = mqtt.server_options()
+    assert (options.max_packet_size, options.receive_maximum, options.max_outbound_inflight) == (65536, 10, 5)
+    assert (options.maximum_qos, options.max_keep_alive, options.connect_timeout) == (1, 60, 3.0)
+    assert options.protocol_levels == frozenset({5})
+    assert mqtt.broker.users == {"alice": HASH} and mqtt.broker.access[0].publish == ("a/%u/#",)
+    assert ws.transport == "websocket" and ws.websocket.path == "/ws"
+    assert ws.server_options().protocol_levels == frozenset({4, 5})
+
+
+def test_configuration_errors() -> None:
+    text = "\n".join(problems("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - {name: m, protocol: mqtt, endpoint: "tcp:0", versions: ["3.1"], maximum_qos: 3}
+    """))
+    assert "'3.1' is not one of 3.1.1, 5.0" in text and "maximum_qos" in text
+    text = "\n".join(problems("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - name: m
+            protocol: mqtt
+            endpoint: tcp:0
+            broker:
+              users: {bob: "plaintext"}
+              access: [{publish: ["a/#/b"]}]
+    """))
+    assert "user 'bob'" in text and "'#' must be the whole last level" in text
+
+
+def test_no_users_and_no_anonymous_is_an_error() -> None:
+    found = problems("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - {name: m, protocol: mqtt, endpoint: "tcp:0", broker: {allow_anonymous: false}}
+    """)
+    assert any("nobody could connect" in p for p in found)
+
+
+def context(app: Any, daemon: Any, loop: asyncio.AbstractEventLoop) -> ListenerContext:
+    return ListenerContext(reactor=MemoryReactorClock(), loop=loop, app=app, state={}, daemon=daemon)
+
+
+def test_build_listeners_sharing_one_broker() -> None:
+    config = load_config_text(CONFIG, "gw.yaml")
+    loop = asyncio.new_event_loop()
+    try:
+        mqtt = build_listener(config.listeners[0], context(None, config, loop))
+        ws = build_listener(config.listeners[1], context(None, config, loop))
+        assert isinstance(mqtt, MqttListener) and isinstance(mqtt.factory, MqttFactory)
+        assert isinstance(ws.factory, MqttWebSocketFactory)
+        assert mqtt.factory.acceptableProtocols() == [b"mqtt"]  # ALPN on TLS endpoints
+        assert mqtt.settings.broker is ws.settings.broker  # one broker for the daemon
+        other = load_config_text(CONFIG, "gw.yaml")
+        assert build_listener(other.listeners[0], context(None, other, loop)).settings.broker is not mqtt.settings.broker
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("routes,expected", [({"http": object()}, "broker"), ({"mqtt": object()}, "application")])
+def test_consumer_auto(routes: dict[str, Any], expected: str) -> None:
+    config = load_config_text(CONFIG, "gw.yaml")
+
+    async def scenario() -> str:
+        listener = build_listener(config.listeners[1], context(ProtocolTypeRouter(routes), config, asyncio.get_running_loop()))
+        await listener._prepare()
+        await listener.entry.broker.stop()
+        return listener.settings.consumer
+
+    assert asyncio.run(scenario()) == expected
