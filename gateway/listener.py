@@ -47,6 +47,19 @@ class ListenerContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+#: Listen backlog when the endpoint string sets none (Twisted's own default, 50, overflows
+#: under a burst of new connections and makes clients wait for SYN retries).
+DEFAULT_BACKLOG = 1024
+
+
+def with_default_backlog(description: str) -> str:
+    """``description`` with ``:backlog=1024`` added to tcp/ssl/unix endpoints that set none."""
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
+
 class GatewayConnection(TypingProtocol):
     """What a listener needs from each of its connections."""
 
@@ -176,7 +189,7 @@ class EndpointListener(GatewayListener):
         return self._bound
 
     def _listen(self) -> defer.Deferred[Any]:
-        endpoint = serverFromString(self.reactor, self.endpoint_description)
+        endpoint = serverFromString(self.reactor, with_default_backlog(self.endpoint_description))
         return endpoint.listen(self.factory)  # type: ignore[no-any-return]
 
     def _listening(self, port: Any) -> None:

@@ -56,7 +56,7 @@ class ListenerConfig:
     endpoint: str | None = field(
         default=None,
         metadata={
-            "doc": "Twisted server endpoint: tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/gateway.sock, systemd:domain=INET:index=0.",
+            "doc": "Twisted server endpoint: tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/gateway.sock, systemd:domain=INET:index=0. The listen backlog is 1024 unless the string sets backlog=N.",
             "check": check_endpoint,
         },
     )
@@ -123,27 +123,51 @@ class MemoryLayerConfig(LayerConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class RedisLayerConfig(LayerConfig):
-    """The Redis layer: shares channels and groups between processes and machines."""
+    """The Redis layer: shares channels and groups between processes and machines (channels_redis-compatible, docs/redis-layer.md).
+
+    Processes using channels_redis share its channels and groups when both sides use the same
+    prefix, hosts, expiry and capacity.
+    """
 
     prefix: str = field(default="asgi", metadata={"doc": "Prefix of channel and group keys in Redis (channels_redis' default)."})
     hosts: tuple[str, ...] = field(
         default=("redis://127.0.0.1:6379/0",),
-        metadata={"doc": "Redis URLs (redis://, rediss://, unix://); several hosts shard channels and groups."},
+        metadata={"doc": "Redis URLs redis://[user:password@]host[:port][/db], rediss://...?ssl_ca_certs=FILE (TLS, the "
+                         "certificate is verified), unix:///path.sock?db=N; several hosts shard channels and groups "
+                         "(changing the list moves keys: drain first, see docs/redis-layer.md)."},
     )
     symmetric_encryption_keys: tuple[str, ...] = field(
-        default=(), metadata={"doc": "Keys for encrypting message bodies (the first encrypts, all decrypt)."}
+        default=(), metadata={"doc": "Keys for encrypting message bodies (the first encrypts, all decrypt; channels_redis-compatible Fernet)."}
     )
-    sentinels: tuple[str, ...] = field(default=(), metadata={"doc": "Sentinel addresses host:port; with them, hosts name the monitored services."})
+    sentinels: tuple[str, ...] = field(default=(), metadata={"doc": "Sentinel addresses host:port; with them, each host URL names a monitored service: redis://[:password@]SERVICE/db."})
+    sentinel_password: str | None = field(default=None, metadata={"doc": "Password of the sentinels themselves (not of Redis)."})
+    connect_timeout: Duration = field(default=Duration(5.0), metadata={"doc": "Time to connect and log in to Redis; sends fail with a clear error when it runs out.", "check": positive})
+    command_timeout: Duration = field(default=Duration(10.0), metadata={"doc": "Time Redis has to answer; a connection that stays silent longer is dropped and re-opened.", "check": positive})
+    reconnect_max_delay: Duration = field(default=Duration(5.0), metadata={"doc": "Longest wait between reconnection attempts (exponential backoff from 50ms).", "check": positive})
     options: Mapping[str, Any] = field(
-        default_factory=lambda: MappingProxyType({}), metadata={"doc": "Further backend options, passed through to the layer."}
+        default_factory=lambda: MappingProxyType({}),
+        metadata={"doc": "Further layer options: batch (500), block_timeout (5), random_prefix_length (12), serializer_format (msgpack or json)."},
     )
 
     def check(self) -> Iterable[tuple[str, str]]:
-        for host in self.hosts:
-            if not host.startswith(("redis://", "rediss://", "unix://")):
-                yield "hosts", f"{host!r} is not a redis://, rediss:// or unix:// URL"
+        from gateway.layers.redis.hosts import decode_hosts
+
         if not self.hosts:
             yield "hosts", "at least one Redis host is needed"
+        for host in self.hosts:
+            try:
+                decode_hosts([host], self.sentinels)
+            except ValueError as exc:
+                yield "hosts", str(exc)
+        for sentinel in self.sentinels:
+            try:
+                decode_hosts(["redis://service"], [sentinel])
+            except ValueError as exc:
+                yield "sentinels", str(exc)
+        known = {"batch", "block_timeout", "random_prefix_length", "serializer_format"}
+        for key in self.options:
+            if key not in known:
+                yield "options", f"unknown Redis layer option {key!r} (known: {', '.join(sorted(known))})"
 
 
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
