@@ -6,6 +6,7 @@ See ``docs/consumers.md`` for the dispatch rules and the sync thread model.
 from __future__ import annotations
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer, await_many_dispatch, get_handler_name
+from gateway.consumers.email import AsyncEmailConsumer, EmailConsumer
 from gateway.consumers.http import AsyncHttpConsumer
 from gateway.consumers.mqtt import AsyncMqttConsumer, MqttConsumer
 from gateway.consumers.sms import AsyncSmsConsumer, SmsConsumer
@@ -21,12 +22,14 @@ from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
 __all__ = [
     "AcceptConnection",
     "AsyncConsumer",
+    "AsyncEmailConsumer",
     "AsyncHttpConsumer",
     "AsyncJsonWebsocketConsumer",
     "AsyncMqttConsumer",
     "AsyncSmsConsumer",
     "AsyncWebsocketConsumer",
     "DenyConnection",
+    "EmailConsumer",
     "JsonWebsocketConsumer",
     "MqttConsumer",
     "SerialExecutor",

@@ -7,6 +7,7 @@ Channels-compatible names: ``ApplicationCommunicator``, ``HttpCommunicator``,
 from __future__ import annotations
 
 from gateway.testing.application import ApplicationCommunicator, ProtocolCommunicator, UnexpectedMessage
+from gateway.testing.email import EmailCommunicator, EmailOutcome
 from gateway.testing.http import HttpCommunicator
 from gateway.testing.mqtt import MqttCommunicator
 from gateway.testing.sms import SmsCommunicator, SmsOutcome
@@ -14,6 +15,8 @@ from gateway.testing.websocket import WebsocketCommunicator
 
 __all__ = [
     "ApplicationCommunicator",
+    "EmailCommunicator",
+    "EmailOutcome",
     "HttpCommunicator",
     "MqttCommunicator",
     "ProtocolCommunicator",

@@ -1,10 +1,17 @@
-"""SMTP: a sans-IO ESMTP server core.
+"""SMTP: a sans-IO ESMTP server core, and the listener built on it (``protocol: smtp``).
 
-The public API, re-exported here:
+The listener's modules (not re-exported, so importing the core stays light):
+:mod:`~gateway.protocols.smtp.adapter` (the Twisted protocol: STARTTLS, timer, the decisions),
+:mod:`~gateway.protocols.smtp.checks` (recipient routing at RCPT, AUTH checks),
+:mod:`~gateway.protocols.smtp.listener` (factory, builder), :mod:`~gateway.protocols.smtp.settings`
+(YAML configuration) and :mod:`~gateway.protocols.smtp.passwords` (password hashes). The ASGI side
+of a message is :mod:`gateway.email.cycle`; the mapping is ``docs/asgi-email.md``.
+
+The public API of the core, re-exported here:
 
 * :class:`SMTPServer`: one session (``receive_data``, ``events_received``, ``data_to_send``,
-  ``next_deadline``/``handle_timeout``, ``tls_started``, and ``accept``/``reject``/``defer``/
-  ``answer`` for decisions);
+  ``next_deadline``/``handle_timeout``, ``tls_started``, ``shutdown``, and ``accept``/``reject``/
+  ``defer``/``answer`` for decisions);
 * :class:`ServerConfig`: per-listener limits and policy;
 * the events (:class:`MailFrom`, :class:`RcptTo`, :class:`AuthCredentials`,
   :class:`MessageReceived` with its :class:`Envelope`; :class:`StartTLS`, :class:`CloseConnection`);

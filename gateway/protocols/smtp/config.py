@@ -156,6 +156,10 @@ class ServerConfig:
         return Reply(421, "4.4.2", f"{self.hostname} Error: timeout exceeded").to_bytes()
 
     @cached_property
+    def shutdown_reply(self) -> bytes:
+        return Reply(421, "4.3.2", f"{self.hostname} Service shutting down").to_bytes()
+
+    @cached_property
     def too_many_errors_reply(self) -> bytes:
         return Reply(421, "4.7.0", f"{self.hostname} Error: too many errors").to_bytes()
 

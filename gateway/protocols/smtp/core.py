@@ -132,6 +132,7 @@ class SMTPServer(Commands):
         self._errors = 0
         self._junk = 0
         self._idle_since: float | None = None
+        self._shutdown: bytes | None = None  # the 421 to send once the session is at rest
         self._max_line = max(SASL_LINE_LIMIT, cfg.max_command_line + MAIL_RCPT_ALLOWANCE)
         self._reset_transaction()
 
@@ -254,6 +255,20 @@ class SMTPServer(Commands):
         self._state = _COMMAND
         self._idle_since = None
 
+    def shutdown(self, reply: ReplyLike | None = None) -> None:
+        """End the session because the server is stopping (RFC 5321 §3.8), losing nothing.
+
+        At rest (no decision pending, not inside DATA) the ``421 4.3.2`` reply (or ``reply``) and a
+        :class:`CloseConnection` event are queued at once; the client reads the 421 after its next
+        command. A message whose data is arriving is received to its end and answered first, and a
+        pending decision is answered first; the 421 follows that answer. Then flush.
+        """
+        if self._state == _CLOSED:
+            return
+        self._shutdown = coerce(reply).to_bytes() if reply is not None else self.config.shutdown_reply
+        if self._pending is None and self._state != _DATA:
+            self._close("shutdown", self._shutdown)
+
     # -- answering decisions -----------------------------------------------------------------------
     def accept(self, event: Decision, reply: ReplyLike | None = None) -> None:
         """Accept a pending decision, with the event's default 2xx reply or ``reply``.
@@ -336,6 +351,9 @@ class SMTPServer(Commands):
             self._out.append(out)
         else:
             self._fail(out)
+        if self._shutdown is not None and self._state != _CLOSED:
+            self._close("shutdown", self._shutdown)
+            return
         if self._parked:
             self._buf = b"".join([self._buf[self._pos :], *self._parked])
             self._pos = 0

@@ -160,7 +160,8 @@ class CloseConnection(Event):
 
     Attributes:
         reason: ``"quit"``, ``"timeout"``, ``"too many errors"``, ``"forbidden command"``,
-            ``"pipelining overflow"``, ``"closed by the upper layer"`` (a 421 answer) or
+            ``"pipelining overflow"``, ``"closed by the upper layer"`` (a 421 answer), ``"shutdown"``
+            (after :meth:`SMTPServer.shutdown`) or
             ``"peer closed"`` (EOF; nothing is left to write).
     """
 

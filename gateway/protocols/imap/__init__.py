@@ -1,0 +1,11 @@
+"""IMAP: a mailbox reader that feeds each new message to the application as an ``email`` scope.
+
+* :mod:`~gateway.protocols.imap.client`: Twisted's ``IMAP4Client`` with what it lacks (IDLE,
+  MOVE, UID EXPUNGE, fresh capabilities after STARTTLS and login, raw message bytes);
+* :mod:`~gateway.protocols.imap.reader`: the loop (connect, log in, select, fetch, hand over, mark
+  or move only after accept, IDLE or poll, reconnect with backoff, UIDVALIDITY);
+* :mod:`~gateway.protocols.imap.listener`: the daemon's listener (``protocol: imap``);
+* :mod:`~gateway.protocols.imap.config`: its configuration.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,166 @@
+"""``EmailCommunicator``: hand one message to an application without a daemon.
+
+    communicator = EmailCommunicator(application, b"Subject: hi\\r\\n\\r\\nhello\\r\\n",
+                                     recipients=["support@example.org"])
+    outcome = await communicator.deliver()
+    assert outcome.accepted and outcome.code == 250
+
+The scope is the one the SMTP listener builds (``docs/asgi-email.md``); keyword arguments fill it
+in (``source="imap"`` gives the IMAP reader's keys). :attr:`EmailOutcome.code` is what the SMTP
+client would see: the application's reply, or ``451`` when it raised or ended without answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import Any
+
+from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
+
+__all__ = ["EmailCommunicator", "EmailOutcome"]
+
+
+@dataclass
+class EmailOutcome:
+    """What the application did with the message.
+
+    Attributes:
+        accepted: it sent ``email.accept``.
+        code: the SMTP reply code the client would get (250, the rejection's code, or 451 when
+            the application raised or ended without answering).
+        text: the reply text (with its enhanced status code).
+        sends: the ``email.send`` messages sent before the answer, in order.
+        error: the exception the application raised before answering, if it did.
+    """
+
+    accepted: bool = False
+    code: int = 451
+    text: str = "4.3.0 Temporary failure, please try again later"
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _raw(message: bytes | str | EmailMessage) -> bytes:
+    if isinstance(message, EmailMessage):
+        return message.as_bytes(policy=SMTP)
+    if isinstance(message, str):
+        return message.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    return bytes(message)
+
+
+class EmailCommunicator(ProtocolCommunicator):
+    """Drives one ``email`` scope.
+
+    Args:
+        application: the ASGI application (a consumer's ``as_asgi()``, an ``EmailToRouter``).
+        message: the message: bytes, text (line endings become CRLF) or an ``EmailMessage``.
+        sender, recipients: the envelope.
+        source: ``"smtp"`` or ``"imap"``.
+        helo, client, server, tls, auth_user: SMTP scope keys; ``mailbox``, ``uid``,
+            ``uidvalidity``: IMAP scope keys (with ``source="imap"``).
+        scope_overrides: further scope keys.
+    """
+
+    scope_type = "email"
+
+    def __init__(self, application: Any, message: bytes | str | EmailMessage, *, sender: str = "sender@example.org",
+                 recipients: Sequence[str] = ("recipient@example.org",), source: str = "smtp",
+                 helo: str | None = "client.example.org", client: tuple[str, int] | None = ("192.0.2.1", 40000),
+                 server: tuple[str, int | None] | None = ("192.0.2.25", 25), tls: dict[str, Any] | None = None,
+                 auth_user: str | None = None, mailbox: str = "INBOX", uid: int = 1, uidvalidity: int = 1,
+                 scope_overrides: dict[str, Any] | None = None) -> None:
+        if source not in ("smtp", "imap"):
+            raise ValueError("source is 'smtp' or 'imap'")
+        self.raw = _raw(message)
+        self.delivered = False
+        super().__init__(application, scope_overrides=scope_overrides, sender=sender, recipients=list(recipients),
+                         source=source, helo=helo, client=client, server=server, tls=tls, auth_user=auth_user,
+                         mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
+
+    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,  # type: ignore[override]
+                    client: Any, server: Any, tls: Any, auth_user: str | None, mailbox: str, uid: int,
+                    uidvalidity: int) -> dict[str, Any]:
+        """An ``email`` scope as the listener builds it."""
+        scope = super().build_scope(source=source, sender=sender, recipients=recipients, tls=tls, auth_user=auth_user,
+                                    size=len(self.raw), state={}, extensions={"email.send": {}})
+        scope["asgi"]["spec_version"] = "1.0"
+        if source == "smtp":
+            scope.update(helo=helo, client=client, server=server, esmtp=True, smtputf8=False, body=None)
+        else:
+            scope.update(helo=None, client=None, server=server, mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
+        return scope
+
+    async def deliver(self, timeout: float = 1) -> EmailOutcome:
+        """Send ``email.receive`` and collect what the application does until it answers or ends.
+
+        Raises:
+            UnexpectedMessage: the application sent something that is not an email message.
+            TimeoutError: it neither answered nor ended within ``timeout``.
+        """
+        if self.delivered:
+            raise RuntimeError("deliver() is called once per communicator")
+        self.delivered = True
+        await self.send_input({"type": "email.receive", "raw": self.raw})
+        outcome = EmailOutcome()
+        while True:
+            message = await self._next_output(timeout)
+            if message is None:  # the application ended without answering
+                outcome.error = None if self.future.cancelled() else self.future.exception()
+                return outcome
+            kind = message.get("type")
+            if kind == "email.send":
+                outcome.sends.append(message)
+            elif kind == "email.accept":
+                outcome.accepted, outcome.code = True, 250
+                outcome.text = message.get("text") or "2.0.0 Ok: queued"
+                return outcome
+            elif kind == "email.reject":
+                outcome.code = message.get("code", 550)
+                outcome.text = message.get("text", "")
+                return outcome
+            else:
+                raise UnexpectedMessage(f"unexpected message from an email application: {message!r}")
+
+    async def _next_output(self, timeout: float) -> dict[str, Any] | None:
+        if not self.output_queue.empty():
+            return self.output_queue.get_nowait()  # type: ignore[no-any-return]
+        if self.future.done():
+            return None
+        getter = asyncio.ensure_future(self.output_queue.get())
+        done, _ = await asyncio.wait({getter, self.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()  # type: ignore[no-any-return]
+        getter.cancel()
+        if self.future.done():
+            return None if self.output_queue.empty() else self.output_queue.get_nowait()
+        self.future.cancel()
+        try:
+            await self.future
+        except asyncio.CancelledError:
+            pass
+        raise TimeoutError(f"the email application did not answer within {timeout}s")
+
+    async def send_result(self, message_id: str, *, ok: bool = True, code: int | None = 250, text: str = "sent",
+                          temporary: bool = False, refused: dict[str, str] | None = None) -> None:
+        """Give the application an ``email.send.result`` for the send with ``message_id``."""
+        await self.send_input({"type": "email.send.result", "id": message_id, "ok": ok, "code": code, "text": text,
+                               "temporary": temporary, "refused": dict(refused or {})})
+
+    async def collect_sends(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+        """The ``email.send`` messages sent since, until ``timeout`` passes quietly."""
+        sends = []
+        while not await self.receive_nothing(timeout):
+            message = await self.receive_output(timeout)
+            if message.get("type") != "email.send":
+                raise UnexpectedMessage(f"unexpected message from an email application: {message!r}")
+            sends.append(message)
+        return sends
+
+    async def disconnect(self, timeout: float = 1) -> None:
+        """Send ``email.disconnect`` (as the listener does once nothing is left) and wait for the end."""
+        await self.send_input({"type": "email.disconnect"})
+        await self.wait(timeout)
