@@ -25,11 +25,12 @@ def write_through(transport: Any, data: bytes) -> None:
     """Write ``data`` to ``transport``, sending it immediately when its buffer is empty.
 
     Falls back to ``transport.write`` for every transport that is not a plain TCP or UNIX
-    server connection (TLS, tests' string transports) and whenever data is already queued, so
-    ordering and Twisted's flow control are unchanged.
+    server connection (TLS from the start or after ``startTLS()``, tests' string transports)
+    and whenever data is already queued, so ordering and Twisted's flow control are unchanged.
     """
     if (
         isinstance(transport, _DIRECT)
+        and not getattr(transport, "TLS", False)  # after startTLS() bytes must go through TLS
         and not transport._tempDataLen
         and not transport.dataBuffer
         and transport.connected

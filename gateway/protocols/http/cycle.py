@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from gateway.asgi.instance import ClientDisconnected, describe_failure, start_instance
 from gateway.protocols.errors import LocalProtocolError
@@ -211,10 +211,14 @@ class HTTPCycle:
             self._close_timer = None
         problem = describe_failure(exc, result)
         if problem is not None:
-            if exc is not None:
+            if isinstance(exc, ClientDisconnected) and self.disconnected:
+                # The application let our own "the client left" error propagate: routine.
+                log.debug("Client left during {method} {path}", method=self.request.method, path=self.scope.get("path"))
+            elif exc is not None:
                 log.failure(
                     "Exception in ASGI application for {method} {path}",
                     failure=_failure(exc), method=self.request.method, path=self.scope.get("path"),
+                    level=LogLevel.error,
                 )
             else:
                 log.error("{problem}", problem=problem)

@@ -410,3 +410,30 @@ def test_arbitrary_bytes_never_escape_the_adapter(chunks: list[bytes]) -> None:
         assert out == b"" or out.startswith(b"HTTP/1.1 ")
     finally:
         h.close()
+
+
+def test_write_through_respects_start_tls() -> None:
+    """After startTLS() a plain TCP transport must encrypt: no direct socket writes."""
+    from twisted.internet import tcp
+
+    from gateway.protocols.transport import write_through
+
+    class FakeServer(tcp.Server):
+        def __init__(self) -> None:  # no socket: only the attributes write_through reads
+            self.connected = True
+            self.disconnecting = False
+            self._writeDisconnected = False
+            self._tempDataLen = 0
+            self.dataBuffer = b""
+            self.TLS = True
+            self.written: list[bytes] = []
+
+        def writeSomeData(self, data: bytes) -> int:  # type: ignore[override]
+            raise AssertionError("bypassed the TLS layer")
+
+        def write(self, data: bytes) -> None:  # type: ignore[override]
+            self.written.append(data)
+
+    transport = FakeServer()
+    write_through(transport, b"secret")
+    assert transport.written == [b"secret"]
