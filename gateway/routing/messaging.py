@@ -162,6 +162,10 @@ async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], rec
             event = await receive()
             for queue in queues:
                 queue.put_nowait(dict(event))
+            if str(event.get("type", "")).endswith(".disconnect"):
+                # Nothing follows a disconnect; a receive() that kept returning it without
+                # waiting would otherwise spin this loop forever.
+                return
 
     tasks = [asyncio.ensure_future(app(dict(scope, recipients=rcpts), queues[i].get, make_send(i)))
              for i, (app, rcpts) in enumerate(plan)]
