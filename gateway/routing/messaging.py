@@ -175,13 +175,17 @@ async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], rec
         remaining = set(tasks)
         sent = False
         while remaining:
-            watch = remaining | {pumper}
+            watch = set(remaining)
+            if not pumper.done():
+                watch.add(pumper)
             if not sent:
                 watch.add(waiter)
             done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is waiter:
                     continue
+                if task is pumper and task.exception() is None:
+                    continue  # the disconnect was passed on; the applications finish on their own
                 remaining.discard(task)
                 if task.exception() is not None:  # an application failed, or receive() did
                     raise task.exception()  # type: ignore[misc]
