@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``run``, ``check-config``, ``worker``, ``send``, ``version``.
+"""The ``gateway`` command: ``run``, ``check-config``, ``worker``, ``send``, ``hash-password``, ``version``.
 
 Exit statuses: 0 success; 1 the daemon could not start (a port in use, lifespan startup
 failed); 2 the command line or the configuration is invalid.
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--group", metavar="NAME")
     target.add_argument("--channel", metavar="NAME")
     send.add_argument("message", metavar="JSON", help='the message, e.g. \'{"type": "chat.message", "text": "hi"}\'')
+    hashing = commands.add_parser("hash-password", help="hash a password for the users of an SMTP or MQTT listener")
+    hashing.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    hashing.add_argument("--pbkdf2", action="store_true", help="pbkdf2_sha256 instead of scrypt")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -192,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worker(args.config, args.channels, args.layer)
     if args.command == "send":
         return send(args.config, args.layer, args.group, args.channel, args.message)
+    if args.command == "hash-password":
+        from gateway.passwords import main as hash_main
+
+        return hash_main(["--stdin"] * args.stdin + ["--pbkdf2"] * args.pbkdf2)
     if args.command == "version":
         print(f"gateway {__version__}")
         return 0

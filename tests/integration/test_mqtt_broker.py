@@ -32,7 +32,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
-    secret = hash_password("s3cret", iterations=1000)
+    secret = hash_password("s3cret", "pbkdf2_sha256", iterations=1000)
     listeners = "\n".join([
         mqtt_listener("plain", extra="limits: {max_packet_size: 64KiB}"),
         mqtt_listener("tls", f"ssl:0:interface=127.0.0.1:privateKey={tmp}/server.pem"),

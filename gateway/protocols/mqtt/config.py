@@ -124,7 +124,7 @@ class MqttBrokerConfig:
     allow_anonymous: bool = field(default=True, metadata={"doc": "Accept clients without a username (refused with 0x86 / return code 4 otherwise)."})
     users: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata={"doc": "username: password hash (pbkdf2_sha256$... or scrypt$...; make one with python -m gateway.protocols.mqtt.broker.auth).", "check": _check_users},
+        metadata={"doc": "username: password hash (scrypt$... or pbkdf2_sha256$..., Django's formats; make one with gateway hash-password).", "check": _check_users},
     )
     access: tuple[MqttAccessRuleConfig, ...] = field(default=(), metadata={"doc": "Access rules; none = everything allowed; with rules, what none allows is denied (0x87)."})
     max_session_expiry: Duration | None = field(default=None, metadata={"doc": "Cap on Session Expiry Intervals (3.1.1 persistent sessions never expire otherwise)."})

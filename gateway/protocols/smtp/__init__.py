@@ -4,7 +4,7 @@ The listener's modules (not re-exported, so importing the core stays light):
 :mod:`~gateway.protocols.smtp.adapter` (the Twisted protocol: STARTTLS, timer, the decisions),
 :mod:`~gateway.protocols.smtp.checks` (recipient routing at RCPT, AUTH checks),
 :mod:`~gateway.protocols.smtp.listener` (factory, builder), :mod:`~gateway.protocols.smtp.settings`
-(YAML configuration) and :mod:`~gateway.protocols.smtp.passwords` (password hashes). The ASGI side
+(YAML configuration) and :mod:`gateway.passwords` (password hashes). The ASGI side
 of a message is :mod:`gateway.email.cycle`; the mapping is ``docs/asgi-email.md``.
 
 The public API of the core, re-exported here:

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from gateway.asgi.app import import_application
-from gateway.protocols.smtp.passwords import DUMMY_HASH, verify_password
+from gateway.passwords import DUMMY_HASH, verify_password
 from gateway.routing.base import matches
 
 __all__ = ["settle", "RecipientCheck", "Authenticator"]

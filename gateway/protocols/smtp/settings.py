@@ -16,7 +16,7 @@ from gateway.config.errors import InvalidValue
 from gateway.config.schema import ListenerConfig, check_app_path, positive
 from gateway.config.units import Duration, Size
 from gateway.email.settings import SmarthostConfig, check_readable
-from gateway.protocols.smtp.passwords import check_hash
+from gateway.passwords import check_password_hash as check_hash
 
 
 def check_users(users: Mapping[str, str]) -> None:
@@ -51,7 +51,7 @@ class SmtpAuthConfig:
     mechanisms: tuple[str, ...] = field(default=("PLAIN", "LOGIN"), metadata={"doc": "SASL mechanisms offered: PLAIN, LOGIN.", "check": check_mechanisms})
     users: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata={"doc": "username: password hash (scrypt$... or pbkdf2_sha256$...; python -m gateway.protocols.smtp.passwords makes one).", "check": check_users},
+        metadata={"doc": "username: password hash (scrypt$... or pbkdf2_sha256$..., Django's formats; make one with gateway hash-password).", "check": check_users},
     )
     hook: str | None = field(
         default=None,

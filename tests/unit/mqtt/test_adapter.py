@@ -149,7 +149,7 @@ def test_payload_format_indicator_is_checked(harness: Harness) -> None:
 
 def test_credentials_and_access_rules() -> None:
     auth = Authenticator(
-        {"alice": hash_password("pw", iterations=1000)}, allow_anonymous=False,
+        {"alice": hash_password("pw", "pbkdf2_sha256", iterations=1000)}, allow_anonymous=False,
         rules=[AccessRule(("alice",), publish=("mine/#",), subscribe=("mine/#",))],
     )
     harness = Harness(auth=auth)

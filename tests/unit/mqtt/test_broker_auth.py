@@ -13,12 +13,12 @@ from gateway.protocols.mqtt.broker.auth import (
 
 @pytest.mark.parametrize("method", ["pbkdf2_sha256", "scrypt"])
 def test_hash_and_verify(method: str) -> None:
-    encoded = hash_password("s3cret", method=method, iterations=1000)
+    encoded = hash_password("s3cret", method, iterations=1000)
     check_password_hash(encoded)
     assert encoded.startswith(method + "$")
     assert verify_password(b"s3cret", encoded)
     assert not verify_password(b"s3cret!", encoded)
-    assert hash_password("s3cret", method=method, iterations=1000) != encoded  # salted
+    assert hash_password("s3cret", method, iterations=1000) != encoded  # salted
 
 
 @pytest.mark.parametrize("bad", ["plain", "pbkdf2_sha256$x$y$z", "scrypt$1$2$3", "md5$a$b$c"])
@@ -30,7 +30,7 @@ def test_malformed_hashes_are_refused(bad: str) -> None:
 
 
 def test_authenticate() -> None:
-    auth = Authenticator({"alice": hash_password("pw", iterations=1000)}, allow_anonymous=False)
+    auth = Authenticator({"alice": hash_password("pw", "pbkdf2_sha256", iterations=1000)}, allow_anonymous=False)
 
     async def scenario() -> list[bool]:
         return [
@@ -48,7 +48,7 @@ def test_authenticate() -> None:
 
 
 def test_anonymous_allowed_with_users_but_wrong_password_refused() -> None:
-    auth = Authenticator({"alice": hash_password("pw", iterations=1000)}, allow_anonymous=True)
+    auth = Authenticator({"alice": hash_password("pw", "pbkdf2_sha256", iterations=1000)}, allow_anonymous=True)
 
     async def scenario() -> list[bool]:
         return [await auth.authenticate(None, None), await auth.authenticate("alice", b"bad")]

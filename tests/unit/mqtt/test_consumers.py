@@ -128,7 +128,7 @@ def test_consumers_use_the_broker(app: Any) -> None:
 
 
 def test_broker_application_applies_users_and_rules() -> None:
-    auth = Authenticator({"alice": hash_password("pw", iterations=1000)}, allow_anonymous=False,
+    auth = Authenticator({"alice": hash_password("pw", "pbkdf2_sha256", iterations=1000)}, allow_anonymous=False,
                          rules=[AccessRule(("alice",), publish=("alice/#",), subscribe=("alice/#",))])
 
     async def scenario() -> None:

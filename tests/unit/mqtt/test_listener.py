@@ -17,7 +17,7 @@ from gateway.protocols.mqtt.listener import MqttFactory, MqttListener, build_lis
 from gateway.protocols.mqtt.websocket import MqttWebSocketFactory
 from gateway.routing import ProtocolTypeRouter
 
-HASH = hash_password("pw", iterations=1000)
+HASH = hash_password("pw", "pbkdf2_sha256", iterations=1000)
 
 CONFIG = f"""
 application: tests.mqtt_apps:app

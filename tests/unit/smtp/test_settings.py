@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from gateway.config import ConfigError, load_config_text
 from gateway.listener import ListenerContext
-from gateway.protocols.smtp import passwords
+from gateway import passwords
 from gateway.protocols.smtp.listener import build_listener, smtp_settings
 
 
@@ -41,7 +41,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_hashes_round_trip_and_reject_wrong_passwords():
     for algorithm in ("scrypt", "pbkdf2_sha256"):
         encoded = passwords.hash_password("s3cret ünïcode", algorithm)
-        passwords.check_hash(encoded)
+        passwords.check_password_hash(encoded)
         assert passwords.verify_password("s3cret ünïcode", encoded)
         assert not passwords.verify_password("s3cret unicode", encoded)
     assert passwords.hash_password("x") != passwords.hash_password("x")  # salted
@@ -51,7 +51,7 @@ def test_hashes_round_trip_and_reject_wrong_passwords():
                                  "pbkdf2_sha256$10$s$not base64!"])
 def test_malformed_hashes_are_refused_and_never_match(bad):
     with pytest.raises(ValueError):
-        passwords.check_hash(bad)
+        passwords.check_password_hash(bad)
     assert passwords.verify_password("secret", bad) is False
 
 

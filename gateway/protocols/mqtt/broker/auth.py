@@ -1,12 +1,8 @@
 # -*- test-case-name: tests.unit.mqtt.test_broker_auth -*-
 """Broker access control: hashed passwords from the configuration and per-topic rules.
 
-**Passwords** are stored hashed with the standard library only, in one of two formats:
-
-* ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA256, base64 salt and hash);
-* ``scrypt$<n>$<r>$<p>$<salt>$<hash>``.
-
-Make one with ``python -m gateway.protocols.mqtt.broker.auth`` (prompts for the password).
+**Passwords** are stored hashed (:mod:`gateway.passwords`: Django's ``scrypt$...`` and
+``pbkdf2_sha256$...`` formats); make one with ``gateway hash-password``.
 Checking is deliberately slow (that is the point of a password hash), so it runs on a thread,
 and a successful check is remembered (keyed by an HMAC of the password under a per-process
 random key, never the password itself) so that a fleet reconnecting at once does not queue on
@@ -32,67 +28,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gateway.passwords import check_password_hash, hash_password, verify_password
 from gateway.protocols.mqtt.broker.index import filter_covers
 from gateway.protocols.mqtt.topics import parse_shared_subscription, topic_matches
 
 __all__ = ["AccessRule", "Authenticator", "check_password_hash", "hash_password", "verify_password"]
 
-PBKDF2_ITERATIONS = 600_000
 _CACHE_SIZE = 4096
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, *, method: str = "pbkdf2_sha256", iterations: int = PBKDF2_ITERATIONS) -> str:
-    """Hash ``password`` for the ``users`` setting."""
-    salt = os.urandom(16)
-    secret = password.encode("utf-8")
-    if method == "scrypt":
-        n, r, p = 2**14, 8, 1
-        digest = hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=32)
-        return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
-    if method != "pbkdf2_sha256":
-        raise ValueError(f"unknown password hash method {method!r}")
-    digest = hashlib.pbkdf2_hmac("sha256", secret, salt, iterations)
-    return f"pbkdf2_sha256${iterations}${_b64(salt)}${_b64(digest)}"
-
-
-def check_password_hash(encoded: str) -> None:
-    """Raise ValueError unless ``encoded`` is a hash in one of the supported formats."""
-    parts = encoded.split("$")
-    try:
-        if parts[0] == "pbkdf2_sha256" and len(parts) == 4 and int(parts[1]) > 0:
-            _unb64(parts[2]), _unb64(parts[3])
-            return
-        if parts[0] == "scrypt" and len(parts) == 6 and all(int(v) > 0 for v in parts[1:4]):
-            _unb64(parts[4]), _unb64(parts[5])
-            return
-    except ValueError:
-        pass
-    raise ValueError(
-        "expected pbkdf2_sha256$<iterations>$<salt>$<hash> or scrypt$<n>$<r>$<p>$<salt>$<hash> "
-        "(make one with: python -m gateway.protocols.mqtt.broker.auth)"
-    )
-
-
-def verify_password(password: bytes, encoded: str) -> bool:
-    """True if ``password`` matches the hash ``encoded`` (constant-time comparison)."""
-    parts = encoded.split("$")
-    if parts[0] == "pbkdf2_sha256" and len(parts) == 4:
-        digest = hashlib.pbkdf2_hmac("sha256", password, _unb64(parts[2]), int(parts[1]))
-        return hmac.compare_digest(digest, _unb64(parts[3]))
-    if parts[0] == "scrypt" and len(parts) == 6:
-        n, r, p = (int(v) for v in parts[1:4])
-        expected = _unb64(parts[5])
-        digest = hashlib.scrypt(password, salt=_unb64(parts[4]), n=n, r=r, p=p, dklen=len(expected))
-        return hmac.compare_digest(digest, expected)
-    return False
 
 
 @dataclass(frozen=True)
@@ -206,25 +148,3 @@ class Authenticator:
                     if expanded is not None and filter_covers(expanded, inner):
                         return True
         return False
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gateway.protocols.mqtt.broker.auth [--scrypt] [--iterations N]``: print a
-    password hash for the ``users`` setting (the password is read from the terminal)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m gateway.protocols.mqtt.broker.auth")
-    parser.add_argument("--scrypt", action="store_true", help="scrypt instead of PBKDF2-HMAC-SHA256")
-    parser.add_argument("--iterations", type=int, default=PBKDF2_ITERATIONS,
-                        help=f"PBKDF2 iterations (default {PBKDF2_ITERATIONS}; each check costs that much CPU)")
-    args = parser.parse_args(argv)
-    password = getpass.getpass("Password: ")
-    if password != getpass.getpass("Again: "):
-        print("The passwords differ.", file=sys.stderr)
-        return 1
-    print(hash_password(password, method="scrypt" if args.scrypt else "pbkdf2_sha256", iterations=args.iterations))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""Password hashes for SMTP AUTH users in the configuration, with the standard library only.
+"""Password hashes for users in the configuration (SMTP AUTH, MQTT), standard library only.
 
-Formats (Django's, so hashes can be copied from a Django project):
+Formats (Django's, so hashes can be copied from a Django project's user table):
 
 * ``scrypt$<n>$<salt>$<r>$<p>$<base64 key>`` (:func:`hashlib.scrypt`, RFC 7914; the default,
   n=2**14, r=8, p=1, a 64-byte key);
@@ -9,10 +9,10 @@ Formats (Django's, so hashes can be copied from a Django project):
 
 Make one with::
 
-    python -m gateway.protocols.smtp.passwords            # prompts twice, prints the hash
-    echo -n 'secret' | python -m gateway.protocols.smtp.passwords --stdin [--pbkdf2]
+    gateway hash-password                     # prompts twice, prints the hash
+    echo -n 'secret' | gateway hash-password --stdin [--pbkdf2]
 
-Checking takes tens of milliseconds on purpose: the listener runs it in a worker thread.
+Checking takes tens of milliseconds on purpose: listeners run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-__all__ = ["hash_password", "verify_password", "check_hash", "main"]
+__all__ = ["DUMMY_HASH", "check_password_hash", "hash_password", "main", "verify_password"]
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _KEY = 2**14, 8, 1, 64
 _PBKDF2_ITERATIONS = 600_000
@@ -37,20 +37,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def hash_password(password: str, algorithm: str = "scrypt") -> str:
-    """Hash ``password`` with a fresh random salt (``algorithm``: ``scrypt`` or ``pbkdf2_sha256``)."""
+def hash_password(password: str, algorithm: str = "scrypt", *, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    """Hash ``password`` with a fresh random salt.
+
+    Args:
+        password: the password.
+        algorithm: ``scrypt`` (memory-hard, the default) or ``pbkdf2_sha256``.
+        iterations: PBKDF2 iterations (each check costs that much CPU).
+    """
     salt = secrets.token_urlsafe(16)
     raw = password.encode("utf-8")
     if algorithm == "scrypt":
         key = hashlib.scrypt(raw, salt=salt.encode(), n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_MAXMEM, dklen=_KEY)
         return f"scrypt${_SCRYPT_N}${salt}${_SCRYPT_R}${_SCRYPT_P}${_b64(key)}"
     if algorithm == "pbkdf2_sha256":
-        key = hashlib.pbkdf2_hmac("sha256", raw, salt.encode(), _PBKDF2_ITERATIONS)
-        return f"pbkdf2_sha256${_PBKDF2_ITERATIONS}${salt}${_b64(key)}"
+        key = hashlib.pbkdf2_hmac("sha256", raw, salt.encode(), iterations)
+        return f"pbkdf2_sha256${iterations}${salt}${_b64(key)}"
     raise ValueError(f"unknown algorithm {algorithm!r}; use scrypt or pbkdf2_sha256")
 
 
-def check_hash(encoded: str) -> None:
+def check_password_hash(encoded: str) -> None:
     """Raise ``ValueError`` unless ``encoded`` is a well-formed hash of a supported format."""
     parts = encoded.split("$")
     try:
@@ -69,17 +75,17 @@ def check_hash(encoded: str) -> None:
         pass
     raise ValueError(
         "not a password hash; expected scrypt$... or pbkdf2_sha256$... "
-        "(make one with: python -m gateway.protocols.smtp.passwords)"
+        "(make one with: gateway hash-password)"
     )
 
 
-def verify_password(password: str, encoded: str) -> bool:
+def verify_password(password: str | bytes, encoded: str) -> bool:
     """True if ``password`` matches the hash ``encoded`` (constant-time comparison).
 
     A malformed hash never matches.
     """
     parts = encoded.split("$")
-    raw = password.encode("utf-8")
+    raw = password.encode("utf-8") if isinstance(password, str) else password
     try:
         if parts[0] == "scrypt" and len(parts) == 6:
             expected = base64.b64decode(parts[5], validate=True)
@@ -102,8 +108,8 @@ DUMMY_HASH = "scrypt$16384$timing-equaliser$8$1$" + _b64(bytes(_KEY))
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print the hash of a password read from the terminal or stdin."""
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.protocols.smtp.passwords",
-        description="Hash a password for auth.users of an SMTP listener.",
+        prog="gateway hash-password",
+        description="Hash a password for the users of an SMTP or MQTT listener.",
     )
     parser.add_argument("--stdin", action="store_true", help="read the password from standard input")
     parser.add_argument("--pbkdf2", action="store_true", help="use pbkdf2_sha256 instead of scrypt")
