@@ -143,7 +143,7 @@ class RedisLayerConfig(LayerConfig):
     sentinel_password: str | None = field(default=None, metadata={"doc": "Password of the sentinels themselves (not of Redis)."})
     connect_timeout: Duration = field(default=Duration(5.0), metadata={"doc": "Time to connect and log in to Redis; sends fail with a clear error when it runs out.", "check": positive})
     command_timeout: Duration = field(default=Duration(10.0), metadata={"doc": "Time Redis has to answer; a connection that stays silent longer is dropped and re-opened.", "check": positive})
-    reconnect_max_delay: Duration = field(default=Duration(5.0), metadata={"doc": "Longest wait between reconnection attempts (exponential backoff from 50ms).", "check": positive})
+    reconnect_max_delay: Duration = field(default=Duration(5.0), metadata={"doc": "Longest wait between reconnection attempts (exponential backoff from 100ms).", "check": positive})
     options: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}),
         metadata={"doc": "Further layer options: batch (500), block_timeout (5), random_prefix_length (12), serializer_format (msgpack or json)."},

@@ -1,0 +1,372 @@
+"""One auto-reconnecting connection to one Redis server, on the Twisted reactor.
+
+:class:`RedisConnection` keeps one txredisapi protocol connected: it connects (TCP, TLS or a unix
+socket; for Sentinel it asks the sentinels for the master first and checks its ``ROLE``), logs in
+(AUTH with an ACL user, SELECT), loads the layer's scripts, and reconnects with exponential backoff
+(0.05 s doubling up to ``reconnect_max_delay``, with jitter) whenever the connection drops.
+
+While it is down, :meth:`RedisConnection.call` raises :class:`RedisLayerUnavailable` at once (it
+waits only for an attempt already in progress that has not failed yet: the first connection, or
+the first retry after a drop), so callers are never stuck behind an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import txredisapi
+from twisted.internet import defer, protocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+
+from gateway.layers.redis.errors import RedisLayerError, RedisLayerUnavailable
+from gateway.layers.redis.hosts import RedisAddress
+from gateway.layers.redis.protocol import LayerProtocol
+from gateway.layers.redis.scripts import Script
+
+__all__ = ["ConnectionSettings", "RedisConnection", "make_endpoint"]
+
+logger = logging.getLogger("gateway.layers.redis")
+
+
+class ConnectionSettings:
+    """Timeouts shared by a layer's connections (seconds)."""
+
+    def __init__(self, connect_timeout: float = 5.0, command_timeout: float = 10.0,
+                 reconnect_max_delay: float = 5.0) -> None:
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.reconnect_max_delay = reconnect_max_delay
+
+
+def _tls_creator(address: RedisAddress, hostname: str) -> Any:
+    from twisted.internet import ssl
+
+    trust: Any = None
+    if address.ssl_ca_certs:
+        with open(address.ssl_ca_certs, "rb") as f:
+            pem = f.read()
+        chunks = [c for c in pem.split(b"-----END CERTIFICATE-----") if b"-----BEGIN CERTIFICATE-----" in c]
+        certs = [ssl.Certificate.loadPEM(c + b"-----END CERTIFICATE-----\n") for c in chunks]
+        trust = ssl.trustRootFromCertificates(certs)
+    client = None
+    if address.ssl_certfile and address.ssl_keyfile:
+        with open(address.ssl_certfile, "rb") as f:
+            cert_pem = f.read()
+        with open(address.ssl_keyfile, "rb") as f:
+            key_pem = f.read()
+        client = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    if address.ssl_verify and address.ssl_check_hostname:
+        return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client)
+    logger.warning("Redis %s: TLS %s", address.describe(),
+                   "server certificate NOT verified (ssl_cert_reqs=none)" if not address.ssl_verify
+                   else "host name not checked (ssl_check_hostname=false)")
+    extra: dict[str, Any] = {}
+    if client is not None:
+        extra = {"privateKey": client.privateKey.original, "certificate": client.original}
+    if address.ssl_verify:
+        from twisted.internet._sslverify import OpenSSLCertificateAuthorities
+
+        cas = trust._caCerts if isinstance(trust, OpenSSLCertificateAuthorities) else None
+        if cas is None:
+            return ssl.CertificateOptions(verify=True, trustRoot=ssl.platformTrust(), **extra)
+        return ssl.CertificateOptions(verify=True, caCerts=cas, **extra)
+    return ssl.CertificateOptions(verify=False, **extra)
+
+
+def make_endpoint(reactor: Any, address: RedisAddress, host: str, port: int, timeout: float) -> Any:
+    """A client endpoint for ``host:port`` (TLS when the address says ``rediss``)."""
+    from twisted.internet import endpoints
+
+    if address.scheme == "unix":
+        return endpoints.UNIXClientEndpoint(reactor, address.path, timeout=timeout)
+    if isIPAddress(host):
+        endpoint: Any = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    elif isIPv6Address(host):
+        endpoint = endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    else:
+        endpoint = endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if address.tls:
+        endpoint = endpoints.wrapClientTLS(_tls_creator(address, host), endpoint)
+    return endpoint
+
+
+class _Factory(protocol.Factory):
+    """Builds :class:`LayerProtocol` instances; receives txredisapi's connect-time callbacks."""
+
+    noisy = False
+    isLazy = False
+
+    def __init__(self, owner: RedisConnection, reply_timeout: float) -> None:
+        self.owner = owner
+        self.reply_timeout = reply_timeout
+
+    def buildProtocol(self, addr: Any) -> LayerProtocol:
+        address = self.owner.address
+        proto = LayerProtocol(replyTimeout=self.reply_timeout, password=address.password,
+                              dbid=address.db or None, username=address.username, loop=self.owner.loop)
+        proto.factory = self
+        return proto
+
+    def stopTrying(self) -> None:
+        """txredisapi calls this when AUTH or SELECT fails; we keep retrying with backoff."""
+
+    def connectionError(self, why: str) -> None:
+        self.owner.last_error = why
+
+
+class RedisConnection:
+    """One connection (command or blocking role) to one shard, kept up in the background.
+
+    Args:
+        address: the server (or Sentinel service).
+        role: ``command`` or ``reader`` (for logs); readers get a longer reply timeout.
+        reactor, loop: the Twisted asyncio reactor and its loop.
+        settings: timeouts.
+        scripts: Lua scripts to load on every (re)connection.
+        reply_timeout: seconds a reply may take before the connection is considered dead.
+        on_ready: ``await on_ready(first)`` after each (re)connection, before callers get it.
+    """
+
+    def __init__(self, address: RedisAddress, role: str, reactor: Any, loop: asyncio.AbstractEventLoop,
+                 settings: ConnectionSettings, scripts: Sequence[Script] = (), reply_timeout: float | None = None,
+                 on_ready: Callable[[bool], Awaitable[None]] | None = None) -> None:
+        self.address = address
+        self.role = role
+        self.reactor = reactor
+        self.loop = loop
+        self.settings = settings
+        self.scripts = tuple(scripts)
+        self.on_ready = on_ready
+        self.reply_timeout = reply_timeout or settings.command_timeout
+        self.factory = _Factory(self, self.reply_timeout)
+        self.protocol: LayerProtocol | None = None
+        self.closed = False
+        self.failures = 0
+        self.total_failures = 0
+        self.last_error: str | None = None
+        self.connects = 0
+        self.disconnects = 0
+        self.down_since: float | None = None
+        self._attempting = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._sentinel: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None and not self.closed:
+            self._task = self.loop.create_task(self._run())
+
+    async def close(self) -> None:
+        self.closed = True
+        proto, self.protocol = self.protocol, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.loseConnection()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._sentinel is not None:
+            await self._sentinel.disconnect().asFuture(self.loop)
+        self._wake(RedisLayerUnavailable(f"Redis {self.address.describe()}: the layer was closed"))
+
+    @property
+    def up(self) -> bool:
+        return self.protocol is not None
+
+    def _wake(self, error: BaseException | None = None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def _delay(self) -> float:
+        base = min(self.settings.reconnect_max_delay, 0.05 * (2 ** min(self.failures, 20)))
+        return base * random.uniform(0.8, 1.2)
+
+    async def _run(self) -> None:
+        while not self.closed:
+            self._attempting = True
+            try:
+                proto = await asyncio.wait_for(self._connect(), self.settings.connect_timeout)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure is retried
+                self._attempting = False
+                if self.closed:
+                    return
+                self.failures += 1
+                self.total_failures += 1
+                self.last_error = _describe(exc) if not isinstance(exc, asyncio.TimeoutError) else "connection timed out"
+                level = logging.WARNING if self.failures == 1 or self.failures % 50 == 0 else logging.DEBUG
+                logger.log(level, "Redis %s (%s): cannot connect (attempt %d): %s", self.address.describe(),
+                           self.role, self.failures, self.last_error)
+                self._wake(self.unavailable())
+                await asyncio.sleep(self._delay())
+                continue
+            self._attempting = False
+            first = self.connects == 0
+            self.connects += 1
+            if self.down_since is not None:
+                logger.warning("Redis %s (%s): reconnected after %.1f s", self.address.describe(), self.role,
+                               time.monotonic() - self.down_since)
+            self.failures = 0
+            self.last_error = None
+            self.down_since = None
+            lost = proto.whenDisconnected().asFuture(self.loop)
+            if not proto.connected:
+                continue
+            proto.on_lost = self._lost
+            self.protocol = proto
+            if self.on_ready is not None:
+                try:
+                    await self.on_ready(first)
+                except Exception as exc:  # noqa: BLE001 - logged; the connection stays usable
+                    logger.warning("Redis %s (%s): after connecting: %s", self.address.describe(), self.role, exc)
+            self._wake()
+            up_since = time.monotonic()
+            await lost
+            self._lost(proto)
+            self.disconnects += 1
+            self.down_since = time.monotonic()
+            self.last_error = "connection lost"
+            if not self.closed:
+                logger.warning("Redis %s (%s): connection lost; reconnecting", self.address.describe(), self.role)
+                if self.down_since - up_since < 1.0:  # dropped right away (maxclients, a proxy): back off
+                    self.failures += 1
+                    await asyncio.sleep(self._delay())
+
+    async def _connect(self) -> LayerProtocol:
+        host, port = self.address.host, self.address.port
+        if self.address.master_name:
+            host, port = await self._discover_master()
+        endpoint = make_endpoint(self.reactor, self.address, host, port, self.settings.connect_timeout)
+        proto: LayerProtocol = await endpoint.connect(self.factory).asFuture(self.loop)
+        self.last_error = None
+        try:
+            ready = proto.whenConnected()
+            gone = proto.whenDisconnected()
+            result, index = await defer.DeferredList([ready, gone], fireOnOneCallback=True,
+                                                     consumeErrors=True).asFuture(self.loop)
+            if index != 0:
+                why = self.last_error or _describe(getattr(proto, "lost_reason", None) or ConnectionError("closed"))
+                raise RedisLayerUnavailable(f"connection closed while logging in: {why}")
+            if self.address.master_name:
+                role = await proto.execute_command("ROLE").asFuture(self.loop)
+                if not role or role[0] not in (b"master", "master"):
+                    raise RedisLayerUnavailable(f"{host}:{port} is not the master of {self.address.master_name}")
+            if self.scripts:
+                loads = [proto.execute_command("SCRIPT", "LOAD", s.source) for s in self.scripts]
+                await defer.gatherResults(loads, consumeErrors=True).asFuture(self.loop)
+        except BaseException:
+            if proto.connected and proto.transport is not None:
+                try:
+                    proto.transport.abortConnection()
+                except Exception:  # noqa: BLE001 - already half-closed (TLS): nothing left to abort
+                    pass
+            reason = proto.lost_reason
+            if reason is not None and not reason.check(ConnectionDone):  # the real cause (TLS, reset)
+                raise RedisLayerUnavailable(_describe(reason)) from None
+            raise
+        return proto
+
+    async def _discover_master(self) -> tuple[str, int]:
+        if self._sentinel is None:
+            kwargs: dict[str, Any] = {}
+            if self.address.sentinel_password:
+                kwargs["password"] = self.address.sentinel_password
+            self._sentinel = txredisapi.Sentinel(list(self.address.sentinels), **kwargs)
+            self._sentinel.discovery_timeout = self.settings.connect_timeout
+        host, port = await self._sentinel.discover_master(self.address.master_name).asFuture(self.loop)
+        return str(host), int(port)
+
+    def _lost(self, proto: LayerProtocol) -> None:
+        """The protocol's connection closed: stop handing it out at once."""
+        if self.protocol is proto:
+            self.protocol = None
+            self.last_error = "connection lost"
+
+    # -- using it -------------------------------------------------------------------------
+
+    def unavailable(self) -> RedisLayerUnavailable:
+        reason = self.last_error or "not connected"
+        return RedisLayerUnavailable(f"Redis {self.address.describe()} is unavailable ({reason}); reconnecting in the background")
+
+    async def get(self) -> LayerProtocol:
+        """The connected protocol; wait only for an attempt that has not failed yet.
+
+        Raises:
+            RedisLayerUnavailable: the server is down (or the layer is closed).
+        """
+        proto = self.protocol
+        if proto is not None:
+            return proto
+        if self.closed:
+            raise self.unavailable()
+        self.start()
+        if self.failures or not (self._attempting or self.connects == 0):
+            raise self.unavailable()
+        await self.wait_ready(self.settings.connect_timeout)
+        if self.protocol is None:
+            raise self.unavailable()
+        return self.protocol
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until connected (readers wait through outages: ``timeout=None``)."""
+        while self.protocol is None:
+            if self.closed:
+                raise self.unavailable()
+            self.start()
+            future = self.loop.create_future()
+            self._waiters.append(future)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                raise self.unavailable() from None
+            except RedisLayerUnavailable:
+                if timeout is not None:
+                    raise
+
+    async def call(self, *args: Any) -> Any:
+        """Run one command; replies that are Redis errors raise :class:`RedisLayerError`."""
+        proto = self.protocol or await self.get()
+        try:
+            return await proto.call(args, self.reply_timeout)
+        except txredisapi.ResponseError as exc:
+            text = str(exc)
+            if text.startswith(("READONLY", "MASTERDOWN", "LOADING")) and proto.transport is not None:
+                # A replica now (Sentinel failover), or not ready: reconnect, rediscovering the master.
+                self.last_error = text
+                proto.transport.loseConnection()
+                raise self.unavailable() from None
+            raise RedisLayerError(f"Redis {self.address.describe()}: {exc}") from None
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+
+    async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a script by SHA (falling back to EVAL once if the server forgot it)."""
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RedisLayerError as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+        return await self.call("EVAL", script.source, len(keys), *keys, *args)
+
+
+def _describe(exc: BaseException) -> str:
+    sub = getattr(exc, "subFailure", None)  # defer.FirstError from gatherResults
+    if sub is not None:
+        exc = sub.value
+    if hasattr(exc, "getErrorMessage"):
+        return str(exc.getErrorMessage()).strip()
+    return (str(exc) or type(exc).__name__).strip()

@@ -1,0 +1,216 @@
+"""Queues for the channels of this process, fed by local sends and by the Redis reader.
+
+Everything here runs on the reactor's event loop (the layer moves calls from other loops and
+threads there), so there is no lock. The rules are the in-memory layer's: FIFO per channel,
+capacity counts queued messages, a waiting receiver is handed a message directly, a receiver
+cancelled after being handed one gives it back to the head of the queue (nothing is lost by
+``asyncio.wait_for(receive(), t)``), expired messages are dropped lazily from the head and by a
+sweep at most once per ``expiry``.
+
+Normal channels (no ``!``) get a queue here too, but only for messages the reader popped for a
+receiver that was cancelled meanwhile; the reader pops from Redis only as many as receivers wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["DEEP", "FLAT", "OWNED", "LocalChannels", "snapshot"]
+
+_IMMUTABLE = frozenset({str, bytes, int, float, bool, type(None)})
+
+#: How a queued message is handed out: OWNED is the receiver's alone; FLAT / DEEP are shared by
+#: several channels (one group message) and copied at receive time.
+OWNED, FLAT, DEEP = 0, 1, 2
+
+_Entry = tuple[float, dict[str, Any], int]  # (expires at, message, mode)
+
+
+def snapshot(message: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A private copy of ``message`` and the mode for sharing it (FLAT or DEEP)."""
+    for value in message.values():
+        if type(value) not in _IMMUTABLE:
+            return copy.deepcopy(message), DEEP
+    return dict(message), FLAT
+
+
+class _Channel:
+    __slots__ = ("name", "capacity", "queue", "waiters", "normal", "ready")
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.queue: deque[_Entry] = deque()
+        self.waiters: deque[asyncio.Future[_Entry]] = deque()
+        #: A normal channel (no ``!``): waiting on it asks the reader for messages.
+        self.normal = "!" not in name
+        #: Set by the layer once the name was validated and its process key registered.
+        self.ready = False
+
+
+class LocalChannels:
+    """This process's channel queues and waiting receivers.
+
+    Args:
+        expiry: seconds a queued message lives (from its send time).
+        get_capacity: capacity of a channel by name.
+        stats: the layer's counters (``expired``, ``received`` are updated here).
+        on_wait: called with a channel name whenever a receiver starts waiting on it.
+        clock: wall-clock time (send times come from other machines' clocks too).
+    """
+
+    def __init__(self, expiry: float, get_capacity: Callable[[str], int], stats: dict[str, int],
+                 on_wait: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+        self.expiry = expiry
+        self.get_capacity = get_capacity
+        self.stats = stats
+        self.on_wait = on_wait
+        self.clock = clock
+        self.channels: dict[str, _Channel] = {}
+        self._next_sweep = clock() + expiry
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _purge(self, state: _Channel, now: float) -> None:
+        queue = state.queue
+        while queue and queue[0][0] <= now:
+            queue.popleft()
+            self.stats["expired"] += 1
+
+    def _forget_if_idle(self, state: _Channel) -> None:
+        """Drop an idle channel's state (only the sweep does, so a busy receiver keeps its own)."""
+        if not state.queue and not state.waiters and self.channels.get(state.name) is state:
+            del self.channels[state.name]
+
+    def sweep(self, now: float) -> None:
+        """Drop expired messages and idle channels everywhere."""
+        self._next_sweep = now + self.expiry
+        for state in list(self.channels.values()):
+            self._purge(state, now)
+            state.waiters = deque(w for w in state.waiters if not w.done())
+            self._forget_if_idle(state)
+
+    def waiting(self, name: str) -> int:
+        """Receivers waiting on ``name`` minus messages already queued for them."""
+        state = self.channels.get(name)
+        if state is None:
+            return 0
+        return sum(1 for w in state.waiters if not w.done()) - len(state.queue)
+
+    def queued(self) -> int:
+        return sum(len(s.queue) for s in self.channels.values())
+
+    def clear(self) -> None:
+        """Drop every queued message (receivers keep waiting)."""
+        for name, state in list(self.channels.items()):
+            state.queue.clear()
+            if not state.waiters:
+                del self.channels[name]
+
+    def drain_queued(self, name: str) -> list[_Entry]:
+        """Take every queued message of ``name`` (to give them back to Redis at close)."""
+        state = self.channels.get(name)
+        if state is None:
+            return []
+        entries = list(state.queue)
+        state.queue.clear()
+        self._forget_if_idle(state)
+        return entries
+
+    # -- putting ---------------------------------------------------------------------------
+
+    def put(self, name: str, message: dict[str, Any], sent_at: float, mode: int, *, bounded: bool = True) -> bool:
+        """Queue ``message`` on ``name`` (or hand it to a waiting receiver).
+
+        Returns False, without queueing, when the channel holds its capacity (``bounded``).
+        """
+        return self.put_many((name,), message, sent_at, mode, bounded=bounded) == 0
+
+    def put_many(self, names: Any, message: dict[str, Any], sent_at: float, mode: int, *, bounded: bool = True) -> int:
+        """:meth:`put` one message on several channels; returns how many were full."""
+        now = self.clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        entry = (sent_at + self.expiry, message, mode)
+        channels = self.channels
+        full = 0
+        for name in names:
+            state = channels.get(name)
+            if state is None:
+                state = channels[name] = _Channel(name, self.get_capacity(name))
+            waiters = state.waiters
+            while waiters:  # the queue is empty while there are waiters
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(entry)
+                    break
+            else:
+                queue = state.queue
+                if queue and queue[0][0] <= now:
+                    self._purge(state, now)
+                if bounded and len(queue) >= state.capacity:
+                    full += 1
+                else:
+                    queue.append(entry)
+        return full
+
+    def _give_back(self, name: str, entry: _Entry) -> None:
+        state = self.channels.get(name)
+        if state is None:
+            state = self.channels[name] = _Channel(name, self.get_capacity(name))
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(entry)
+                return
+        state.queue.appendleft(entry)
+
+    # -- getting ---------------------------------------------------------------------------
+
+    def state(self, name: str) -> _Channel:
+        """The state of ``name``, created if needed (kept while in use; swept when idle)."""
+        state = self.channels.get(name)
+        if state is None:
+            state = self.channels[name] = _Channel(name, self.get_capacity(name))
+        return state
+
+    async def get(self, state: _Channel) -> dict[str, Any]:
+        """Wait for the next message on ``state``'s channel (cancellation-safe)."""
+        queue = state.queue
+        if queue:
+            now = self.clock()
+            if queue[0][0] <= now:
+                self._purge(state, now)
+        if queue:
+            entry = queue.popleft()
+        else:
+            future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+            state.waiters.append(future)
+            if state.normal:
+                self.on_wait(state.name)
+            try:
+                entry = await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._give_back(state.name, future.result())
+                else:
+                    try:
+                        state.waiters.remove(future)
+                    except ValueError:
+                        pass
+                raise
+            if entry[0] <= self.clock():  # expired while being handed over: wait for the next
+                self.stats["expired"] += 1
+                return await self.get(state)
+        self.stats["received"] += 1
+        mode = entry[2]
+        if mode == OWNED:
+            return entry[1]
+        if mode == FLAT:
+            return dict(entry[1])
+        return copy.deepcopy(entry[1])

@@ -1,0 +1,217 @@
+"""The Redis layer against real redis-servers: outages, idle readers, counters, and the
+group_send script's wire output. (Logins, sockets, TLS and Sentinel: test_redis_connect.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.layers.redis import RedisChannelLayer, RedisLayerUnavailable, consistent_hash
+from tests.unit.layers.conftest import recv, until
+from tests.unit.layers.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.redis
+
+FAST = {"reconnect_max_delay": 0.2, "connect_timeout": 2.0}
+
+
+# -- outages ----------------------------------------------------------------------------------
+
+
+def test_outage_errors_are_quick_and_clear_and_delivery_resumes(server: RedisServer, run: Any) -> None:
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url], **FAST)
+        receiver = RedisChannelLayer(hosts=[server.url], **FAST)
+        own, remote = await sender.new_channel(), await receiver.new_channel()
+        await receiver.group_add("g", remote)
+        waiting = asyncio.ensure_future(receiver.receive(remote))  # blocked in Redis across the outage
+        await sender.send(remote, {"type": "m", "n": 0})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == 0
+        waiting = asyncio.ensure_future(receiver.receive(remote))
+        server.kill()
+        await until(lambda: sender.stats()["shards_down"] == 1)
+        started = time.monotonic()
+        with pytest.raises(RedisLayerUnavailable, match=f"127.0.0.1:{server.port}.*unavailable"):
+            await sender.send(remote, {"type": "m", "n": 1})
+        assert time.monotonic() - started < 0.5
+        await sender.group_send("g", {"type": "m"})  # never raises: counted
+        await sender.send(own, {"type": "m", "local": True})  # a local channel needs no Redis
+        assert (await recv(sender, own))["local"] is True
+        server.start()
+        await until(lambda: sender.stats()["shards_down"] == 0 and receiver.stats()["connections_down"] == 0)
+        await sender.send(remote, {"type": "m", "n": 2})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == 2
+        # the membership Redis forgot was re-added by the receiver when it reconnected
+        await until(lambda: receiver.stats()["memberships_restored"] == 1)
+        await sender.group_send("g", {"type": "m", "n": 3})
+        assert (await recv(receiver, remote))["n"] == 3
+        stats = sender.stats()
+        assert (stats["send_failed"], stats["group_send_failed"], stats["disconnects"] >= 1) == (1, 1, True)
+        assert receiver.stats()["reconnects"] >= 2  # command and reader connections
+        await sender.close()
+        await receiver.flush()
+        await receiver.close()
+
+    run(main)
+
+
+def test_first_use_without_a_server_fails_within_connect_timeout(tmp_path: Path, run: Any) -> None:
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"], connect_timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(RedisLayerUnavailable, match="refused"):
+            await layer.send("x", {"type": "m"})
+        assert time.monotonic() - started < 1.5
+        await layer.close()
+
+    run(main)
+
+
+def test_idle_receive_outlives_many_block_timeouts(server: RedisServer, run: Any) -> None:
+    """channels_redis#422: an idle receive() must simply keep waiting."""
+
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url], block_timeout=0.1)
+        other = RedisChannelLayer(hosts=[server.url])
+        channel = await layer.new_channel()
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        waiting_normal = asyncio.ensure_future(layer.receive("idle.normal"))
+        await asyncio.sleep(1.0)  # ~10 blocking reads timed out and were re-issued
+        assert not waiting.done() and not waiting_normal.done()
+        await other.send(channel, {"type": "m", "late": True})
+        await other.send("idle.normal", {"type": "m", "late": 2})
+        assert (await asyncio.wait_for(waiting, 5))["late"] is True
+        assert (await asyncio.wait_for(waiting_normal, 5))["late"] == 2
+        assert layer.stats()["disconnects"] == 0
+        await other.close()
+        await layer.flush()
+        await layer.close()
+
+    run(main)
+
+
+# -- counters ---------------------------------------------------------------------------------
+
+
+def test_expired_and_over_capacity_messages_are_counted(server: RedisServer, run: Any) -> None:
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url], expiry=1.0, capacity=2)
+        receiver = RedisChannelLayer(hosts=[server.url], expiry=1.0, capacity=1)
+        # expired in a full channel before anyone popped it: purged (and counted) by the next send
+        await sender.send("slow.worker", {"type": "m", "n": 1})
+        await asyncio.sleep(0.6)
+        await sender.send("slow.worker", {"type": "m", "n": 2})  # full now; refreshes the key's TTL
+        await asyncio.sleep(0.6)
+        await sender.send("slow.worker", {"type": "m", "n": 3})  # n=1 expired: room again
+        assert (sender.stats()["expired"], sender.stats()["send_full"]) == (1, 0)
+        assert (await recv(receiver, "slow.worker"))["n"] == 2
+        sender.capacity = 3
+        # over capacity: a full normal channel skips group members; a full local queue drops
+        await sender.group_add("cap", "full.channel")
+        for _ in range(3):
+            await sender.send("full.channel", {"type": "m"})
+        target = await receiver.new_channel()
+        await sender.group_add("cap", target)
+        await sender.group_send("cap", {"type": "m", "n": 1})
+        await sender.group_send("cap", {"type": "m", "n": 2})  # the receiver's queue holds 1
+        await until(lambda: receiver.stats()["over_capacity"] == 1)
+        assert sender.stats()["group_dropped"] == 2 and sender.stats()["group_delivered"] == 2
+        assert (await recv(receiver, target))["n"] == 1
+        with pytest.raises(asyncio.TimeoutError):
+            await recv(receiver, target, 0.2)
+        await sender.flush()
+        await sender.close()
+        await receiver.close()
+
+    run(main)
+
+
+def test_messages_that_expire_on_the_way_are_dropped_at_pop(server: RedisServer, run: Any) -> None:
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url])
+        receiver = RedisChannelLayer(hosts=[server.url], expiry=0.2)
+        await sender.send("aging", {"type": "m"})
+        await asyncio.sleep(0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await recv(receiver, "aging", 0.3)
+        assert receiver.stats()["expired"] == 1
+        await sender.flush()
+        await sender.close()
+        await receiver.close()
+
+    run(main)
+
+
+# -- the group_send script ------------------------------------------------------------------------
+
+
+def test_group_send_script_shards_like_channels_redis(server: RedisServer, run: Any) -> None:
+    """Members whose key is on another shard come back; the rest are written here."""
+    hosts = [f"redis://127.0.0.1:{server.port}/{db}" for db in (6, 7, 8)]
+    names = [f"p{i}.proc{i % 13}!x{i}" for i in range(120)] + [f"plain.{i}" for i in range(60)]
+
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=hosts)
+        for name in names:
+            await layer.group_add("sharded", name)
+        await layer.group_send("sharded", {"type": "m"})
+        for db in (6, 7, 8):
+            server.command("SELECT", db)
+        for shard, db in enumerate((6, 7, 8)):
+            expected = {f"asgi{layer.non_local_name(n)}".encode() for n in names
+                        if consistent_hash(layer.non_local_name(n), 3) == shard}
+            keys = {k for k in _keys(server.port, db) if not k.startswith(b"asgi:group")}
+            assert keys == expected
+        assert layer.stats()["group_delivered"] == len(names)
+        await layer.flush()
+        await layer.close()
+
+    run(main)
+
+
+def _keys(port: int, db: int) -> list[bytes]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n*2\r\n$4\r\nKEYS\r\n$5\r\nasgi*\r\n" % (len(str(db)), db))
+        f = sock.makefile("rb")
+        f.readline()
+        count = int(f.readline()[1:])
+        result = []
+        for _ in range(count):
+            size = int(f.readline()[1:])
+            result.append(f.read(size + 2)[:-2])
+        return result
+
+
+_leaf = st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=40) | st.binary(max_size=40)
+_message = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k != "__asgi_channel__"),
+                           st.recursive(_leaf, lambda i: st.lists(i, max_size=3) | st.dictionaries(st.text(max_size=4), i, max_size=3),
+                                        max_leaves=8), max_size=20)
+
+
+@given(message=_message, members=st.integers(1, 40))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_group_send_script_builds_channels_redis_bodies(server: RedisServer, run: Any, message: dict, members: int) -> None:
+    """Whatever the message and member count (fixmap/map16, fixarray/array16, str8 names), the
+    body the script assembles is msgpack of the message plus ``__asgi_channel__``."""
+    names = [f"specific.remoteproc!{i:0{40}d}" for i in range(members)]
+
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url])
+        for name in names:
+            await layer.group_add("prop", name)
+        await layer.group_send("prop", {"type": "t", **message})
+        await layer.close()
+
+    server.command("FLUSHALL")
+    run(main)
+    (member,) = server.command("ZRANGE", "asgispecific.remoteproc!", 0, -1)
+    assert msgpack.unpackb(member[12:]) == {"type": "t", **message, "__asgi_channel__": names}
