@@ -115,7 +115,9 @@ class Dovecot:
             if not uids:
                 return None
             status, data = connection.uid("FETCH", uids[0], "(FLAGS)")
-            return set(re.findall(rb"\\\w+", data[0]) and [f.decode() for f in re.findall(rb"\\\w+", data[0])])
+            if not data or data[0] is None:
+                return None  # moved or expunged between the SEARCH and the FETCH
+            return {flag.decode() for flag in re.findall(rb"\\\w+", data[0])}
 
     def session(self) -> Any:
         outer = self
