@@ -10,6 +10,7 @@ from gateway.config.errors import InvalidValue
 from gateway.config.schema import ListenerConfig, positive
 from gateway.config.units import Duration, Size
 from gateway.protocols.http.core import HTTPLimits
+from gateway.protocols.websocket.config import WebSocketConfig
 
 
 def parse_switch_or_text(value: object) -> str | None:
@@ -110,6 +111,7 @@ class HttpListenerConfig(ListenerConfig):
     limits: HttpLimitsConfig = field(default_factory=HttpLimitsConfig, metadata={"doc": "Limits."})
     timeouts: HttpTimeoutsConfig = field(default_factory=HttpTimeoutsConfig, metadata={"doc": "Timeouts."})
     proxy: ProxyConfig = field(default_factory=ProxyConfig, metadata={"doc": "Trusted proxies."})
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig, metadata={"doc": "WebSocket upgrades on this listener."})
 
     def check(self) -> Iterable[tuple[str, str]]:
         yield from super().check()

@@ -273,6 +273,9 @@ class HTTPConnection:
         if len(headers) >= self.limits.max_headers:
             raise RemoteProtocolError("too many request header fields", hint=431)
         name = name.lower()
+        if value and value[-1] in (32, 9):
+            # RFC 9110 5.5: trailing whitespace is not part of the value (llhttp keeps it).
+            value = value.rstrip(b" \t")
         headers.append((name, value))
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True

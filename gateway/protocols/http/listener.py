@@ -84,6 +84,17 @@ def http_settings(config: HttpListenerConfig, context: ListenerContext) -> HTTPS
 def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTPListener:
     """Build the listener service for an HTTP listener configuration."""
     settings = http_settings(config, context)
+    if config.websocket.enabled:
+        from gateway.protocols.websocket.listener import websocket_upgrade
+
+        settings.websocket = websocket_upgrade(
+            config.websocket,
+            app=context.app,
+            loop=context.loop,
+            reactor=context.reactor,
+            server_name=config.server_name,
+            application_close_timeout=context.daemon.timeouts.application_close,
+        )
     factory = HTTPFactory(settings, config.limits.max_connections)
     if config.endpoint is None:  # the configuration check rules this out
         raise ValueError(f"listener {config.name!r} has no endpoint")
