@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``run``, ``check-config``, ``worker``, ``send``, ``hash-password``, ``version``.
+"""The ``gateway`` command: ``run``, ``check-config``, ``worker``, ``send``, ``hash-password``, ``sms-test``, ``version``.
 
 Exit statuses: 0 success; 1 the daemon could not start (a port in use, lifespan startup
 failed); 2 the command line or the configuration is invalid.
@@ -38,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     hashing = commands.add_parser("hash-password", help="hash a password for the users of an SMTP or MQTT listener")
     hashing.add_argument("--stdin", action="store_true", help="read the password from standard input")
     hashing.add_argument("--pbkdf2", action="store_true", help="pbkdf2_sha256 instead of scrypt")
+    sms = commands.add_parser("sms-test", help="sign a test SMS webhook for an account of the configuration and send it")
+    sms.add_argument("-c", "--config", required=True, metavar="FILE", help="configuration file (YAML)")
+    sms.add_argument("--listener", metavar="NAME", help="the SMS listener (default: the first)")
+    sms.add_argument("--account", metavar="NAME", help="the account (default: the listener's first)")
+    sms.add_argument("--text", default="Hello from the gateway")
+    sms.add_argument("--from", dest="from_", default="+447400123456", metavar="NUMBER", help="the sender")
+    sms.add_argument("--to", default="+441134960000", metavar="NUMBER", help="our number")
+    sms.add_argument("--kind", choices=["message", "status"], default="message")
+    sms.add_argument("--status", default="delivered", help="the provider's status word (--kind status)")
+    sms.add_argument("--target", metavar="URL", help="send here instead of the listener's own address")
+    sms.add_argument("--curl", action="store_true", help="print a curl command line instead of sending")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -183,6 +194,74 @@ def send(path: str, alias: str, group: str | None, channel: str | None, text: st
     return _run_with_layers(path, work)
 
 
+#: Credential fields of SMS account configurations that sign_test_webhook() takes.
+_SMS_CREDENTIALS = ("auth_token", "account_sid", "signature_secret", "signature_method", "api_key", "secret")
+
+
+def sms_test(args: argparse.Namespace) -> int:
+    """``gateway sms-test -c FILE``: sign a webhook as the account's provider would, send it to the
+    listener (``http://HOST:PORT`` of its ``tcp:`` endpoint, or ``--target``), print the answer."""
+    config = _load(args.config, import_applications=False)
+    if config is None:
+        return 2
+    listeners = [item for item in config.listeners if item.protocol == "sms" and args.listener in (None, item.name)]
+    if not listeners:
+        print(f"gateway: no SMS listener{' named ' + args.listener if args.listener else ''} in {args.config}", file=sys.stderr)
+        return 2
+    listener = listeners[0]
+    accounts = [item for item in listener.accounts if args.account in (None, item.name)]
+    if not accounts:
+        print(f"gateway: listener {listener.name} has no account {args.account!r}", file=sys.stderr)
+        return 2
+    account = accounts[0]
+    base = (listener.public_url or _endpoint_url(listener.endpoint) or "").rstrip("/")
+    target = args.target or ((_endpoint_url(listener.endpoint) or base) + account.path)
+    credentials = {name: getattr(account, name) for name in _SMS_CREDENTIALS if getattr(account, name, None)}
+    from gateway.protocols.sms.testhook import sign_test_webhook
+
+    try:
+        hook = sign_test_webhook(account.provider, base + account.path, text=args.text, from_=args.from_, to=args.to,
+                                 kind=args.kind, status=args.status, **credentials)
+    except ValueError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.curl:
+        import shlex
+
+        print(hook.curl().replace(shlex.quote(hook.url), shlex.quote(target)))
+        return 0
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(target, data=hook.body, headers=dict(hook.headers), method=hook.method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the configured listener
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        print(f"gateway: cannot reach {target}: {exc}", file=sys.stderr)
+        return 1
+    print(status, body.decode("utf-8", "replace").strip())
+    return 0 if 200 <= status < 300 else 1
+
+
+def _endpoint_url(endpoint: str | None) -> str | None:
+    """``http://host:port`` of a ``tcp:PORT[:interface=HOST]`` endpoint, else None."""
+    if not endpoint or not endpoint.startswith(("tcp:", "tcp6:")):
+        return None
+    parts = endpoint.split(":")
+    port = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
+    if port is None:
+        port = next((p.split("=", 1)[1] for p in parts if p.startswith("port=")), None)
+    host = next((p.split("=", 1)[1] for p in parts if p.startswith("interface=")), "127.0.0.1")
+    if port is None:
+        return None
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script and ``python -m gateway``."""
     parser = _parser()
@@ -199,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.passwords import main as hash_main
 
         return hash_main(["--stdin"] * args.stdin + ["--pbkdf2"] * args.pbkdf2)
+    if args.command == "sms-test":
+        return sms_test(args)
     if args.command == "version":
         print(f"gateway {__version__}")
         return 0

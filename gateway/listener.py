@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from gateway.asgi.app import ASGIApp
 from gateway.endpoints import describe_port
+from gateway.metrics.stats import HTTPStats, ListenerStats
 
 log = Logger(namespace="gateway.listener")
 
@@ -79,6 +80,11 @@ class TrackingFactory(Factory):
     """
 
     noisy = False
+    #: Counters (replaced by the daemon's shared object for this listener, see
+    #: :meth:`GatewayListener.attach_stats`); a private one of ``stats_class`` until then.
+    stats: ListenerStats
+    #: The class of that private object (HTTP's, the most common, unless a subclass says).
+    stats_class: type[ListenerStats] = HTTPStats
 
     def __init__(self, max_connections: int | None = None) -> None:
         self.connections: set[Any] = set()
@@ -87,13 +93,12 @@ class TrackingFactory(Factory):
         self.accepting = False
         self._paused_for_limit = False
         self._empty: list[defer.Deferred[None]] = []
-        #: Counters for status and metrics.
-        self.total_connections = 0
+        self.stats = self.stats_class()
 
     def connection_opened(self, protocol: Any) -> None:
         """Register a new connection."""
         self.connections.add(protocol)
-        self.total_connections += 1
+        self.stats.connections += 1
         limit = self.max_connections
         if limit is not None and len(self.connections) >= limit and not self._paused_for_limit:
             self._paused_for_limit = True
@@ -131,9 +136,16 @@ class GatewayListener(Service):
 
     #: The configuration this listener was built from (set by the daemon).
     config: Any = None
+    #: This listener's counters (:mod:`gateway.metrics`), set by :meth:`attach_stats`.
+    stats: ListenerStats | None = None
 
     def __init__(self, name: str) -> None:
         self.setName(name)
+
+    def attach_stats(self, stats: ListenerStats) -> None:
+        """Count into ``stats`` from now on (the daemon's object for this listener's name, shared
+        with the listener it replaces on reload). Subclasses hand it to their settings."""
+        self.stats = stats
 
     def reconfigure(self, config: Any, context: ListenerContext) -> bool:
         """Apply a changed configuration in place (on reload); return False if it cannot be.
@@ -180,6 +192,17 @@ class EndpointListener(GatewayListener):
         self.reactor = reactor
         self.port: Any = None
         self._bound: defer.Deferred[None] | None = None
+
+    def attach_stats(self, stats: ListenerStats) -> None:
+        super().attach_stats(stats)
+        self.factory.stats = stats
+        settings = getattr(self.factory, "settings", None)
+        # The connections' shared settings, and an HTTP listener's WebSocket upgrade hook, count
+        # into the same object (when it is of their kind: a hook could be another protocol's).
+        for holder in (settings, getattr(getattr(settings, "websocket", None), "settings", None)):
+            current = getattr(holder, "stats", None)
+            if holder is not None and current is not None and isinstance(stats, type(current)):
+                holder.stats = stats
 
     def bind(self) -> defer.Deferred[None]:
         if self._bound is None:

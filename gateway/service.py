@@ -65,6 +65,10 @@ class GatewayService(MultiService):
         self.listeners: list[GatewayListener] = []
         #: Listeners taken out by a reload whose connections are still open.
         self.retiring: set[GatewayListener] = set()
+        from gateway.metrics.hub import MetricsHub
+
+        #: Counters by listener, exported by admin listeners (docs/operations.md).
+        self.metrics = MetricsHub(self)
         from gateway.consumers import configure_sync_threads
         from gateway.layers import configure_layers
 
@@ -86,6 +90,7 @@ class GatewayService(MultiService):
             state=lifespan.state if lifespan is not None else {},
             daemon=config,
             layers=self.layers,
+            extras={"service": self, "metrics": self.metrics},
         )
 
     def build_listener(self, listener_config: Any, config: GatewayConfig) -> GatewayListener:
@@ -93,6 +98,7 @@ class GatewayService(MultiService):
         context = self.listener_context(listener_config, config)
         listener: GatewayListener = listener_builder(listener_config.protocol)(listener_config, context)
         listener.config = listener_config
+        self.metrics.attach(listener)
         return listener
 
     def _application(self, reference: str | None) -> tuple[ASGIApp, Lifespan | None]:

@@ -1,10 +1,18 @@
-"""A small example application: a page, a JSON echo endpoint, and lifespan state.
+"""The bundled example application (``gateway.demo:application``): "one room, five protocols".
 
-Routes:
-    ``GET /``          an HTML page
-    ``GET /hello``     plain text ``Hello, world!``
-    ``POST /echo``     echoes the request body back (streams it)
-    ``GET /state``     JSON with the time the application started (lifespan state)
+Written with the project's own routers and consumers, as an application would be::
+
+    http       /                       the index page
+               /rooms/<room>/          a chat room's page (RoomPage, an AsyncHttpConsumer)
+               /hello, /state, /echo   plain text, lifespan state, a streaming echo
+    websocket  /ws/rooms/<room>/       the room (RoomConsumer, an AsyncJsonWebsocketConsumer)
+    mqtt       rooms/+/#               posted to the room, then into the broker (MqttToRoom)
+               #                       the built-in broker's behaviour, plus room messages
+                                       published to subscribed clients (MqttRoomClient)
+    email      <room>@localhost        posted to the room (RoomMail)
+    sms        to DEMO_NUMBER          "#room text" posted to the room (RoomSms)
+
+Rooms meet in the channel layer (``docs/demo.md`` walks through it).
 """
 
 from __future__ import annotations
@@ -13,32 +21,84 @@ import json
 import time
 from typing import Any
 
-PAGE = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gateway</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5}</style>
-</head><body>
-<h1>gateway is running</h1>
-<p>This page is served by the bundled example application (<code>gateway.demo:application</code>).</p>
-<ul><li><a href="/hello">/hello</a>: plain text</li><li><a href="/state">/state</a>: lifespan state</li>
-<li><code>curl -d 'some text' http://127.0.0.1:8000/echo</code>: echo</li></ul>
-</body></html>
-"""
+from gateway.consumers import AsyncHttpConsumer
+from gateway.demo.page import INDEX, room_page
+from gateway.demo.rooms import (
+    MqttRoomClient,
+    MqttToRoom,
+    RoomConsumer,
+    RoomMail,
+    RoomSms,
+    valid_room,
+)
+from gateway.middleware import AllowedHostsOriginValidator
+from gateway.routing import (
+    EmailToRouter,
+    ProtocolTypeRouter,
+    SMSToRouter,
+    TopicRouter,
+    URLRouter,
+    path,
+    phone,
+    regex,
+    topic,
+)
+
+__all__ = ["DEMO_NUMBER", "application"]
+
+#: The number the demo's SMS account receives at (the test webhook's default recipient).
+DEMO_NUMBER = "+441134960000"
 
 
-async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """ASGI entry point."""
-    kind = scope["type"]
-    if kind == "lifespan":
-        await _lifespan(scope, receive, send)
-    elif kind == "http":
-        await _http(scope, receive, send)
-    elif kind == "websocket":
-        await receive()
-        await send({"type": "websocket.close", "code": 1000})
+async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def index(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``GET /``: the index page."""
+    await _respond(send, 200, INDEX, b"text/html; charset=utf-8")
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``GET /hello``: plain text."""
+    await _respond(send, 200, b"Hello, world!", b"text/plain")
+
+
+async def state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``GET /state``: the time the application started (lifespan state)."""
+    body = json.dumps({"started": scope.get("state", {}).get("started")}).encode()
+    await _respond(send, 200, body, b"application/json")
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``POST /echo``: the request body back, streamed."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        await send({"type": "http.response.body", "body": message.get("body", b""), "more_body": True})
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.body", "body": b""})
+
+
+class RoomPage(AsyncHttpConsumer):
+    """``GET /rooms/<room>/``: the chat page."""
+
+    async def handle(self, body: bytes) -> None:
+        room = self.scope["url_route"]["kwargs"]["room"]
+        if not valid_room(room):
+            await self.send_response(404, b"Rooms are named a-z, 0-9, - and _ (at most 40).\n",
+                                     headers=[(b"content-type", b"text/plain")])
+            return
+        await self.send_response(200, room_page(room), headers=[(b"content-type", b"text/html; charset=utf-8")])
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Lifespan: remember when the application started (``/state``)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -49,30 +109,23 @@ async def _lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
 
 
-async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    path, method = scope["path"], scope["method"]
-    if path == "/" and method in ("GET", "HEAD"):
-        await _respond(send, 200, PAGE, b"text/html; charset=utf-8")
-    elif path == "/hello":
-        await _respond(send, 200, b"Hello, world!", b"text/plain")
-    elif path == "/state":
-        body = json.dumps({"started": scope.get("state", {}).get("started")}).encode()
-        await _respond(send, 200, body, b"application/json")
-    elif path == "/echo" and method == "POST":
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            await send({"type": "http.response.body", "body": message.get("body", b""), "more_body": True})
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.body", "body": b""})
-    else:
-        await _respond(send, 404, b"Not Found\n", b"text/plain")
+application = ProtocolTypeRouter({
+    "lifespan": lifespan,
+    "http": URLRouter([
+        path("", index),
+        path("rooms/<str:room>/", RoomPage.as_asgi()),
+        path("hello", hello),
+        path("state", state),
+        path("echo", echo),
+    ]),
+    # Pages of other sites may not open the room's WebSocket (default hosts: localhost, 127.0.0.1).
+    "websocket": AllowedHostsOriginValidator(URLRouter([
+        path("ws/rooms/<str:room>/", RoomConsumer.as_asgi()),
+    ])),
+    "mqtt": TopicRouter([
+        topic("rooms/+/#", MqttToRoom.as_asgi()),
+        topic("#", MqttRoomClient.as_asgi()),
+    ]),
+    "email": EmailToRouter([regex(r"^[a-z0-9][a-z0-9_-]{0,39}@localhost$", RoomMail.as_asgi())]),
+    "sms": SMSToRouter([phone(DEMO_NUMBER, RoomSms.as_asgi())]),
+})

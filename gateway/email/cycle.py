@@ -121,12 +121,13 @@ class EmailCycle:
         sender: the smarthost sender for ``email.send`` (None: each send fails with a result
             saying no smarthost is configured).
         on_answer: called once with the :class:`Outcome`.
+        stats: the listener's counters (``app_errors``, ``app_timeouts``), or None.
     """
 
     __slots__ = (
         "app", "scope", "loop", "call_later", "answer_timeout", "close_timeout", "sender",
         "on_answer", "outcome", "task", "finished", "_inbox", "_waiter", "_sends", "_timer",
-        "_grace", "_disconnected",
+        "_grace", "_disconnected", "stats",
     )
 
     def __init__(
@@ -141,6 +142,7 @@ class EmailCycle:
         close_timeout: float,
         sender: Any,
         on_answer: Callable[[Outcome], None],
+        stats: Any = None,
     ) -> None:
         self.app = app
         self.scope = scope
@@ -150,6 +152,7 @@ class EmailCycle:
         self.close_timeout = close_timeout
         self.sender = sender
         self.on_answer = on_answer
+        self.stats = stats
         self.outcome: Outcome | None = None
         self.task: asyncio.Task[Any] | None = None
         self.finished = False
@@ -244,6 +247,8 @@ class EmailCycle:
             return
         if self.outcome is None:
             log.warn("The application did not answer a message within {seconds}s", seconds=self.answer_timeout)
+            if self.stats is not None:
+                self.stats.app_timeouts += 1
             self._settle(Outcome(FAILED, reason=f"no answer within {self.answer_timeout:g}s"))
         if self._sends:
             return  # re-armed when the last result is delivered
@@ -254,6 +259,8 @@ class EmailCycle:
         if self.task is not None and not self.task.done():
             log.warn("Cancelling an email application still running {seconds}s after its answer",
                      seconds=self.close_timeout)
+            if self.stats is not None:
+                self.stats.app_timeouts += 1
             self.task.cancel()
 
     def _instance_done(self, exc: BaseException | None, result: Any) -> None:
@@ -261,6 +268,8 @@ class EmailCycle:
         _cancel(self._timer)
         self._timer = None
         if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            if self.stats is not None:
+                self.stats.app_errors += 1
             log.failure("Application instance for an email raised", failure=Failure(exc, type(exc), exc.__traceback__),
                         level=LogLevel.error)
             self._settle(Outcome(FAILED, reason=f"{type(exc).__name__}: {exc}"))

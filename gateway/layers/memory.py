@@ -135,6 +135,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._counter = itertools.count(1)
         self._sweep_interval = min(self.expiry, self.group_expiry)
         self._next_sweep = clock() + self._sweep_interval
+        #: Counters since start, named as the Redis layer's (for metrics; see :meth:`stats`).
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("sent", "send_full", "received", "group_sends", "group_delivered", "group_dropped", "over_capacity", "expired"), 0
+        )
 
     # -- internals (call with the lock held) ------------------------------------------------
 
@@ -160,6 +164,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         dropped = False
         while queue and queue[0][0] <= now:
             queue.popleft()
+            self.counters["expired"] += 1
             dropped = True
         if dropped:
             self._leave_all_groups(state.name)
@@ -258,7 +263,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if state.queue and state.queue[0][0] <= now:
                 self._purge(state, now)
             if len(state.queue) >= state.capacity:
+                self.counters["send_full"] += 1
+                self.counters["over_capacity"] += 1
                 raise ChannelFull(channel)
+            self.counters["sent"] += 1
             entry = (now + self.expiry, snapshot, _OWNED)
             waiter = self._pop_waiter(state) if state.waiters else None
             if waiter is None:
@@ -307,6 +315,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if picked is not None:
                     self._give_back(channel, picked, loop)
                 raise
+        self.counters["received"] += 1
         mode = entry[2]
         if mode == _SHARED_FLAT:
             return dict(entry[1])
@@ -353,6 +362,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         foreign: list[tuple[str, asyncio.Future[Any]]] = []
         full = 0
         with self._lock:
+            self.counters["group_sends"] += 1
             if now >= self._next_sweep:
                 self._sweep(now)
             members = self._groups.get(group)
@@ -383,11 +393,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     if queue and queue[0][0] <= now:
                         while queue and queue[0][0] <= now:
                             queue.popleft()
+                            self.counters["expired"] += 1
                         stale.append(name)  # a message expired there: nobody reads it
                     elif len(queue) >= state.capacity:
                         full += 1
                     else:
                         queue.append(entry)
+                        self.counters["group_delivered"] += 1
+            if full:
+                self.counters["group_dropped"] += full
+                self.counters["over_capacity"] += full
             for name in stale:
                 if members.get(name, now) <= cutoff:
                     self._discard_membership(group, name)
@@ -416,11 +431,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # -- introspection (tests, metrics) -------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Counts of live channel states, queued messages, groups and memberships."""
+        """Counts of live channel states, queued messages, groups and memberships, and the
+        :attr:`counters` since start."""
         with self._lock:
             return {
                 "channels": len(self._channels),
                 "messages": sum(len(s.queue) for s in self._channels.values()),
                 "groups": len(self._groups),
                 "memberships": sum(len(m) for m in self._groups.values()),
+                **self.counters,
             }

@@ -20,6 +20,7 @@ LISTENER_PROTOCOLS: dict[str, tuple[str, str]] = {
     "smtp": ("gateway.protocols.smtp.settings:SmtpListenerConfig", "gateway.protocols.smtp.listener:build_listener"),
     "imap": ("gateway.protocols.imap.config:ImapListenerConfig", "gateway.protocols.imap.listener:build_listener"),
     "sms": ("gateway.protocols.sms.config:SmsListenerConfig", "gateway.protocols.sms.listener:build_listener"),
+    "admin": ("gateway.admin.config:AdminListenerConfig", "gateway.admin.listener:build_listener"),
 }
 
 

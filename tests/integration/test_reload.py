@@ -115,3 +115,43 @@ def test_sighup_does_not_stop_the_daemon(tmp_path: Path) -> None:
         daemon.signal(signal.SIGHUP)
         daemon.wait_for("RELOADING=1", 10)
         assert httpx.get(daemon.url() + "/hello").status_code == 200
+
+
+def test_replaced_mqtt_listener_keeps_one_broker(tmp_path: Path) -> None:
+    """Clients connected before a reload and after it meet in the same broker."""
+    paho = pytest.importorskip("paho.mqtt.client")
+    port, mqtt_port = free_port(), free_port()
+
+    def config(packet_size: str) -> str:
+        return two_listeners(port, f"""  - name: mqtt
+    protocol: mqtt
+    endpoint: "tcp:{mqtt_port}:interface=127.0.0.1"
+    consumer: broker
+    limits: {{max_packet_size: {packet_size}}}
+""")
+
+    with Daemon(tmp_path, config("1MiB")) as daemon:
+        received: list[bytes] = []
+        subscribed = threading.Event()
+        sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="before-reload")
+        sub.on_subscribe = lambda *args: subscribed.set()
+        sub.on_message = lambda client, userdata, message: received.append(message.payload)
+        sub.connect("127.0.0.1", mqtt_port)
+        sub.loop_start()
+        try:
+            sub.subscribe("news/#", qos=1)
+            assert subscribed.wait(10)
+            daemon.reload(config("512KiB"))  # a changed listener: replaced, connections kept
+            pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="after-reload")
+            pub.connect("127.0.0.1", mqtt_port)
+            pub.loop_start()
+            pub.publish("news/today", b"still one broker", qos=1).wait_for_publish(10)
+            deadline = time.monotonic() + 10
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.02)
+            pub.loop_stop()
+            pub.disconnect()
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+        assert received == [b"still one broker"]

@@ -404,6 +404,9 @@ class HTTPProtocol(Protocol):
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self._lost:
             self._reading_paused = True
+            factory = self.factory
+            if factory is not None and not self._shutting_down:  # backpressure, not a shutdown
+                factory.stats.read_pauses += 1
             self.transport.pauseProducing()
 
     def _resume_reading(self) -> None:

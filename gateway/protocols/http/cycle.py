@@ -8,12 +8,15 @@ The request body streams in as it arrives (bounded: reading pauses above the hig
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger, LogLevel
 
 from gateway.asgi.instance import ClientDisconnected, describe_failure, start_instance
+from gateway.metrics.stats import HTTPStats
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.asgi import ResponseState
 from gateway.protocols.http.core import Request, error_response
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 log = Logger(namespace="gateway.http")
 
 _DISCONNECT = {"type": "http.disconnect"}
+#: Counters of protocols without a factory (adapter tests).
+_DETACHED = HTTPStats()
 
 
 class HTTPCycle:
@@ -32,7 +37,7 @@ class HTTPCycle:
     __slots__ = (
         "protocol", "request", "scope", "response", "body", "body_size", "body_complete", "body_delivered",
         "disconnected", "waiter", "task", "status", "bytes_sent", "keep_alive", "_close_timer", "_request_timer",
-        "_continue_pending", "_head_pending", "_trailer_headers",
+        "_continue_pending", "_head_pending", "_trailer_headers", "stats", "_t0",
     )
 
     def __init__(self, protocol: HTTPProtocol, request: Request, scope: dict[str, Any]) -> None:
@@ -55,6 +60,10 @@ class HTTPCycle:
         self._continue_pending = request.expect_continue
         self._head_pending = False
         self._trailer_headers: list[tuple[bytes, bytes]] = []
+        factory = protocol.factory
+        stats = self.stats = factory.stats if factory is not None else _DETACHED
+        stats.requests += 1
+        self._t0 = perf_counter()
 
     # -- driven by the adapter -----------------------------------------------------------
 
@@ -167,6 +176,7 @@ class HTTPCycle:
         else:
             raise response.unexpected(kind)
         if self.protocol.writes_paused:
+            self.stats.write_pauses += 1
             await self.protocol.wait_for_drain()
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
@@ -179,9 +189,19 @@ class HTTPCycle:
             if not self.disconnected:
                 self.protocol.flush()
 
+    def _answered(self) -> None:
+        """Count a response (complete, cut short, or an error page) and its latency."""
+        stats = self.stats
+        stats.responses += 1
+        elapsed = perf_counter() - self._t0
+        histogram = stats.request_latency  # Histogram.observe, inlined: once per response
+        histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
+        histogram.sum += elapsed
+
     def _finish(self) -> None:
         self._head_pending = False
         self._cancel_request_timer()
+        self._answered()
         try:
             keep_alive = self.protocol.conn.end_response(self._trailer_headers)
         except LocalProtocolError as exc:
@@ -215,6 +235,7 @@ class HTTPCycle:
                 # The application let our own "the client left" error propagate: routine.
                 log.debug("Client left during {method} {path}", method=self.request.method, path=self.scope.get("path"))
             elif exc is not None:
+                self.stats.app_errors += 1
                 log.failure(
                     "Exception in ASGI application for {method} {path}",
                     failure=_failure(exc), method=self.request.method, path=self.scope.get("path"),
@@ -224,6 +245,7 @@ class HTTPCycle:
                 log.error("{problem}", problem=problem)
         if self.disconnected or self.response.complete:
             return
+        self._answered()
         if not self.response.started:
             if problem is None:
                 log.error("ASGI application returned without starting a response to {method} {path}",
@@ -239,6 +261,7 @@ class HTTPCycle:
         self._close_timer = None
         task = self.task
         if task is not None and not task.done():
+            self.stats.app_timeouts += 1
             log.warn("Application for {method} {path} was still running {seconds}s after the client left; cancelled",
                      method=self.request.method, path=self.scope.get("path"),
                      seconds=self.protocol.settings.application_close_timeout)
@@ -248,6 +271,8 @@ class HTTPCycle:
         self._request_timer = None
         if self.response.complete or self.disconnected:
             return
+        self.stats.app_timeouts += 1
+        self._answered()
         log.warn("Request {method} {path} timed out after {seconds}s",
                  method=self.request.method, path=self.scope.get("path"),
                  seconds=self.protocol.settings.request_timeout)

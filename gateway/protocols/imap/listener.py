@@ -24,6 +24,10 @@ class ImapListener(GatewayListener):
         super().__init__(name)
         self.reader = reader
 
+    def attach_stats(self, stats: Any) -> None:
+        super().attach_stats(stats)
+        self.reader.stats = stats
+
     def start_accepting(self) -> None:
         self.reader.start()
 

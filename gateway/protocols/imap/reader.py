@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from gateway.email.cycle import ACCEPTED, FAILED, REJECTED, EmailCycle, Outcome
 from gateway.email.settings import client_tls_options
+from gateway.metrics.stats import ImapStats
 from gateway.protocols.imap.client import MailboxClient
 from gateway.protocols.imap.config import ImapListenerConfig
 from gateway.protocols.imap.scope import message_scope, tls_details
@@ -83,6 +84,8 @@ class MailboxReader:
         self.skip: set[int] = set()  # rejected and left in place (after_reject: leave)
         self.backoff = config.reconnect_initial
         self.sessions = 0  # successful logins, for status and tests
+        #: The listener's counters (:mod:`gateway.metrics`; the daemon replaces this one).
+        self.stats = ImapStats()
         self._wake: asyncio.Future[None] | None = None
         self._tls_options: Any = None
         self._tls_info: dict[str, Any] | None = None
@@ -148,6 +151,7 @@ class MailboxReader:
             selected = await self._cmd(client.select(config.mailbox), "SELECT")
             self._check_uidvalidity(selected.get("UIDVALIDITY"))
             self.sessions += 1
+            self.stats.sessions += 1
             self.backoff = config.reconnect_initial
             idle = b"IDLE" in capabilities
             log.info("{name}: reading {mailbox} on {host} ({mode})", name=config.name, mailbox=config.mailbox,
@@ -228,7 +232,7 @@ class MailboxReader:
 
         cycle = EmailCycle(self.app, scope, raw, loop=self.loop, call_later=self.call_later,
                            answer_timeout=self.config.timeouts.consumer, close_timeout=self.close_timeout,
-                           sender=self.sender, on_answer=on_answer)
+                           sender=self.sender, on_answer=on_answer, stats=self.stats)
         self.cycle = cycle
         cycle.start()
         try:
@@ -243,10 +247,13 @@ class MailboxReader:
         """Apply the configured action; a failure or a 4xx leaves the message for later."""
         config = self.config
         if outcome.kind == ACCEPTED:
+            self.stats.taken += 1
             action, target = config.after_accept, config.move_to
         elif outcome.permanent:
+            self.stats.rejected += 1
             action, target = config.after_reject, config.reject_move_to
         else:
+            self.stats.retried += 1
             reason = outcome.reason or f"{outcome.reply.code} {outcome.reply.text}"  # type: ignore[union-attr]
             log.info("{name}: UID {uid} not taken ({reason}); offered again in {delay:g}s", name=config.name,
                      uid=uid, reason=reason, delay=config.retry_interval)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, cast
 
 from twisted.logger import Logger
 
+from gateway.metrics.stats import MqttStats
 from gateway.protocols.mqtt.broker.auth import Authenticator
 from gateway.protocols.mqtt.broker.link import BrokerLink
 from gateway.protocols.mqtt.connection import MqttServerConnection
 from gateway.protocols.mqtt.events import (
-    ConnectionClosed, DisconnectReceived, PublishStatus, ServerOptions,
+    ConnectionClosed, DisconnectReceived, PublishReceived, PublishStatus, ServerOptions, SubscribeReceived,
 )
 from gateway.protocols.mqtt.packets import Connect, Subscribe, Unsubscribe
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
@@ -59,6 +61,8 @@ class MqttSettings:
     #: Seconds the application has to answer ``mqtt.connect``.
     connect_answer_timeout: float = 30.0
     listener: str = "mqtt"
+    #: The listener's counters (:mod:`gateway.metrics`).
+    stats: MqttStats = field(default_factory=MqttStats)
 
 
 class MqttConnection:
@@ -70,6 +74,9 @@ class MqttConnection:
         extra: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.stats = settings.stats
+        self._connect_started = 0.0
+        self._accepted = False  # reading pauses before the CONNACK are not backpressure
         self.io = io
         self.core = MqttServerConnection(settings.options)
         self.transport = transport
@@ -136,9 +143,14 @@ class MqttConnection:
                 events = core.events_received()
                 if not events:
                     break
+                stats = self.stats
                 for event in events:
                     cls = event.__class__
-                    if cls is DisconnectReceived:
+                    if cls is PublishReceived:
+                        stats.publish_in += 1
+                    elif cls is SubscribeReceived:
+                        stats.subscribe_in += 1
+                    elif cls is DisconnectReceived:
                         self._disconnect_expiry = cast(DisconnectReceived, event).properties.session_expiry_interval
                     elif cls is ConnectionClosed:
                         self._ended(cast(ConnectionClosed, event))
@@ -158,6 +170,8 @@ class MqttConnection:
             if paused != self._paused and not self.lost:
                 self._paused = paused
                 if paused:
+                    if self._accepted:
+                        self.stats.read_pauses += 1
                     self.io.pause_reading()
                 else:
                     self.io.resume_reading()
@@ -199,6 +213,8 @@ class MqttConnection:
     def make_link(self, connect: Connect) -> None:
         """Remember the CONNECT, pick the client id, and make the broker link if there is one."""
         self.connect_packet = connect
+        self.stats.connects += 1
+        self._connect_started = perf_counter()
         self.level = connect.protocol_level
         client_id = connect.client_id
         if not client_id:
@@ -230,6 +246,9 @@ class MqttConnection:
         if self.connect_packet is not None and self.connect_packet.clean_start:
             session_present = False  # [MQTT-3.2.2-2]
         core.accept(session_present=bool(session_present), properties=properties, session=state)
+        self._accepted = True
+        if self._connect_started:
+            self.stats.connect_latency.observe(perf_counter() - self._connect_started)
         if link is not None and not core.closed:
             link.accepted()
         self.flush()
@@ -272,6 +291,7 @@ class MqttConnection:
         False if the connection cannot take it."""
         if qos == 0 and self.io.writes_paused and self.io.buffered > self.settings.max_write_buffer:
             self.dropped += 1
+            self.stats.dropped += 1
             return True  # a client that does not read loses QoS 0 messages (never QoS 1/2)
         try:
             status = self.core.publish(topic, payload, qos=qos, retain=retain, properties=properties, wire=wire)
@@ -279,6 +299,9 @@ class MqttConnection:
             return False
         if status is PublishStatus.DROPPED:
             self.dropped += 1
+            self.stats.dropped += 1
+        else:
+            self.stats.publish_out += 1
         return True
 
     def deliver_qos0(self, message: Any, retain: bool) -> bool:
@@ -286,8 +309,10 @@ class MqttConnection:
         io = self.io
         if io.writes_paused and io.buffered > self.settings.max_write_buffer:
             self.dropped += 1
+            self.stats.dropped += 1
             return True
         if self.core.send_qos0_bytes(message.wire(self.level, retain)):
+            self.stats.publish_out += 1
             return True
         return self.deliver(message.topic, message.payload, 0, retain, message.properties)
 

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.metrics.stats import MqttStats
 from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings
 from gateway.protocols.mqtt.broker.auth import AccessRule, Authenticator
 from gateway.protocols.mqtt.broker.core import Broker
@@ -96,6 +97,7 @@ class MqttProtocol(Protocol):
     def pauseProducing(self) -> None:
         self.writes_paused = True
         self.buffered = 0
+        self.settings.stats.write_pauses += 1
 
     def resumeProducing(self) -> None:
         self.writes_paused = False
@@ -122,6 +124,8 @@ class MqttProtocol(Protocol):
 class MqttFactory(TrackingFactory):
     """Builds :class:`MqttProtocol` connections; on TLS it advertises ``mqtt`` over ALPN
     (with no protocol of its own, Twisted's ALPN callback trips OpenSSL 3.5+/4)."""
+
+    stats_class = MqttStats
 
     def __init__(self, settings: MqttSettings, max_connections: int | None = None) -> None:
         super().__init__(max_connections)
@@ -151,13 +155,19 @@ _BROKERS: dict[int, dict[str, _BrokerEntry]] = {}
 
 
 def broker_for(config: MqttBrokerConfig, context: ListenerContext, limits: Any = None) -> _BrokerEntry:
-    """The broker named ``config.name`` for this daemon (made on first use)."""
-    key = id(context.daemon)
+    """The broker named ``config.name`` for this daemon (made on first use).
+
+    Brokers belong to the running service, not to one configuration object, so a listener
+    rebuilt by a reload shares the broker (sessions, subscriptions, retained messages) of the
+    connections that are still open.
+    """
+    owner = context.extras.get("service") or context.daemon
+    key = id(owner)
     brokers = _BROKERS.get(key)
     if brokers is None:
         brokers = _BROKERS[key] = {}
         try:
-            weakref.finalize(context.daemon, _BROKERS.pop, key, None)
+            weakref.finalize(owner, _BROKERS.pop, key, None)
         except TypeError:  # pragma: no cover - an object without weak references (tests)
             pass
     entry = brokers.get(config.name)

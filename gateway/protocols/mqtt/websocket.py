@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.listener import TrackingFactory
+from gateway.metrics.stats import MqttStats
 from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings
 from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
@@ -172,6 +173,7 @@ class MqttWebSocketFactory(_Factory, TrackingFactory):
     """``transport: websocket``: MQTT over WebSocket on an MQTT listener's own endpoint."""
 
     noisy = False
+    stats_class = MqttStats
 
     def __init__(self, settings: MqttSettings, *, path: str | None = "/mqtt",
                  allowed_origins: tuple[str, ...] = ("*",), max_connections: int | None = None) -> None:

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from gateway.asgi.app import Receive, Scope, Send
 from gateway.asgi.instance import ClientDisconnected
+from gateway.metrics.stats import SmsStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.sms import asgi
@@ -127,6 +128,8 @@ class WebhookBridge:
         self.state = state
         self.clock = clock
         self.in_flight: dict[str, SmsSession] = {}
+        #: The listener's counters (:mod:`gateway.metrics`; the daemon replaces this one).
+        self.stats = SmsStats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -172,6 +175,7 @@ class WebhookBridge:
         try:
             event = provider.receive(WebhookRequest(scope["method"], url, scope["headers"], body), now=self.clock())
         except RemoteProtocolError as exc:
+            self.stats.webhook(provider.name, "rejected")
             log.warn("sms {account}: webhook from {client} rejected ({status}): {error}", account=account.name,
                      client=scope.get("client"), status=exc.hint, error=exc.message)
             return provider.error_response(exc)
@@ -202,6 +206,7 @@ class WebhookBridge:
     async def dispatch(self, account: Account, event: Event) -> WebhookResponse:
         """Hand a verified event over (or acknowledge it) and return the answer."""
         if isinstance(event, OtherEvent):
+            self.stats.webhook(account.provider.name, "ignored")
             log.debug("sms {account}: acknowledged {kind} event", account=account.name, kind=event.event_type)
             return account.provider.respond(None)
         if isinstance(event, InboundMessage) and event.concat is not None:
@@ -213,6 +218,7 @@ class WebhookBridge:
         now = self.clock()
         part_key = f"{account.name}:part:{part.dedup_key}"
         if self.dedup.seen(part_key, now):
+            self.stats.webhook(provider.name, "duplicate")
             return provider.respond(None)
         try:
             set_key, joined, given_up = self.concat.add(account.name, part, now)
@@ -224,6 +230,7 @@ class WebhookBridge:
                      account=account.name, have=len(lost.parts), total=lost.total)
         if joined is None:
             self.dedup.remember(part_key, now)
+            self.stats.webhook(provider.name, "part")
             return provider.respond(None)
 
         def handled() -> None:
@@ -237,24 +244,29 @@ class WebhookBridge:
         provider = account.provider
         key = f"{account.name}:{event.dedup_key}"
         timeout = effective_timeout(self.consumer_timeout, provider.retry_policy.deadline)
+        stats = self.stats
         if self.dedup.seen(key, self.clock()):
+            stats.webhook(provider.name, "duplicate")
             log.info("sms {account}: {id} was already handled; acknowledged the redelivery",
                      account=account.name, id=event.message_id)
             return provider.respond(None)
         running = self.in_flight.get(key)
         if running is not None:
             ok = await running.wait(timeout)
+            stats.webhook(provider.name, "duplicate")
             return provider.respond(None) if ok else provider.failure_response()
         scope = asgi.sms_scope(event, account=account.name, inline_replies=account.inline_replies, state=self.state)
         try:
             routed = await matches(self.app, scope)
         except Exception as exc:
             log.error("sms {account}: routing failed: {error}", account=account.name, error=repr(exc))
+            stats.webhook(provider.name, "failed")
             return provider.failure_response()
         if not routed:
             log.warn("sms {account}: no route for {kind} {id} from {sender} to {to}; {action}", account=account.name,
                      kind=scope["kind"], id=event.message_id, sender=scope["from"], to=scope["to"],
                      action="dropped" if self.unrouted == "drop" else "the provider will retry")
+            stats.webhook(provider.name, "unrouted")
             return provider.respond(None) if self.unrouted == "drop" else provider.failure_response()
 
         def outcome(ok: bool) -> None:
@@ -265,7 +277,7 @@ class WebhookBridge:
                     on_handled()
 
         session = SmsSession(account, event, scope, loop=self.loop, deadline=timeout + self.application_close,
-                             application_close=self.application_close, on_outcome=outcome)
+                             application_close=self.application_close, on_outcome=outcome, stats=stats)
         self.in_flight[key] = session
         session.start(self.app)
         handled = await session.wait(timeout) or (session.outcome.done() and session.outcome.result())
@@ -275,7 +287,11 @@ class WebhookBridge:
                          "so that the provider retries", account=account.name, id=event.message_id,
                          timeout=timeout, status=provider.retry_policy.failure_status)
             session.answered_failure()
+            stats.webhook(provider.name, "failed")
             return provider.failure_response()
+        stats.webhook(provider.name, "handled")
+        if isinstance(event, StatusUpdate):
+            stats.status(provider.name, event.status)
         replies = session.take_replies()
         try:
             return provider.respond(event, replies)

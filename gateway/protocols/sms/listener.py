@@ -40,6 +40,10 @@ class SmsListener(HTTPListener):
         super().__init__(name, endpoint, factory, reactor)
         self.bridge = bridge
 
+    def attach_stats(self, stats: Any) -> None:
+        super().attach_stats(stats)
+        self.bridge.stats = stats
+
     def stopService(self) -> Any:
         result = super().stopService()
         loop = self.bridge.loop

@@ -66,17 +66,19 @@ class SmsSession:
         deadline: seconds after which an instance that has not handled the event is cancelled.
         application_close: seconds an instance may run on after ``sms.disconnect``.
         on_outcome: called once with ``True`` (handled) or ``False`` (failed).
+        stats: the listener's counters (:class:`~gateway.metrics.stats.SmsStats`), or None.
     """
 
     def __init__(self, account: Account, event: InboundMessage | StatusUpdate, scope: dict[str, Any], *,
                  loop: asyncio.AbstractEventLoop, deadline: float, application_close: float,
-                 on_outcome: Callable[[bool], None]) -> None:
+                 on_outcome: Callable[[bool], None], stats: Any = None) -> None:
         self.account = account
         self.event = event
         self.scope = scope
         self.loop = loop
         self.application_close = application_close
         self.on_outcome = on_outcome
+        self.stats = stats
         first = asgi.receive_event(event) if isinstance(event, InboundMessage) else asgi.status_event(event)
         self.inbox: deque[dict[str, Any]] = deque([first])
         self._waiter: asyncio.Future[None] | None = None
@@ -200,6 +202,8 @@ class SmsSession:
                      to=outbound.to, error=str(exc))
         finally:
             self.sends.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if self.stats is not None:
+            self.stats.send(self.account.provider.name, not isinstance(outcome, Exception))
         self.inbox.append(asgi.send_result_event(request_id, outcome))
         self._wake()
 
@@ -229,6 +233,8 @@ class SmsSession:
         self._deadline_timer = None
         if self.outcome.done() or self.task is None or self.task.done():
             return
+        if self.stats is not None:
+            self.stats.app_timeouts += 1
         log.warn("sms {account}: the application did not handle message {id} in time; cancelled",
                  account=self.account.name, id=self.event.message_id)
         self.task.cancel()
@@ -236,6 +242,8 @@ class SmsSession:
     def _kill(self) -> None:
         self._close_timer = None
         if self.task is not None and not self.task.done():
+            if self.stats is not None:
+                self.stats.app_timeouts += 1
             log.warn("sms {account}: application for message {id} still running {seconds}s after "
                      "sms.disconnect; cancelled", account=self.account.name, id=self.event.message_id,
                      seconds=self.application_close)
@@ -249,6 +257,8 @@ class SmsSession:
         self._deadline_timer = self._close_timer = None
         problem = describe_failure(exc, result)
         if exc is not None and problem is not None:
+            if self.stats is not None:
+                self.stats.app_errors += 1
             log.failure("sms {account}: application failed on message {id}", failure=Failure(exc, type(exc), exc.__traceback__),
                         account=self.account.name, id=self.event.message_id)
         elif problem is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from gateway.asgi.app import ASGIApp
 from gateway.email.cycle import ACCEPTED, DEFAULT_ACCEPT, REJECTED, EmailCycle, Outcome
+from gateway.metrics.stats import SmtpStats
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import ServerConfig
 from gateway.protocols.smtp.core import SMTPServer
@@ -74,6 +75,8 @@ class SMTPSettings:
     max_connections_per_client: int = 50
     #: Timers of the application cycles (``loop.call_later``; tests pass a fake clock's).
     call_later: Any = None
+    #: The listener's counters (:mod:`gateway.metrics`).
+    stats: SmtpStats = field(default_factory=SmtpStats)
 
     def __post_init__(self) -> None:
         if self.call_later is None:
@@ -169,6 +172,7 @@ class SMTPProtocol(Protocol):
             # would buffer it, bounded). A client that waits for its replies never gets here,
             # so the common path costs no pause/resume system calls.
             self._paused = True
+            self.settings.stats.read_pauses += 1
             self.transport.pauseProducing()
         session.receive_data(data)
         self._flush()
@@ -295,6 +299,7 @@ class SMTPProtocol(Protocol):
             elif routed is None:
                 session.defer(event)  # type: ignore[union-attr]
             else:
+                self.settings.stats.recipients_rejected += 1
                 log.info("Refused recipient {rcpt} from {client}: no route", rcpt=event.recipient, client=self.client)
                 reply = Reply(550, "5.1.1", f"<{event.recipient}>: Recipient address rejected")
                 session.answer(event, soften(reply) if self.settings.soft_reject else reply)  # type: ignore[union-attr]
@@ -337,9 +342,18 @@ class SMTPProtocol(Protocol):
         scope["size"] = len(raw)
         scope["state"] = dict(settings.state) if settings.state else {}
         scope["extensions"] = {"email.send": {}} if settings.sender is not None else {}
+        stats = settings.stats
+        started = time.perf_counter()
 
         def on_answer(outcome: Outcome) -> None:
             self.cycle = None
+            if outcome.kind == ACCEPTED:
+                stats.accepted += 1
+            elif outcome.permanent:
+                stats.rejected += 1
+            else:
+                stats.tempfailed += 1
+            stats.message_latency.observe(time.perf_counter() - started)
             session = self.session
             if self._lost or session is None or session.closed:
                 if outcome.kind == ACCEPTED:
@@ -359,7 +373,7 @@ class SMTPProtocol(Protocol):
         cycle = EmailCycle(
             settings.app, scope, raw, loop=settings.loop, call_later=settings.call_later,
             answer_timeout=settings.consumer_timeout, close_timeout=settings.close_timeout,
-            sender=settings.sender, on_answer=on_answer,
+            sender=settings.sender, on_answer=on_answer, stats=stats,
         )
         self.cycle = cycle
         cycle.start()

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.email.sender import SmarthostSender
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.metrics.stats import SmtpStats
 from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import ServerConfig
@@ -18,6 +19,8 @@ __all__ = ["SMTPFactory", "build_listener", "server_tls_options", "smtp_settings
 
 class SMTPFactory(TrackingFactory):
     """Builds :class:`SMTPProtocol` connections; counts connections per client address."""
+
+    stats_class = SmtpStats
 
     def __init__(self, settings: SMTPSettings, max_connections: int | None = None) -> None:
         super().__init__(max_connections)

@@ -127,6 +127,7 @@ class WebSocketProtocol(TimerMixin, ApplicationBridge, WebSocketServerProtocol):
         transport.registerProducer(self, True)
         settings = self.settings
         settings.open_count += 1
+        settings.stats.ws_connections += 1
         set_write_high_water(transport, settings.write_high_water)
         self.arm_handshake()
 
@@ -260,6 +261,7 @@ class WebSocketProtocol(TimerMixin, ApplicationBridge, WebSocketServerProtocol):
         # autobahn keeps the parsed handshake (request copy, header dict, response text, ...)
         # for the connection's whole life; about 1.5 kB that nothing reads once open.
         self.__dict__.update(_HANDSHAKE_LEFTOVERS)
+        self.settings.stats.ws_handshake_latency.observe(self.clock() - self._t0)
         self.arm_open()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:

@@ -120,9 +120,11 @@ class ApplicationBridge:
                 payload = pmce.compress_message_data(payload) + pmce.end_compress_message()
                 first |= frames.RSV1
             self.sendData(frames.frame(first, payload))
+            self.settings.stats.ws_sent += 1
         else:
             self._act(action)
         if self._writes_paused:
+            self.settings.stats.ws_write_pauses += 1
             await self._wait_for_drain()
 
     def _act(self, action: Any) -> None:
@@ -190,6 +192,7 @@ class ApplicationBridge:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _deliver(self, message: dict[str, Any], size: int) -> None:
+        self.settings.stats.ws_received += 1
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             self._waiter = None
@@ -203,6 +206,7 @@ class ApplicationBridge:
         if self._queued > self.settings.read_high_water and not self._reading_paused and not self._lost:
             # The application is not keeping up: stop reading this socket (backpressure).
             self._reading_paused = True
+            self.settings.stats.ws_read_pauses += 1
             self.transport.pauseProducing()
 
     def _consumed(self, message: dict[str, Any]) -> None:
@@ -225,6 +229,7 @@ class ApplicationBridge:
         self._task = None
         problem = describe_failure(exc, result)
         if problem is not None:
+            self.settings.stats.ws_app_errors += 1
             if exc is not None:
                 log.failure("Exception in ASGI application for WebSocket {path}",
                             failure=Failure(exc, type(exc), exc.__traceback__), path=self._path())

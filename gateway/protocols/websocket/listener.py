@@ -24,6 +24,7 @@ from autobahn.websocket.compress import (
 from twisted.logger import Logger
 
 from gateway.asgi.app import ASGIApp
+from gateway.metrics.stats import HTTPStats
 from gateway.protocols.websocket.adapter import WebSocketProtocol
 from gateway.protocols.websocket.asgi import websocket_scope
 from gateway.protocols.websocket.config import PerMessageDeflateConfig, WebSocketConfig
@@ -59,6 +60,8 @@ class WebSocketSettings:
     origins: OriginPolicy | None = None
     #: Open WebSockets on this listener.
     open_count: int = 0
+    #: Counters (the HTTP listener's stats object once the daemon attaches it; gateway.metrics).
+    stats: HTTPStats = field(default_factory=HTTPStats, repr=False)
     protocol_class: type[WebSocketProtocol] = field(default=WebSocketProtocol, repr=False)
 
 

@@ -1,0 +1,289 @@
+# -*- test-case-name: tests.unit.metrics.test_stats -*-
+"""Counters that hot paths increment: plain integers on ``__slots__`` objects.
+
+Adapters never call into ``prometheus_client``: each listener has one stats object (shared by
+the listener that replaces it on reload, so counters keep counting), adapters do
+``stats.requests += 1``, and :mod:`gateway.metrics.collector` reads the numbers when Prometheus
+scrapes or the status page samples. Latencies go into a :class:`Histogram`, a fixed array of
+bucket counts updated with :func:`bisect.bisect_left`.
+
+Each stats class lists what it exports in :meth:`ListenerStats.samples`: ``(family, labels,
+value)`` with the family keys of :data:`gateway.metrics.families.FAMILIES`; the listener and
+protocol labels are added by the collector.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "LATENCY_BUCKETS", "HTTPStats", "Histogram", "ImapStats", "ListenerStats", "MqttStats", "SmsStats",
+    "SmtpStats", "stats_class",
+]
+
+#: Upper bounds in seconds of the latency histograms (Prometheus ``le``; +Inf is implicit).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+Sample = tuple[str, tuple[tuple[str, str], ...], Any]
+
+
+class Histogram:
+    """A latency histogram: ``counts[i]`` observations ``<= bounds[i]`` (and above the previous
+    bound); the last slot counts the rest (+Inf). ``observe`` is one bisect and two additions."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation."""
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, cumulative count), ...]`` ending with ``("+Inf", count)``, as Prometheus wants."""
+        total = 0
+        result = []
+        for bound, count in zip(self.bounds, self.counts):
+            total += count
+            result.append((_le(bound), total))
+        result.append(("+Inf", total + self.counts[-1]))
+        return result
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class ListenerStats:
+    """What every listener counts. Subclasses add their protocol's counters.
+
+    Attributes:
+        connections: connections accepted since start (``connections/s`` is its rate).
+        app_errors: application instances that raised.
+        app_timeouts: instances that timed out (did not answer in time, or were cancelled
+            because they kept running after their client left).
+        read_pauses: times reading from a client paused because the application was behind.
+        write_pauses: times the application's ``send()`` waited for a slow client.
+    """
+
+    __slots__ = ("app_errors", "app_timeouts", "connections", "read_pauses", "write_pauses")
+
+    #: What ``messages`` means on the status page for this protocol (the event type counted).
+    protocol = "tcp"
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.app_errors = 0
+        self.app_timeouts = 0
+        self.read_pauses = 0
+        self.write_pauses = 0
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        """The numbers to export (``protocol``: the listener's protocol label)."""
+        yield "connections_total", (("protocol", protocol),), self.connections
+        yield "app_errors", (("protocol", protocol),), self.app_errors
+        yield "app_timeouts", (("protocol", protocol),), self.app_timeouts
+        yield "pauses", (("protocol", protocol), ("direction", "read")), self.read_pauses
+        yield "pauses", (("protocol", protocol), ("direction", "write")), self.write_pauses
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        """``{protocol: (messages in, messages out)}`` for the status page."""
+        return {}
+
+
+class HTTPStats(ListenerStats):
+    """HTTP listeners (and the WebSockets they upgrade to; SMS webhooks, the admin listener)."""
+
+    __slots__ = (
+        "requests", "responses", "request_latency",
+        "ws_connections", "ws_received", "ws_sent", "ws_app_errors", "ws_app_timeouts", "ws_read_pauses",
+        "ws_write_pauses", "ws_handshake_latency",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+        self.responses = 0
+        self.request_latency = Histogram()
+        self.ws_connections = 0
+        self.ws_received = 0
+        self.ws_sent = 0
+        self.ws_app_errors = 0
+        self.ws_app_timeouts = 0
+        self.ws_read_pauses = 0
+        self.ws_write_pauses = 0
+        self.ws_handshake_latency = Histogram()
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        proto = (("protocol", protocol),)
+        yield "events_in", (*proto, ("type", "http.request")), self.requests
+        yield "events_out", (*proto, ("type", "http.response")), self.responses
+        yield "request_latency", proto, self.request_latency
+        if protocol not in ("http", "admin"):
+            return
+        ws = (("protocol", "websocket"),)
+        yield "connections_total", ws, self.ws_connections
+        yield "events_in", (*ws, ("type", "websocket.receive")), self.ws_received
+        yield "events_out", (*ws, ("type", "websocket.send")), self.ws_sent
+        yield "app_errors", ws, self.ws_app_errors
+        yield "app_timeouts", ws, self.ws_app_timeouts
+        yield "pauses", (*ws, ("direction", "read")), self.ws_read_pauses
+        yield "pauses", (*ws, ("direction", "write")), self.ws_write_pauses
+        yield "handshake_latency", ws, self.ws_handshake_latency
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        return {"http": (self.requests, self.responses), "websocket": (self.ws_received, self.ws_sent)}
+
+
+class MqttStats(ListenerStats):
+    """MQTT listeners: publishes in and out, subscriptions, the CONNECT → CONNACK time."""
+
+    __slots__ = ("publish_in", "publish_out", "subscribe_in", "connects", "dropped", "connect_latency")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publish_in = 0
+        self.publish_out = 0
+        self.subscribe_in = 0
+        self.connects = 0
+        self.dropped = 0
+        self.connect_latency = Histogram()
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        proto = (("protocol", protocol),)
+        yield "events_in", (*proto, ("type", "mqtt.connect")), self.connects
+        yield "events_in", (*proto, ("type", "mqtt.publish")), self.publish_in
+        yield "events_in", (*proto, ("type", "mqtt.subscribe")), self.subscribe_in
+        yield "events_out", (*proto, ("type", "mqtt.publish")), self.publish_out
+        yield "mqtt_dropped", (), self.dropped
+        yield "handshake_latency", proto, self.connect_latency
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        return {"mqtt": (self.publish_in, self.publish_out)}
+
+
+class SmtpStats(ListenerStats):
+    """SMTP listeners: messages by outcome, refused recipients, the time to an answer."""
+
+    __slots__ = ("accepted", "rejected", "tempfailed", "recipients_rejected", "message_latency")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted = 0
+        self.rejected = 0
+        self.tempfailed = 0
+        self.recipients_rejected = 0
+        self.message_latency = Histogram()
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        proto = (("protocol", protocol),)
+        yield "events_in", (*proto, ("type", "email.receive")), self.accepted + self.rejected + self.tempfailed
+        yield "smtp_messages", (("result", "accepted"),), self.accepted
+        yield "smtp_messages", (("result", "rejected"),), self.rejected
+        yield "smtp_messages", (("result", "tempfailed"),), self.tempfailed
+        yield "smtp_recipients_rejected", (), self.recipients_rejected
+        yield "request_latency", proto, self.message_latency
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        return {"smtp": (self.accepted + self.rejected + self.tempfailed, 0)}
+
+
+class ImapStats(ListenerStats):
+    """IMAP readers: messages taken (accepted and acted on), rejected, left for a retry."""
+
+    __slots__ = ("taken", "rejected", "retried", "sessions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0
+        self.rejected = 0
+        self.retried = 0
+        self.sessions = 0
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        proto = (("protocol", protocol),)
+        yield "events_in", (*proto, ("type", "email.receive")), self.taken + self.rejected + self.retried
+        yield "imap_messages", (("result", "taken"),), self.taken
+        yield "imap_messages", (("result", "rejected"),), self.rejected
+        yield "imap_messages", (("result", "retried"),), self.retried
+        yield "imap_sessions", (), self.sessions
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        return {"imap": (self.taken + self.rejected + self.retried, 0)}
+
+
+class SmsStats(HTTPStats):
+    """SMS webhook listeners: the HTTP counters plus webhooks by provider and outcome,
+    delivery reports by provider and status, and sends by provider and result.
+
+    The keyed counters are dicts (``(provider, word) -> count``): webhooks are not a hot path.
+    """
+
+    __slots__ = ("webhooks", "statuses", "sent")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.webhooks: dict[tuple[str, str], int] = {}
+        self.statuses: dict[tuple[str, str], int] = {}
+        self.sent: dict[tuple[str, str], int] = {}
+
+    def webhook(self, provider: str, outcome: str) -> None:
+        """Count a webhook (``outcome``: handled, failed, rejected, duplicate, unrouted, ignored)."""
+        key = (provider, outcome)
+        self.webhooks[key] = self.webhooks.get(key, 0) + 1
+
+    def status(self, provider: str, status: str) -> None:
+        """Count a delivery report with the provider's ``status`` word."""
+        key = (provider, status)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+    def send(self, provider: str, ok: bool) -> None:
+        """Count an outbound message (``sms.send`` or a reply sent over REST)."""
+        key = (provider, "ok" if ok else "failed")
+        self.sent[key] = self.sent.get(key, 0) + 1
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        for (provider, outcome), count in list(self.webhooks.items()):
+            yield "sms_webhooks", (("provider", provider), ("outcome", outcome)), count
+        for (provider, status), count in list(self.statuses.items()):
+            yield "sms_statuses", (("provider", provider), ("status", status)), count
+        for (provider, result), count in list(self.sent.items()):
+            yield "sms_sent", (("provider", provider), ("result", result)), count
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        received = sum(n for (_, outcome), n in self.webhooks.items() if outcome == "handled")
+        sent = sum(n for (_, result), n in self.sent.items() if result == "ok")
+        return {"sms": (received, sent)}
+
+
+_CLASSES: dict[str, type[ListenerStats]] = {
+    "http": HTTPStats,
+    "admin": HTTPStats,
+    "sms": SmsStats,
+    "mqtt": MqttStats,
+    "smtp": SmtpStats,
+    "imap": ImapStats,
+}
+
+
+def stats_class(protocol: str) -> type[ListenerStats]:
+    """The stats class for a listener protocol (plain :class:`ListenerStats` if unknown)."""
+    return _CLASSES.get(protocol, ListenerStats)
