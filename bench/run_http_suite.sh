@@ -8,7 +8,8 @@
 #        QUIET_PCT (25), QUIET_WAIT (30): see http_bench.sh --quiet-*
 #        CLOSE_PEERS (peers also run with 'Connection: close'; default
 #        "daphne uvicorn-httptools-uvloop uvicorn-h11-asyncio raw-asyncio raw-twisted-epoll")
-#   PEER names: see peer_cmd below; default = all.
+#   PEER names: see peer_cmd below; default = all. A server command of your own:
+#        NAME:'cmd with {port}' (e.g. another checkout's gateway, for a before/after comparison)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:?usage: $0 OUTDIR [REPS] [PEER...]}; shift
@@ -38,6 +39,7 @@ peer_cmd() {
     raw-twisted-epoll)        echo $PY $HERE/apps/raw_twisted_http.py {port} --reactor epoll;;
     raw-twisted-asyncio)      echo $PY $HERE/apps/raw_twisted_http.py {port} --reactor asyncio;;
     raw-twisted-asyncio-uvloop) echo $PY $HERE/apps/raw_twisted_http.py {port} --reactor asyncio-uvloop;;
+    *:*)                      echo "${1#*:}";;
     *) echo "unknown peer $1" >&2; return 1;;
   esac
 }
@@ -52,14 +54,14 @@ TSV="$OUT/http.tsv"
 for rep in $(seq "$REPS"); do
   for p in "${PEERS[@]}"; do
     read -r -a CMD <<<"$(peer_cmd "$p")" || exit 1
-    "$HERE/http_bench.sh" -n "$p" --quiet-pct "$QUIET_PCT" --quiet-wait "$QUIET_WAIT" -c "$CONNS" -d "$DUR" -w "$WARM" --tsv "$TSV" \
+    "$HERE/http_bench.sh" -n "${p%%:*}" --quiet-pct "$QUIET_PCT" --quiet-wait "$QUIET_WAIT" -c "$CONNS" -d "$DUR" -w "$WARM" --tsv "$TSV" \
         --logdir "$OUT/logs" -- "${CMD[@]}"
     sleep 1
   done
   for p in "${PEERS[@]}"; do
     case " $CLOSE_PEERS " in *" $p "*) ;; *) continue;; esac
     read -r -a CMD <<<"$(peer_cmd "$p")" || exit 1
-    "$HERE/http_bench.sh" -n "$p" --close --quiet-pct "$QUIET_PCT" --quiet-wait "$QUIET_WAIT" -c "$CONNS" -d "$DUR" -w "$WARM" --tsv "$TSV" \
+    "$HERE/http_bench.sh" -n "${p%%:*}" --close --quiet-pct "$QUIET_PCT" --quiet-wait "$QUIET_WAIT" -c "$CONNS" -d "$DUR" -w "$WARM" --tsv "$TSV" \
         --logdir "$OUT/logs" -- "${CMD[@]}"
     sleep 1
   done
