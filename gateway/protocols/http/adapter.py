@@ -140,6 +140,7 @@ class HTTPProtocol(Protocol):
                 cycle.client_gone()
         self.pending.clear()
         self.cycle = self.receiving = None
+        self.conn.release()
         self._release_drain_waiters()
         factory = self.factory
         if factory is not None:
@@ -381,6 +382,7 @@ class HTTPProtocol(Protocol):
         transport = self.transport
         self._closing = True
         self._deadline = None
+        self.conn.release()
         transport.unregisterProducer()
         if self._reading_paused:
             self._reading_paused = False

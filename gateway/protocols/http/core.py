@@ -131,6 +131,21 @@ def status_line(status: int) -> bytes:
     return line
 
 
+class _ReleasedParser:
+    """Stands in for the parser of a released :class:`HTTPConnection`."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes) -> None:
+        raise RemoteProtocolError("the connection is closed")
+
+    def should_keep_alive(self) -> bool:
+        return False
+
+
+_RELEASED = _ReleasedParser()
+
+
 class HTTPConnection:
     """The server side of one HTTP/1.1 connection.
 
@@ -214,6 +229,16 @@ class HTTPConnection:
                 # ``Connection: close``): that request is still served; the rest is ignored.
                 return
             raise RemoteProtocolError(f"malformed request: {_describe(exc)}", hint=400) from None
+
+    def release(self) -> None:
+        """The connection is over (closed, or handed to another protocol): drop the parser.
+
+        The parser holds this object's callbacks, a reference cycle. Breaking it lets reference
+        counting free both at once; left to the cyclic garbage collector, thousands of closed
+        connections pile up between its full collections, each of which then stalls the event
+        loop for tens of milliseconds. Data received afterwards is a :class:`RemoteProtocolError`.
+        """
+        self._parser = _RELEASED  # type: ignore[assignment]
 
     def cancel_upgrade(self) -> None:
         """Serve an upgrade request as a plain request instead (``Upgrade: h2c``, say).

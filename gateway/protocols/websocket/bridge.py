@@ -187,6 +187,7 @@ class ApplicationBridge:
         if data:
             self.sendData(data)
         if not body.more:
+            conn.release()
             self.dropConnection(abort=False)
 
     # -- plumbing ----------------------------------------------------------------------------------

@@ -198,3 +198,24 @@ def test_body_longer_or_shorter_than_content_length_is_a_local_error() -> None:
     conn.send_body(b"ab")
     with pytest.raises(LocalProtocolError):
         conn.end_response()
+
+
+def test_a_released_connection_is_freed_without_the_garbage_collector() -> None:
+    import gc
+    import weakref
+
+    conn = HTTPConnection()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.events_received()
+    conn.release()
+    with pytest.raises(RemoteProtocolError):
+        conn.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    ref = weakref.ref(conn)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del conn
+        assert ref() is None  # reference counting alone: no parser <-> callbacks cycle is left
+    finally:
+        if enabled:
+            gc.enable()

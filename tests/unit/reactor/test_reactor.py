@@ -69,3 +69,28 @@ def test_readers_and_writers_get_their_events_and_failures_disconnect_them() -> 
     assert lines[0] == repr(sorted(map(repr, [("read", b"a"), ("read", b"b"), ("write",), ("lost", "ValueError")])))
     # The failing reader was disconnected (and logged); the good one is still watched.
     assert lines[1] == "True 1"
+
+
+def test_cancelled_timed_calls_do_not_pile_up_until_a_timer_is_due() -> None:
+    out = run_isolated(
+        """
+        from gateway.reactor import install_reactor
+
+        reactor = install_reactor("asyncio")
+        fired = []
+        keep = [reactor.callLater(0.05 + i / 1000, fired.append, i) for i in range(10)]
+        # Per-connection timeouts far in the future, cancelled when their connections close.
+        for _ in range(10000):
+            reactor.callLater(60, fired.append, "never").cancel()
+        held = len(reactor._pendingTimedCalls) + len(reactor._newTimedCalls)
+        keep[3].cancel()
+        reactor.callLater(0.3, reactor.stop)
+        reactor.run()
+        print(held)
+        print(fired)
+        """
+    )
+    held, fired = out.strip().splitlines()
+    # Twisted alone keeps all 10,000 cancelled calls until the first timer is due.
+    assert int(held) <= 2 * 10 + 130
+    assert fired == repr([0, 1, 2, 4, 5, 6, 7, 8, 9])
