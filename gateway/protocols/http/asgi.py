@@ -89,12 +89,7 @@ class ResponseState:
         """Accept ``http.response.body``; returns ``(body, more_body)``."""
         if self.state != BODY:
             raise self.unexpected("http.response.body")
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            if isinstance(body, (bytearray, memoryview)):
-                body = bytes(body)
-            else:
-                raise LocalProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+        body = message_body(message, "http.response.body")
         more = bool(message.get("more_body", False))
         if not more:
             self.state = TRAILERS if self.trailers else DONE
@@ -119,6 +114,17 @@ class ResponseState:
         if not more:
             self.state = DONE
         return headers, more
+
+
+def message_body(message: Any, kind: str) -> bytes:
+    """The ``body`` of a response body message (``b""`` when absent; bytearray and memoryview
+    are copied to bytes); anything else is a :class:`LocalProtocolError` naming ``kind``."""
+    body = message.get("body", b"")
+    if type(body) is bytes:
+        return body  # type: ignore[no-any-return]
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise LocalProtocolError(f"{kind} 'body' must be bytes, got {type(body).__name__}")
 
 
 def validate_headers(headers: Iterable[Any]) -> tuple[list[tuple[bytes, bytes]], bool, bool]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.asgi.instance import ClientDisconnected
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.http.asgi import validate_headers
+from gateway.protocols.http.asgi import message_body, validate_headers
 
 # States.
 CONNECTING = 0
@@ -272,13 +272,7 @@ def _denial_start(message: Any) -> DenialStart:
 
 
 def _denial_body(message: Any) -> DenialBody:
-    body = message.get("body", b"")
-    if type(body) is not bytes:
-        if isinstance(body, (bytearray, memoryview)):
-            body = bytes(body)
-        else:
-            raise LocalProtocolError(f"websocket.http.response.body 'body' must be bytes, got {type(body).__name__}")
-    return DenialBody(body, bool(message.get("more_body", False)))
+    return DenialBody(message_body(message, "websocket.http.response.body"), bool(message.get("more_body", False)))
 
 
 def subprotocols_of(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
