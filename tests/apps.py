@@ -2,6 +2,8 @@
 
 The path picks the behaviour; see each branch. Lifespan behaviour is chosen by the
 ``GATEWAY_TEST_LIFESPAN`` environment variable: ``ok`` (default), ``fail``, ``raise``.
+When ``GATEWAY_TEST_SLOW_STARTED`` names a file, ``/slow`` appends a line to it as it starts, so a
+test can wait until a slow request is in flight.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 break
         await text(send, json.dumps({"total": total, "arrivals": arrivals}).encode())
     elif path == "/slow":
+        started = os.environ.get("GATEWAY_TEST_SLOW_STARTED")
+        if started:
+            with open(started, "a") as f:
+                f.write(path + "\n")
         await asyncio.sleep(float(query.get("s", "1")))
         await text(send, b"slow done")
     elif path == "/stream":

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.daemon import BIN, REPO, Daemon, DaemonFailed, http_config
+from tests.integration.daemon import BIN, REPO, Daemon, DaemonFailed, http_config, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +100,15 @@ def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
     assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in daemon.output()
 
 
+def _slow_started(tmp_path: Path) -> Path:
+    """The file ``/slow`` writes to as it starts (``GATEWAY_TEST_SLOW_STARTED``)."""
+    return tmp_path / "slow-started"
+
+
+def _wait_in_flight(tmp_path: Path) -> None:
+    wait_until(_slow_started(tmp_path).exists, what="the slow request to reach the application")
+
+
 def _slow_request(url: str, results: list[object]) -> None:
     try:
         results.append(httpx.get(url, timeout=30))
@@ -110,12 +119,13 @@ def _slow_request(url: str, results: list[object]) -> None:
 @pytest.mark.parametrize("runner", ["script", "twistd"])
 def test_sigterm_drains_in_flight_requests_then_runs_lifespan_shutdown(tmp_path: Path, runner: str) -> None:
     marker = tmp_path / "shutdown-marker"
-    daemon = Daemon(tmp_path, http_config(), runner=runner, env={"GATEWAY_TEST_SHUTDOWN_MARKER": str(marker)}).start()
+    daemon = Daemon(tmp_path, http_config(), runner=runner, env={"GATEWAY_TEST_SHUTDOWN_MARKER": str(marker),
+                                                                 "GATEWAY_TEST_SLOW_STARTED": str(_slow_started(tmp_path))}).start()
     try:
         results: list[object] = []
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=1.5", results))
         thread.start()
-        time.sleep(0.5)  # the request is in flight
+        _wait_in_flight(tmp_path)  # the request is in flight
         daemon.signal(signal.SIGTERM)
         daemon.wait_for("STOPPING=1", 10)
         # New connections are refused while draining.
@@ -131,12 +141,12 @@ def test_sigterm_drains_in_flight_requests_then_runs_lifespan_shutdown(tmp_path:
 
 
 def test_second_signal_forces_the_stop(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path, http_config()).start()
+    daemon = Daemon(tmp_path, http_config(), env={"GATEWAY_TEST_SLOW_STARTED": str(_slow_started(tmp_path))}).start()
     try:
         results: list[object] = []
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
-        time.sleep(0.5)
+        _wait_in_flight(tmp_path)
         started = time.monotonic()
         daemon.signal(signal.SIGINT)
         daemon.wait_for("STOPPING=1", 10)
@@ -150,12 +160,13 @@ def test_second_signal_forces_the_stop(tmp_path: Path) -> None:
 
 
 def test_drain_timeout_closes_stragglers(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path, http_config(extra="timeouts: {drain: 1s}")).start()
+    daemon = Daemon(tmp_path, http_config(extra="timeouts: {drain: 1s}"),
+                    env={"GATEWAY_TEST_SLOW_STARTED": str(_slow_started(tmp_path))}).start()
     try:
         results: list[object] = []
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
-        time.sleep(0.5)
+        _wait_in_flight(tmp_path)
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(20) == 0

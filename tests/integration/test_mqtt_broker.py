@@ -15,13 +15,14 @@ import pytest
 
 from gateway.protocols.mqtt import Disconnect, PubAck, Publish, ReasonCode, Will
 from gateway.protocols.mqtt.broker import hash_password
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, wait_until
 from tests.integration.test_mqtt_clients import V5, V311, Client, Raw, mqtt_listener
 
 pytestmark = pytest.mark.slow
 paho = pytest.importorskip("paho.mqtt.client")
 trustme = pytest.importorskip("trustme")
 MOSQUITTO = shutil.which("mosquitto_pub") is not None and shutil.which("mosquitto_sub") is not None
+STDBUF = shutil.which("stdbuf") is not None  # to read mosquitto_sub's debug output line by line
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_qos_0_1_2(broker: Daemon, version: int) -> None:
     sub.close()
 
 
-@pytest.mark.skipif(not MOSQUITTO, reason="needs mosquitto_pub and mosquitto_sub")
+@pytest.mark.skipif(not (MOSQUITTO and STDBUF), reason="needs mosquitto_pub, mosquitto_sub and stdbuf")
 def test_mosquitto_clients_and_retained_messages(broker: Daemon) -> None:
     host, port = broker.addresses["plain"].rsplit(":", 1)
     common = ["-h", host, "-p", port]
@@ -76,13 +77,20 @@ def test_mosquitto_clients_and_retained_messages(broker: Daemon) -> None:
     sub = subprocess.run(["mosquitto_sub", *common, "-t", "retained/#", "-v", "-C", "1", "-W", "5", "-q", "2"],
                          capture_output=True, text=True, timeout=15)
     assert sub.stdout.splitlines() == ["retained/a kept"]
-    live = subprocess.Popen(["mosquitto_sub", *common, "-t", "live/#", "-v", "-C", "2", "-W", "10", "-V", "mqttv5"],
-                            stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    # -d (debug lines, line-buffered through stdbuf) shows when the subscription is in place.
+    live = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", *common, "-t", "live/#", "-v", "-C", "2", "-W", "10",
+                             "-V", "mqttv5", "-d"], stdout=subprocess.PIPE, text=True)
+    assert live.stdout is not None
+    debug: list[str] = []
+    while not debug or "received SUBACK" not in debug[-1]:
+        line = live.stdout.readline()  # mosquitto_sub exits after -W 10 seconds at the latest
+        assert line, f"mosquitto_sub ended before it subscribed: {debug}"
+        debug.append(line)
     for n in (1, 2):
         subprocess.run(["mosquitto_pub", *common, "-t", f"live/{n}", "-m", f"m{n}", "-q", "2"], check=True, timeout=10)
     out, _ = live.communicate(timeout=15)
-    assert out.splitlines() == ["live/1 m1", "live/2 m2"]
+    messages = [line for line in out.splitlines() if not line.startswith(("Client ", "Subscribed ("))]
+    assert messages == ["live/1 m1", "live/2 m2"]
 
 
 def test_will_on_abrupt_disconnect(broker: Daemon) -> None:
@@ -125,7 +133,7 @@ def test_shared_subscriptions(broker: Daemon) -> None:
     pub = Client(broker.addresses["plain"], "dispatcher", V5)
     for n in range(30):
         pub.publish(f"jobs/{n}", str(n).encode(), 1)
-    time.sleep(0.5)
+    wait_until(lambda: sum(member.messages.qsize() for member in members) >= 30, what="30 shared-subscription deliveries")
     counts = [member.messages.qsize() for member in members]
     payloads = sorted(int(m.payload) for member in members for m in member.collect(member.messages.qsize()))
     assert payloads == list(range(30)) and counts == [10, 10, 10]

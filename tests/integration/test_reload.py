@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.daemon import Daemon, http_config
+from tests.integration.daemon import Daemon, http_config, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,8 @@ SECOND = """  - name: extra
 
 def test_added_listener_starts_and_removed_one_drains(tmp_path: Path) -> None:
     port = free_port()
-    with Daemon(tmp_path, two_listeners(port)) as daemon:
+    started = tmp_path / "slow-started"
+    with Daemon(tmp_path, two_listeners(port), env={"GATEWAY_TEST_SLOW_STARTED": str(started)}) as daemon:
         status = daemon.reload(two_listeners(port, SECOND))
         assert "extra=127.0.0.1:" in status
         assert httpx.get(daemon.url("extra") + "/hello").text == "Hello, world!"
@@ -52,7 +53,7 @@ def test_added_listener_starts_and_removed_one_drains(tmp_path: Path) -> None:
         results: list[httpx.Response] = []
         thread = threading.Thread(target=lambda: results.append(httpx.get(extra_url + "/slow?s=1", timeout=20)))
         thread.start()
-        time.sleep(0.3)
+        wait_until(started.exists, what="the slow request to reach the application")
         daemon.reload(two_listeners(port))
         assert "extra" not in daemon.addresses
         thread.join(20)

@@ -306,7 +306,7 @@ listeners:
         while not reader.readline().startswith(b"354"):
             pass
         sock.sendall(b"X-Delay: 1\r\nSubject: slow\r\n\r\nbody\r\n.\r\n")
-        time.sleep(0.3)
+        outbox.wait_for(lambda e: e["kind"] == "started" and e.get("subject") == "slow")  # the message is in progress
         daemon.signal(signal.SIGTERM)
         assert reader.readline() == b"250 2.0.0 Ok: queued\r\n"
         assert reader.readline() == b"421 4.3.2 mx.test Service shutting down\r\n"

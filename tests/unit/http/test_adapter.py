@@ -11,6 +11,7 @@ import pytest
 from gateway.asgi.instance import ClientDisconnected
 from gateway.protocols.http.core import HTTPLimits
 from tests.unit.http.harness import Harness, responses
+from tests.unit.layers.conftest import until
 
 GET = b"GET /path?q=1 HTTP/1.1\r\nHost: example.org\r\n\r\n"
 
@@ -70,7 +71,7 @@ def test_pipelined_requests_are_answered_in_order(make: Any) -> None:
 
     h = make(app)
     h.protocol.dataReceived(b"GET /slow HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
-    h.loop.run_until_complete(asyncio.sleep(0.05))
+    h.loop.run_until_complete(until(lambda: h.transport.value().count(b"HTTP/1.1 200 ") == 3, 5))
     h.run()
     assert [body for _, _, body in responses(h.output())] == [b"/slow", b"/a", b"/b"]
 

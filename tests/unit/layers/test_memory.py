@@ -10,6 +10,7 @@ import pytest
 
 from gateway.exceptions import ChannelFull, InvalidChannelLayerError
 from gateway.layers.memory import InMemoryChannelLayer
+from tests.unit.layers.conftest import until
 
 
 class FakeClock:
@@ -130,7 +131,7 @@ def test_receive_waiting_on_another_loop_is_woken() -> None:
     def other_loop() -> None:
         async def wait() -> None:
             task = asyncio.ensure_future(layer.receive("cross"))
-            await asyncio.sleep(0.01)
+            await until(lambda: layer.stats()["channels"] == 1, 5)  # the receive is waiting
             ready.set()
             result["message"] = await asyncio.wait_for(task, 5)
 

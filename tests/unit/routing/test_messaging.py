@@ -23,6 +23,7 @@ from gateway.routing import (
     topic_matches,
 )
 from gateway.testing import ApplicationCommunicator
+from tests.unit.layers.conftest import until
 
 
 def run(coro: Any) -> Any:
@@ -266,7 +267,7 @@ def test_topic_router_hands_events_over_one_at_a_time() -> None:
         await asyncio.sleep(0.02)
         assert pulled == ["a"] and handled == []
         gate.set()
-        await asyncio.sleep(0.02)
+        await until(lambda: len(handled) == 2, 5)
         assert handled == ["a", "b"]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -14,6 +14,7 @@ from gateway.consumers.email import AsyncEmailConsumer, EmailConsumer, LazyEmail
 from gateway.layers import InMemoryChannelLayer, channel_layers
 from gateway.routing import EmailToRouter, regex
 from gateway.testing.email import EmailCommunicator
+from tests.unit.layers.conftest import until
 
 RAW = (b"From: Alice <alice@example.org>\r\nReply-To: help@example.org\r\nTo: support@example.org\r\n"
        b"Subject: Printer on fire\r\nMessage-ID: <m1@example.org>\r\nReferences: <m0@example.org>\r\n\r\nHelp!\r\n")
@@ -102,7 +103,7 @@ def test_reply_addresses_the_reply_to_and_threads_the_conversation():
         assert send["to"] == ["help@example.org"] and send["subject"] == "Re: Printer on fire"
         assert send["headers"] == {"In-Reply-To": "<m1@example.org>", "References": "<m0@example.org> <m1@example.org>"}
         await communicator.send_result(send["id"], ok=False, code=550, text="5.1.1 no such user", temporary=False)
-        await asyncio.sleep(0.05)
+        await until(lambda: bool(Answering.results) and Answering.results[-1]["id"] == send["id"], 5)
         await communicator.disconnect()
         assert Answering.results[-1]["id"] == send["id"] and Answering.results[-1]["ok"] is False
 
