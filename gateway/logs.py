@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from twisted.logger import (
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     globalLogBeginner,
     globalLogPublisher,
@@ -107,8 +109,29 @@ def json_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
     return observe
 
 
+#: Twisted's own lines about ports and factories ("HTTPFactory starting on 8000", "(TCP Port
+#: 8000 Closed)", "Starting factory ..."): they repeat the gateway's "Listening: ..." lines.
+_PORT_CHATTER = re.compile(r"^(?:\S+ starting on \S+|\(\S+ Port \S+ Closed\)|(?:Starting|Stopping) factory .*)$")
+
+
+class PortChatterFilter:
+    """Shows Twisted's port and factory chatter (:data:`_PORT_CHATTER`) only at debug level."""
+
+    def __init__(self, level: str) -> None:
+        self.debug = _LEVELS[level] == LogLevel.debug
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        if self.debug or event.get("log_namespace") != "log_legacy":
+            return PredicateResult.maybe
+        text = event.get("log_text")
+        if text is None:
+            text = " ".join(map(str, event.get("message", ())))
+        return PredicateResult.no if _PORT_CHATTER.match(text) else PredicateResult.maybe
+
+
 #: The level filters of the observers we made, so a reload can change the level.
 _predicates: list[LogLevelFilterPredicate] = []
+_chatter_filters: list[PortChatterFilter] = []
 
 
 def make_observer(level: str = "info", format: str = "text", output: str = "stderr") -> Any:
@@ -116,8 +139,10 @@ def make_observer(level: str = "info", format: str = "text", output: str = "stde
     stream = _open(output)
     base = json_observer(stream) if format == "json" else text_observer(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
+    chatter = PortChatterFilter(level)
     _predicates.append(predicate)
-    return FilteringLogObserver(base, [predicate])
+    _chatter_filters.append(chatter)
+    return FilteringLogObserver(base, [chatter, predicate])
 
 
 def set_level(level: str) -> None:
@@ -125,6 +150,8 @@ def set_level(level: str) -> None:
     for predicate in _predicates:
         predicate.defaultLogLevel = _LEVELS[level]
         predicate.setLogLevelForNamespace(None, _LEVELS[level])
+    for chatter in _chatter_filters:
+        chatter.debug = _LEVELS[level] == LogLevel.debug
     logging.getLogger().setLevel(_STDLIB_LEVELS[_LEVELS[level]])
 
 
