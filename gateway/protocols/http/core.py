@@ -483,9 +483,19 @@ def error_response(status: int, message: str, *, extra: bytes = b"") -> bytes:
     )
 
 
+#: Field names already found valid (applications send the same few on every response); bounded.
+_VALID_NAMES: set[bytes] = set()
+
+
 def is_valid_header_name(name: bytes) -> bool:
     """Whether ``name`` is a valid field name (an RFC 9110 token)."""
-    return _TOKEN.match(name) is not None
+    if name in _VALID_NAMES:
+        return True
+    if _TOKEN.match(name) is None:
+        return False
+    if len(_VALID_NAMES) < 512:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def is_valid_header_value(value: bytes) -> bool:
