@@ -65,6 +65,32 @@ class MqttSettings:
     stats: MqttStats = field(default_factory=MqttStats)
 
 
+class WriteBufferProducer:
+    """The transport side's ``IPushProducer`` half, shared by MQTT over TCP and over WebSocket:
+    the transport says when its write buffer is full (``writes_paused``; ``buffered`` counts the
+    bytes written meanwhile, which the broker uses to drop QoS 0 for a client that does not
+    read) and when it drained (the connection's waiting ``send()`` calls wake)."""
+
+    conn: MqttConnection | None = None
+    writes_paused = False
+    buffered = 0
+
+    def pauseProducing(self) -> None:
+        self.writes_paused = True
+        self.buffered = 0
+        if self.conn is not None:
+            self.conn.stats.write_pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.writes_paused = False
+        self.buffered = 0
+        if self.conn is not None:
+            self.conn.writes_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class MqttConnection:
     """The adapter of one connection (see the module documentation)."""
 

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.metrics.stats import MqttStats
-from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings
+from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, WriteBufferProducer
 from gateway.protocols.mqtt.broker.auth import AccessRule, Authenticator
 from gateway.protocols.mqtt.broker.core import Broker
 from gateway.protocols.mqtt.config import MqttBrokerConfig, MqttListenerConfig
@@ -36,7 +36,7 @@ log = Logger(namespace="gateway.mqtt")
 
 
 @implementer(IPushProducer)
-class MqttProtocol(Protocol):
+class MqttProtocol(WriteBufferProducer, Protocol):
     """An MQTT connection over TCP or TLS: the transport side of :class:`MqttConnection`."""
 
     def __init__(self, settings: MqttSettings) -> None:
@@ -91,22 +91,6 @@ class MqttProtocol(Protocol):
 
     def tls_info(self) -> dict[str, Any] | None:
         return tls_extension(self.transport) if is_tls(self.transport) else None
-
-    # -- IPushProducer: the transport's write buffer ------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.writes_paused = True
-        self.buffered = 0
-        self.settings.stats.write_pauses += 1
-
-    def resumeProducing(self) -> None:
-        self.writes_paused = False
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.writes_resumed()
-
-    def stopProducing(self) -> None:
-        pass
 
     # -- the listener -----------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from gateway.listener import TrackingFactory
 from gateway.metrics.stats import MqttStats
-from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings
+from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, WriteBufferProducer
 from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
 __all__ = ["MqttWebSocketFactory", "MqttWebSocketMount", "MqttWebSocketProtocol", "mount_websocket"]
@@ -44,14 +44,11 @@ SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 
 
 @implementer(IPushProducer)
-class MqttWebSocketProtocol(WebSocketServerProtocol):
+class MqttWebSocketProtocol(WriteBufferProducer, WebSocketServerProtocol):
     """One MQTT-over-WebSocket connection."""
 
-    conn: MqttConnection | None = None
     tracker: Any = None  # the TrackingFactory that counts this connection
     client_override: Any = None  # the client address an HTTP listener resolved (proxies)
-    writes_paused = False
-    buffered = 0
     _info: dict[str, Any] | None = None
 
     # -- autobahn callbacks -----------------------------------------------------------------
@@ -120,21 +117,6 @@ class MqttWebSocketProtocol(WebSocketServerProtocol):
 
     def tls_info(self) -> dict[str, Any] | None:
         return tls_extension(self.transport) if is_tls(self.transport) else None
-
-    # -- IPushProducer ------------------------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.writes_paused = True
-        self.buffered = 0
-
-    def resumeProducing(self) -> None:
-        self.writes_paused = False
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.writes_resumed()
-
-    def stopProducing(self) -> None:
-        pass
 
     # -- the listener -------------------------------------------------------------------------
 
