@@ -9,6 +9,8 @@ MQTT, email or SMS communicator is a scope builder plus a few shortcut methods.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -70,3 +72,27 @@ class ProtocolCommunicator(ApplicationCommunicator):
         scope: dict[str, Any] = {"type": self.scope_type, "asgi": {"version": "3.0"}}
         scope.update(kwargs)
         return scope
+
+    async def next_output(self, timeout: float) -> dict[str, Any] | None:
+        """The application's next message; ``None`` once it ended with nothing left to read.
+
+        Raises:
+            TimeoutError: it neither sent nor ended within ``timeout`` seconds (it is cancelled).
+        """
+        if not self.output_queue.empty():
+            return self.output_queue.get_nowait()  # type: ignore[no-any-return]
+        if self.future.done():
+            return None
+        getter = asyncio.ensure_future(self.output_queue.get())
+        done, _ = await asyncio.wait({getter, self.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()  # type: ignore[no-any-return]
+        getter.cancel()
+        if self.future.done():
+            return None if self.output_queue.empty() else self.output_queue.get_nowait()
+        self.future.cancel()
+        try:
+            await self.future
+        except asyncio.CancelledError:
+            pass
+        raise TimeoutError(f"the {self.scope_type} application did not answer within {timeout}s")

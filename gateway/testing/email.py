@@ -12,7 +12,6 @@ client would see: the application's reply, or ``451`` when it raised or ended wi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -107,7 +106,7 @@ class EmailCommunicator(ProtocolCommunicator):
         await self.send_input({"type": "email.receive", "raw": self.raw})
         outcome = EmailOutcome()
         while True:
-            message = await self._next_output(timeout)
+            message = await self.next_output(timeout)
             if message is None:  # the application ended without answering
                 outcome.error = None if self.future.cancelled() else self.future.exception()
                 return outcome
@@ -124,25 +123,6 @@ class EmailCommunicator(ProtocolCommunicator):
                 return outcome
             else:
                 raise UnexpectedMessage(f"unexpected message from an email application: {message!r}")
-
-    async def _next_output(self, timeout: float) -> dict[str, Any] | None:
-        if not self.output_queue.empty():
-            return self.output_queue.get_nowait()  # type: ignore[no-any-return]
-        if self.future.done():
-            return None
-        getter = asyncio.ensure_future(self.output_queue.get())
-        done, _ = await asyncio.wait({getter, self.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            return getter.result()  # type: ignore[no-any-return]
-        getter.cancel()
-        if self.future.done():
-            return None if self.output_queue.empty() else self.output_queue.get_nowait()
-        self.future.cancel()
-        try:
-            await self.future
-        except asyncio.CancelledError:
-            pass
-        raise TimeoutError(f"the email application did not answer within {timeout}s")
 
     async def send_result(self, message_id: str, *, ok: bool = True, code: int | None = 250, text: str = "sent",
                           temporary: bool = False, refused: dict[str, str] | None = None) -> None:

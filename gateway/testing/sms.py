@@ -9,7 +9,6 @@ The scope is the one the SMS listener builds (``docs/asgi-sms.md``); keyword arg
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +108,7 @@ class SmsCommunicator(ProtocolCommunicator):
         await self.send_input(self.event())
         outcome = SmsOutcome()
         while not outcome.acked:
-            message = await self._next_output(timeout)
+            message = await self.next_output(timeout)
             if message is None:  # the application ended
                 error = None if self.future.cancelled() else self.future.exception()
                 outcome.error = error
@@ -125,29 +124,6 @@ class SmsCommunicator(ProtocolCommunicator):
             else:
                 raise UnexpectedMessage(f"unexpected message from an sms application: {message!r}")
         return outcome
-
-    async def _next_output(self, timeout: float) -> dict[str, Any] | None:
-        """The next output message, or ``None`` once the application ended with nothing left."""
-        if not self.output_queue.empty():
-            return self.output_queue.get_nowait()  # type: ignore[no-any-return]
-        if self.future.done():
-            return None
-        getter = asyncio.ensure_future(self.output_queue.get())
-        done, _ = await asyncio.wait({getter, self.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            return getter.result()  # type: ignore[no-any-return]
-        getter.cancel()
-        if self.future.done():
-            return self._drain_or_none()
-        self.future.cancel()
-        try:
-            await self.future
-        except asyncio.CancelledError:
-            pass
-        raise TimeoutError(f"the sms application did nothing within {timeout}s")
-
-    def _drain_or_none(self) -> dict[str, Any] | None:
-        return None if self.output_queue.empty() else self.output_queue.get_nowait()  # type: ignore[return-value]
 
     async def send_result(self, request_id: Any = None, *, ok: bool = True, message_ids: list[str] | None = None,
                           error: dict[str, Any] | None = None) -> None:
