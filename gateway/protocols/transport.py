@@ -16,16 +16,16 @@ from twisted.internet.interfaces import ISSLTransport
 try:  # unix sockets are absent on some platforms
     from twisted.internet import unix
 
-    _DIRECT: tuple[type, ...] = (tcp.Server, unix.Server)
+    _DIRECT: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 except ImportError:  # pragma: no cover
-    _DIRECT = (tcp.Server,)
+    _DIRECT = (tcp.Server, tcp.Client)
 
 
 def write_through(transport: Any, data: bytes) -> None:
     """Write ``data`` to ``transport``, sending it immediately when its buffer is empty.
 
     Falls back to ``transport.write`` for every transport that is not a plain TCP or UNIX
-    server connection (TLS from the start or after ``startTLS()``, tests' string transports)
+    connection (ours as a server, or a client's such as the Redis layer's) (TLS from the start or after ``startTLS()``, tests' string transports)
     and whenever data is already queued, so ordering and Twisted's flow control are unchanged.
     """
     if (

@@ -26,7 +26,8 @@ from collections import deque
 from typing import Any
 
 import txredisapi
-from twisted.internet import tcp
+
+from gateway.protocols.transport import write_through
 
 try:  # optional: a C parser
     import hiredis
@@ -150,15 +151,6 @@ def encode_command(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-_DIRECT = (tcp.Client,)
-try:  # pragma: no branch
-    from twisted.internet import unix
-
-    _DIRECT = (tcp.Client, unix.Client)
-except ImportError:  # pragma: no cover
-    pass
-
-
 class LayerProtocol(txredisapi.BaseRedisProtocol):
     """txredisapi's protocol, bytes in and out (no charset, no number conversion), fast parsing."""
 
@@ -236,15 +228,7 @@ class LayerProtocol(txredisapi.BaseRedisProtocol):
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
-        transport = self.transport
-        if (isinstance(transport, _DIRECT) and not transport._tempDataLen and not transport.dataBuffer
-                and transport.connected and not transport.disconnecting):
-            sent = transport.writeSomeData(data)
-            if type(sent) is int:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        transport.write(data)
+        write_through(self.transport, data)
 
     def _check_deadline(self) -> None:
         self._deadline_handle = None

@@ -34,6 +34,7 @@ from gateway.protocols.mqtt.events import (
 from gateway.protocols.mqtt.packets import Connect, Subscribe, Unsubscribe
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gateway.protocols.mqtt.reasons import ReasonCode
+from gateway.protocols.transport import is_tls, tls_extension
 
 __all__ = ["MqttConnection", "MqttSettings"]
 
@@ -65,15 +66,27 @@ class MqttSettings:
     stats: MqttStats = field(default_factory=MqttStats)
 
 
-class WriteBufferProducer:
-    """The transport side's ``IPushProducer`` half, shared by MQTT over TCP and over WebSocket:
-    the transport says when its write buffer is full (``writes_paused``; ``buffered`` counts the
-    bytes written meanwhile, which the broker uses to drop QoS 0 for a client that does not
-    read) and when it drained (the connection's waiting ``send()`` calls wake)."""
+class TransportSide:
+    """What MQTT over TCP and over WebSocket share on the transport side of a
+    :class:`MqttConnection`: the ``IPushProducer`` half (the transport says when its write
+    buffer is full, ``writes_paused``, with ``buffered`` counting the bytes written meanwhile,
+    which the broker uses to drop QoS 0 for a client that does not read; and when it drained,
+    which wakes the connection's waiting ``send()`` calls), and reading flow control and TLS
+    details of the ``io`` interface. Subclasses add ``write`` and ``close``."""
 
     conn: MqttConnection | None = None
+    transport: Any = None
     writes_paused = False
     buffered = 0
+
+    def pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self.transport.resumeProducing()
+
+    def tls_info(self) -> dict[str, Any] | None:
+        return tls_extension(self.transport) if is_tls(self.transport) else None
 
     def pauseProducing(self) -> None:
         self.writes_paused = True

@@ -22,11 +22,11 @@ from zope.interface import implementer
 
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.metrics.stats import MqttStats
-from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, WriteBufferProducer
+from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, TransportSide
 from gateway.protocols.mqtt.broker.auth import AccessRule, Authenticator
 from gateway.protocols.mqtt.broker.core import Broker
 from gateway.protocols.mqtt.config import MqttBrokerConfig, MqttListenerConfig
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.transport import address_tuple, server_tuple, write_through
 
 __all__ = [
     "MqttFactory", "MqttListener", "MqttProtocol", "broker_for", "build_listener", "mount_on_http", "mqtt_settings",
@@ -36,7 +36,7 @@ log = Logger(namespace="gateway.mqtt")
 
 
 @implementer(IPushProducer)
-class MqttProtocol(WriteBufferProducer, Protocol):
+class MqttProtocol(TransportSide, Protocol):
     """An MQTT connection over TCP or TLS: the transport side of :class:`MqttConnection`."""
 
     def __init__(self, settings: MqttSettings) -> None:
@@ -82,15 +82,6 @@ class MqttProtocol(WriteBufferProducer, Protocol):
 
     def close(self) -> None:
         self.transport.loseConnection()
-
-    def pause_reading(self) -> None:
-        self.transport.pauseProducing()
-
-    def resume_reading(self) -> None:
-        self.transport.resumeProducing()
-
-    def tls_info(self) -> dict[str, Any] | None:
-        return tls_extension(self.transport) if is_tls(self.transport) else None
 
     # -- the listener -----------------------------------------------------------------------
 

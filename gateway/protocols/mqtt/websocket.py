@@ -32,8 +32,8 @@ from zope.interface import implementer
 
 from gateway.listener import TrackingFactory
 from gateway.metrics.stats import MqttStats
-from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, WriteBufferProducer
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
+from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, TransportSide
+from gateway.protocols.transport import address_tuple, server_tuple
 
 __all__ = ["MqttWebSocketFactory", "MqttWebSocketMount", "MqttWebSocketProtocol", "mount_websocket"]
 
@@ -44,7 +44,7 @@ SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 
 
 @implementer(IPushProducer)
-class MqttWebSocketProtocol(WriteBufferProducer, WebSocketServerProtocol):
+class MqttWebSocketProtocol(TransportSide, WebSocketServerProtocol):
     """One MQTT-over-WebSocket connection."""
 
     tracker: Any = None  # the TrackingFactory that counts this connection
@@ -108,15 +108,6 @@ class MqttWebSocketProtocol(WriteBufferProducer, WebSocketServerProtocol):
 
     def close(self) -> None:
         self.sendClose(1000)
-
-    def pause_reading(self) -> None:
-        self.transport.pauseProducing()
-
-    def resume_reading(self) -> None:
-        self.transport.resumeProducing()
-
-    def tls_info(self) -> dict[str, Any] | None:
-        return tls_extension(self.transport) if is_tls(self.transport) else None
 
     # -- the listener -------------------------------------------------------------------------
 
