@@ -2,43 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
 
 from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings
 from gateway.protocols.http.core import HTTPLimits
+from tests.unit.loop_harness import LoopHarness
 
 
-class Harness:
+class Harness(LoopHarness):
     """One connection. ``send(bytes)`` feeds the client side; ``output()`` takes what we wrote."""
 
     def __init__(self, app: Any, *, limits: HTTPLimits | None = None, **settings: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.clock = MemoryReactorClock()
+        super().__init__()
         settings.setdefault("server_header", b"")
         self.settings = HTTPSettings(app=app, loop=self.loop, reactor=self.clock, limits=limits or HTTPLimits(), **settings)
         self.protocol = HTTPProtocol(self.settings)
         self.transport = StringTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=IPv4Address("TCP", "192.0.2.1", 40000)
         )
-        self.log: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.log.append)
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
         self.protocol.dataReceived(data)
-        self.run()
-
-    def run(self, rounds: int = 20) -> None:
-        for _ in range(rounds):
-            self.loop.run_until_complete(asyncio.sleep(0))
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
         self.run()
 
     def output(self) -> bytes:
@@ -53,18 +41,6 @@ class Harness:
     def disconnect(self) -> None:
         self.protocol.connectionLost(None)
         self.run()
-
-    def errors(self) -> list[str]:
-        from twisted.logger import LogLevel, formatEvent
-
-        return [formatEvent(e) for e in self.log if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
-
-    def close(self) -> None:
-        globalLogPublisher.removeObserver(self.log.append)
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.run(3)
-        self.loop.close()
 
 
 def responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:

@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.testing import StringTransport
 
 from gateway.protocols.mqtt import Connect, Packet, ServerOptions, decode, encode
 from gateway.protocols.mqtt.adapter import MqttSettings
 from gateway.protocols.mqtt.broker import Authenticator, Broker
 from gateway.protocols.mqtt.listener import MqttProtocol
+from tests.unit.loop_harness import LoopHarness
 
 
 class Client:
@@ -68,40 +68,21 @@ class Client:
         self.harness.run()
 
 
-class Harness:
+class Harness(LoopHarness):
     """Settings shared by connections, a fake clock, a loop, and the log."""
 
     def __init__(self, *, consumer: str = "broker", app: Any = None, options: ServerOptions | None = None,
                  auth: Authenticator | None = None, **settings: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.clock = MemoryReactorClock()
+        super().__init__()
         self.broker = Broker(self.clock, self.loop)
         self.settings = MqttSettings(
             loop=self.loop, reactor=self.clock, options=options or ServerOptions(), consumer=consumer,
             app=app, broker=self.broker, auth=auth or Authenticator(), **settings,
         )
-        self.log: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.log.append)
         self._ports = 40000
 
     def client(self, level: int = 5) -> Client:
         self._ports += 1
         return Client(self, level, self._ports)
 
-    def run(self, rounds: int = 20) -> None:
-        for _ in range(rounds):
-            self.loop.run_until_complete(asyncio.sleep(0))
 
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.run()
-
-    def errors(self) -> list[str]:
-        return [formatEvent(e) for e in self.log if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
-
-    def close(self) -> None:
-        globalLogPublisher.removeObserver(self.log.append)
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.run(3)
-        self.loop.close()

@@ -6,12 +6,10 @@ server runs on a ``MemoryReactorClock`` and a real asyncio loop, as in ``tests/u
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.testing import StringTransport
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame
@@ -23,15 +21,17 @@ from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings
 from gateway.protocols.http.core import HTTPLimits
 from gateway.protocols.websocket.config import WebSocketConfig
 from gateway.protocols.websocket.listener import websocket_upgrade
+from tests.unit.loop_harness import LoopHarness
 
 
-class WSHarness:
+class WSHarness(LoopHarness):
     """One connection to a listener with WebSocket support."""
+
+    rounds = 10
 
     def __init__(self, app: Any, config: WebSocketConfig | None = None, *, application_close_timeout: float = 5.0,
                  **http_settings: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.clock = MemoryReactorClock()
+        super().__init__()
         self.hook = websocket_upgrade(
             config or WebSocketConfig(), app=app, loop=self.loop, reactor=self.clock, server_name="gateway",
             application_close_timeout=application_close_timeout,
@@ -39,8 +39,6 @@ class WSHarness:
         self.settings = HTTPSettings(app=app, loop=self.loop, reactor=self.clock, limits=HTTPLimits(),
                                      websocket=self.hook, server_header=b"server: gateway\r\n", **http_settings)
         self.factory = TrackingFactory()
-        self.log: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.log.append)
         self.transport: StringTransport | None = None
         self.client: ClientProtocol | None = None
 
@@ -115,14 +113,6 @@ class WSHarness:
     def frames(self) -> list[Frame]:
         return [event for event in self.events() if isinstance(event, Frame)]
 
-    def run(self, rounds: int = 10) -> None:
-        for _ in range(rounds):
-            self.loop.run_until_complete(asyncio.sleep(0))
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.run()
-
     @property
     def closed(self) -> bool:
         assert self.transport is not None
@@ -132,16 +122,6 @@ class WSHarness:
         """The TCP connection went away (as Twisted reports it)."""
         self.protocol.connectionLost(None)
         self.run()
-
-    def errors(self) -> list[str]:
-        return [formatEvent(e) for e in self.log if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
-
-    def close(self) -> None:
-        globalLogPublisher.removeObserver(self.log.append)
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.run(3)
-        self.loop.close()
 
 
 def masked(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, key: bytes = b"\x01\x02\x03\x04") -> bytes:
