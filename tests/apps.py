@@ -27,6 +27,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.close", "code": 1000})
 
 
+async def plain_lifespan(receive: Any, send: Any) -> None:
+    """Answer lifespan startup and shutdown, nothing more (for the other test applications)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     mode = os.environ.get("GATEWAY_TEST_LIFESPAN", "ok")
     message = await receive()

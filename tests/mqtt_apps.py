@@ -16,6 +16,7 @@ from typing import Any
 from gateway.consumers.mqtt import AsyncMqttConsumer
 from gateway.protocols.mqtt.broker import BrokerApplication
 from gateway.routing import ProtocolTypeRouter, TopicRouter, topic
+from tests.apps import plain_lifespan
 
 READINGS: list[dict[str, Any]] = []
 FAILURES: dict[str, int] = {}
@@ -80,13 +81,8 @@ app = ProtocolTypeRouter({
 
 async def http_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await plain_lifespan(receive, send)
+        return
     await http(scope, receive, send)
 
 

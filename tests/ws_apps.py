@@ -14,6 +14,8 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.apps import plain_lifespan
+
 EVENTS: list[dict[str, Any]] = []
 PROGRESS: dict[str, int] = {}
 _changed: asyncio.Condition | None = None
@@ -67,13 +69,7 @@ def _matching(query: dict[str, str]) -> list[dict[str, Any]]:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await plain_lifespan(receive, send)
     elif scope["type"] == "http":
         await http(scope, receive, send)
     else:
