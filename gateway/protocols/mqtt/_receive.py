@@ -114,9 +114,11 @@ class ReceivingCore:
             while pos < size:
                 state = self._state
                 if state is CONNECTING:
-                    # §3.1.4: nothing but AUTH (5.0) is processed before the CONNACK; the rest
-                    # waits for accept().
-                    if self._level != 5 or view[pos] >> 4 != PacketType.AUTH:
+                    # §3.1.4: nothing but AUTH (5.0, enhanced authentication) is processed
+                    # before the CONNACK; the rest waits for accept(). Without an authentication
+                    # method in the CONNECT an AUTH waits as well: it is a protocol error either
+                    # way, reported the same whether it came with the CONNECT or after accept().
+                    if self._level != 5 or self._auth_method is None or view[pos] >> 4 != PacketType.AUTH:
                         break
                 elif state is CLOSED:
                     break

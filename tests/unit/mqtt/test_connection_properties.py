@@ -297,3 +297,13 @@ TestInboundFlows = InboundFlows.TestCase
 TestInboundFlows.settings = settings(TestInboundFlows.settings, stateful_step_count=20)
 TestOutboundFlows = OutboundFlows.TestCase
 TestOutboundFlows.settings = settings(TestOutboundFlows.settings, stateful_step_count=20)
+
+
+def test_auth_without_a_method_is_judged_after_the_connect_however_it_arrives() -> None:
+    """Found by the chunking property: an AUTH right behind a CONNECT without an authentication
+    method waits for accept() (then DISCONNECT 0x82), instead of failing the CONNECT only when
+    both came in one read."""
+    stream = b"\x10\x0f\x00\x04MQTT\x05@\x00\x00\x00\x00\x00\x00\x00" + b"\xf0\x00"
+    together, split = run([stream]), run([stream[:17], stream[17:]])
+    assert together == split
+    assert together[1].endswith(b"\xe0\x01\x82")  # DISCONNECT, Protocol Error
