@@ -28,6 +28,9 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/
 
 requires_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
+#: (name, width, height, mobile): the screens pages are checked on, a phone and a desktop.
+SCREENS = [("phone", 390, 844, True), ("desktop", 1280, 800, False)]
+
 _FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -14,7 +14,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.integration.chromium import Browser, Page, requires_chromium
+from tests.integration.chromium import SCREENS, Browser, Page, requires_chromium
 from tests.integration.daemon import Daemon, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.chromium, requires_chromium]
@@ -121,8 +121,6 @@ def test_status_page_follows_traffic_of_every_protocol(tmp_path: Path) -> None:
             browser.stop()
 
 
-#: (name, width, height, mobile): the screens the page is checked on.
-SCREENS = [("phone", 390, 844, True), ("desktop", 1280, 800, False)]
 
 
 @pytest.fixture(scope="module")

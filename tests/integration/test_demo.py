@@ -18,7 +18,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.integration.chromium import Browser, requires_chromium
+from tests.integration.chromium import SCREENS, Browser, requires_chromium
 from tests.integration.daemon import REPO, Daemon
 
 pytestmark = pytest.mark.slow
@@ -183,8 +183,6 @@ def test_admin_of_the_demo_is_up(demo: Daemon) -> None:
         assert f'gateway_listener_up{{listener="{name}",' in text
 
 
-#: (name, width, height, mobile): the screens the pages are checked on.
-SCREENS = [("phone", 390, 844, True), ("desktop", 1280, 800, False)]
 
 IN_VIEW = """(() => { const r = document.querySelector(%s).getBoundingClientRect();
   return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0 &&
