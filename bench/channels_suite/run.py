@@ -175,6 +175,26 @@ async def test_path_remaining():""",
         "URLRouter accepts include() (a nested URLRouter); Channels raises ImproperlyConfigured",
     ),
     Adaptation(
+        "tests/test_http.py",
+        """    with pytest.raises(AssertionError):
+        await communicator.get_response()
+""",
+        """    with pytest.raises(ValueError, match="samesite must be either"):
+        await communicator.get_response()
+""",
+        "an invalid SESSION_COOKIE_SAMESITE raises ValueError (Channels: a bare assert, gone under python -O)",
+    ),
+    Adaptation(
+        "tests/test_inmemorychannel.py",
+        """    await channel_layer.send("test-channel-2", {"type": "message.2"})
+    assert len(channel_layer.channels) == 2
+""",
+        """    await channel_layer.send("test-channel-2", {"type": "message.2"})
+    assert "test-channel-2" in channel_layer.channels
+""",
+        "expired messages of idle channels are swept by any operation, a send included (Channels: on receive)",
+    ),
+    Adaptation(
         "tests/test_routing.py",
         """class MockApplication:""",
         """async def not_found_status(router, scope):
