@@ -19,6 +19,7 @@ from gateway.django.db import (
     close_old_connections,
     database_sync_to_async,
 )
+from gateway.django.security import AllowedHostsOriginValidator, OriginValidator
 from gateway.django.sessions import (
     CookieMiddleware,
     InstanceSessionWrapper,
@@ -27,11 +28,13 @@ from gateway.django.sessions import (
 )
 
 __all__ = [
+    "AllowedHostsOriginValidator",
     "AuthMiddleware",
     "AuthMiddlewareStack",
     "CookieMiddleware",
     "DatabaseSyncToAsync",
     "InstanceSessionWrapper",
+    "OriginValidator",
     "SessionMiddleware",
     "SessionMiddlewareStack",
     "UserLazyObject",

@@ -38,6 +38,10 @@ def close_old_connections() -> None:
     """
     if _kept:
         return
+    from django.conf import settings
+
+    if not settings.configured:  # gateway.django imported in a process without a Django project
+        return
     from django.db import close_old_connections as django_close_old_connections
 
     django_close_old_connections()
