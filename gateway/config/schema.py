@@ -209,8 +209,8 @@ def check_module_path(value: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class DjangoConfig:
-    """A Django project (docs/django.md): its ASGI_APPLICATION is the default application and its
-    CHANNEL_LAYERS add channel layers."""
+    """A Django project: ASGI_APPLICATION is the default application, CHANNEL_LAYERS add layers (docs/django.md).
+    """
 
     settings: str = field(metadata={"doc": "The settings module (what DJANGO_SETTINGS_MODULE names), e.g. mysite.settings.", "check": check_module_path})
 
@@ -281,8 +281,7 @@ class GatewayConfig:
                 yield "listeners", f"two listeners are named {listener.name!r}; names must be unique"
             seen.add(listener.name)
             if self.application_for(listener) is None and listener.protocol != "admin":
-                yield "application", (f"listener {listener.name!r} has no application; set the top-level application "
-                                      "or the listener's own (or a Django project: django.settings)")
+                yield "application", f"listener {listener.name!r} has no application; set the top-level application or the listener's own"
         if not self.listeners:
             yield "listeners", "at least one listener is needed"
 
