@@ -17,6 +17,8 @@ import yaml
 from gateway.config.binder import INVALID, Binder
 from gateway.config.errors import ConfigError, ConfigProblem, InvalidValue
 from gateway.config.schema import (
+    DJANGO_APPLICATION,
+    DjangoConfig,
     GatewayConfig,
     LayerConfig,
     ListenerConfig,
@@ -91,6 +93,12 @@ def _check_applications(config: GatewayConfig, root: yaml.Node, binder: Binder) 
     for index, listener in enumerate(config.listeners):
         if listener.application:
             references.append((f"listeners[{index}].application", listener.application))
+        elif listener.protocol != "admin" and config.application_for(listener) == DJANGO_APPLICATION:
+            entry = ("django" if config.django else "application", DJANGO_APPLICATION)
+            if entry not in references:
+                references.append(entry)
+    if references:
+        config.use_django_settings()
     for path, reference in references:
         try:
             import_application(reference)
@@ -123,6 +131,7 @@ def _find_node(root: yaml.Node, path: str) -> yaml.Node | None:
 
 __all__ = [
     "ConfigError",
+    "DjangoConfig",
     "ConfigProblem",
     "Duration",
     "GatewayConfig",

@@ -8,6 +8,7 @@ a listener's ``protocol`` key chooses its class.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -215,6 +216,24 @@ class TimeoutsConfig:
     lifespan_shutdown: Duration = field(default=Duration(30.0), metadata={"doc": "How long lifespan shutdown may take.", "check": positive})
 
 
+def check_module_path(value: str) -> None:
+    """Check a dotted Python module path (``mysite.settings``)."""
+    if not value or not all(part.isidentifier() for part in value.split(".")):
+        raise InvalidValue(f"expected a dotted module path (like 'mysite.settings'), got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DjangoConfig:
+    """A Django project: ASGI_APPLICATION is the default application, CHANNEL_LAYERS add layers (docs/django.md).
+    """
+
+    settings: str = field(metadata={"doc": "The settings module (what DJANGO_SETTINGS_MODULE names), e.g. mysite.settings.", "check": check_module_path})
+
+
+#: The application reference that stands for Django's ``ASGI_APPLICATION``.
+DJANGO_APPLICATION = "gateway.django.asgi:application"
+
+
 @dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
     """The whole daemon."""
@@ -236,15 +255,39 @@ class GatewayConfig:
         metadata={"doc": "Channel layers by alias; 'default' is the one consumers use. Default: an in-memory layer."},
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "Logging."})
+    django: DjangoConfig | None = field(
+        default=None,
+        metadata={"doc": "A Django project whose settings give the default application (ASGI_APPLICATION) and channel layers (CHANNEL_LAYERS); without it, the DJANGO_SETTINGS_MODULE environment variable does the same."},
+    )
+
+    def django_settings(self) -> str | None:
+        """The Django settings module: ``django.settings``, else ``$DJANGO_SETTINGS_MODULE``."""
+        if self.django is not None:
+            return self.django.settings
+        return os.environ.get("DJANGO_SETTINGS_MODULE") or None
+
+    def use_django_settings(self) -> bool:
+        """Point Django at :meth:`django_settings` (sets ``DJANGO_SETTINGS_MODULE``; the YAML's
+        module wins over the environment's). Returns whether a Django project is configured."""
+        module = self.django_settings()
+        if module is not None:
+            os.environ["DJANGO_SETTINGS_MODULE"] = module
+        return module is not None
 
     def layers_mapping(self) -> dict[str, dict[str, Any]]:
         """The ``layers`` section for :func:`gateway.layers.configure_layers`.
 
-        With no ``layers`` section, alias ``default`` is an in-memory layer.
+        With a Django project, ``CHANNEL_LAYERS`` adds its aliases; for an alias both name, the
+        YAML's entry wins. With neither, alias ``default`` is an in-memory layer.
         """
-        if not self.layers:
+        mapping = {alias: layer.layer_options() for alias, layer in self.layers.items()}
+        if self.use_django_settings():
+            from gateway.django.layers import merged_layers
+
+            mapping = merged_layers(mapping)
+        if not mapping:
             return {"default": {"backend": "memory"}}
-        return {alias: layer.layer_options() for alias, layer in self.layers.items()}
+        return mapping
 
     def check(self) -> Iterable[tuple[str, str]]:
         seen: set[str] = set()
@@ -252,17 +295,22 @@ class GatewayConfig:
             if listener.name in seen:
                 yield "listeners", f"two listeners are named {listener.name!r}; names must be unique"
             seen.add(listener.name)
-            if listener.application is None and self.application is None and listener.protocol != "admin":
+            if self.application_for(listener) is None and listener.protocol != "admin":
                 yield "application", f"listener {listener.name!r} has no application; set the top-level application or the listener's own"
         if not self.listeners:
             yield "listeners", "at least one listener is needed"
 
     def application_for(self, listener: ListenerConfig) -> str | None:
-        """The application reference a listener serves."""
-        return listener.application or self.application
+        """The application reference a listener serves: its own, the top-level one, or with a
+        Django project :data:`DJANGO_APPLICATION` (the settings' ``ASGI_APPLICATION``)."""
+        if listener.application or self.application:
+            return listener.application or self.application
+        return DJANGO_APPLICATION if self.django_settings() else None
 
 
 __all__ = [
+    "DJANGO_APPLICATION",
+    "DjangoConfig",
     "GatewayConfig",
     "LayerConfig",
     "ListenerConfig",
