@@ -53,7 +53,8 @@ class GatewayService(MultiService):
         self.install_signal_handlers = install_signal_handlers
         #: The file SIGHUP re-reads (None: reload is not available).
         self.config_path = config_path
-        #: Exit status for the process: 0, or 1 when start-up failed.
+        #: Exit status for the process: 0, 1 when start-up failed, 3 when a forced stop (a
+        #: second SIGTERM/SIGINT) cut connections short.
         self.exit_code = 0
         self.ready = False
         self.stopping = False
@@ -133,14 +134,12 @@ class GatewayService(MultiService):
         results = await defer.DeferredList(self._binding, consumeErrors=True).asFuture(self.loop)
         failed = [(listener, result) for listener, (ok, result) in zip(self.listeners, results) if not ok]
         for listener, failure in failed:
-            error = failure.getErrorMessage()
-            if failure.check(IndexError) and "systemd:" in getattr(listener, "endpoint_description", ""):
-                error = "no socket was passed by systemd (is the .socket unit enabled and LISTEN_FDS set?)"
             log.critical("Cannot listen on {name} ({endpoint}): {error}", name=listener.name,
-                         endpoint=getattr(listener, "endpoint_description", "-"), error=error)
+                         endpoint=getattr(listener, "endpoint_description", "-"), error=bind_error(listener, failure))
         if failed:
             self.fail(1)
             return
+        check_file_limit(self.listeners)
         try:
             for reference, lifespan in self.lifespans.items():
                 await lifespan.startup()
@@ -200,10 +199,13 @@ class GatewayService(MultiService):
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped")
 
-    def force_stop(self) -> None:
-        """Close every connection now (a second signal during a drain)."""
-        for listener in [*self.listeners, *self.retiring]:
+    def force_stop(self) -> int:
+        """Close every connection now (a second signal during a drain); returns how many were open."""
+        listeners = [*self.listeners, *self.retiring]
+        cut = sum(listener.connection_count() for listener in listeners)
+        for listener in listeners:
             listener.force_close()
+        return cut
 
     # -- signals -------------------------------------------------------------------------
 
@@ -239,7 +241,66 @@ class GatewayService(MultiService):
                 self.reactor.stop()
         else:
             log.warn("Received {signal} again: closing all connections now", signal=name)
-            self.force_stop()
+            cut = self.force_stop()
+            if cut:
+                log.error("Forced stop: {count} connection(s) were cut before they finished; exiting with status {code}",
+                          count=cut, code=EXIT_FORCED)
+                if not self.exit_code:
+                    self.exit_code = EXIT_FORCED
+
+
+#: The exit status after a second SIGTERM/SIGINT cut connections short (README, exit statuses).
+EXIT_FORCED = 3
+#: File descriptors the daemon needs besides its connections: its listening sockets, logs,
+#: the loop's epoll, Redis and smarthost connections, files served with pathsend.
+FD_MARGIN = 128
+
+
+def bind_error(listener: GatewayListener, failure: Any) -> str:
+    """Why ``listener`` could not bind, in words that say how to fix it."""
+    error = str(failure.getErrorMessage())
+    endpoint = getattr(listener, "endpoint_description", "")
+    if failure.check(IndexError) and "systemd:" in endpoint:
+        return "no socket was passed by systemd (is the .socket unit enabled and LISTEN_FDS set?)"
+    from twisted.internet.error import CannotListenError
+
+    config = listener.config
+    variables = getattr(config, "environment", {}).get("endpoint", ()) if config is not None else ()
+    if failure.check(CannotListenError) and variables:
+        names = " or ".join(variables)
+        error += f"; this endpoint reads {names}: set {variables[0]}=... to choose another port"
+    return error
+
+
+def check_file_limit(listeners: list[GatewayListener]) -> None:
+    """Raise the soft limit of open files to what the listeners need (their ``max_connections``
+    plus :data:`FD_MARGIN`) when the hard limit allows, as systemd advises daemons to; warn when
+    it does not."""
+    import resource
+
+    limits = {listener.name: listener.max_connections() for listener in listeners}
+    wanted = sum(limit for limit in limits.values() if limit is not None)
+    if not wanted:
+        return
+    needed = wanted + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        except (ValueError, OSError):
+            pass
+        else:
+            log.info("Raised the open file limit from {soft} to {needed} for the listeners' max_connections",
+                     soft=soft, needed=needed)
+            return
+    detail = ", ".join(f"{name} {limit}" for name, limit in limits.items() if limit is not None)
+    log.warn("ulimit -n is {soft} (hard limit {hard}), below the {wanted} connections the listeners allow ({detail}) "
+             "plus {margin} for the daemon itself: connections beyond about {usable} will be refused; raise "
+             "LimitNOFILE= in the systemd unit (or ulimit -n), or lower max_connections",
+             soft=soft, hard="unlimited" if hard == resource.RLIM_INFINITY else hard, wanted=wanted, detail=detail,
+             margin=FD_MARGIN, usable=max(0, soft - FD_MARGIN))
 
 
 def _protocol_of(config: GatewayConfig, name: str) -> str:
