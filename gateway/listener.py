@@ -19,7 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from gateway.asgi.app import ASGIApp
-from gateway.config.schema import TLSConfig
+from gateway.config.schema import SslEndpointConfig
 from gateway.endpoints import describe_port
 from gateway.metrics.stats import HTTPStats, ListenerStats
 
@@ -467,9 +467,9 @@ class EndpointListener(GatewayListener):
             self._bound = defer.maybeDeferred(self._listen).addCallback(self._listening)
         return self._bound
 
-    def tls_config(self) -> TLSConfig | None:
-        """The ``tls:`` section of this listener's configuration (``None``: the defaults)."""
-        return getattr(self.config, "tls", None)
+    def ssl_config(self) -> SslEndpointConfig | None:
+        """The ``ssl:`` section of this listener's configuration (``None``: the defaults)."""
+        return getattr(self.config, "ssl", None)
 
     def _listen(self) -> defer.Deferred[Any]:
         endpoint = serverFromString(self.reactor, with_default_backlog(self.endpoint_description))
@@ -479,7 +479,7 @@ class EndpointListener(GatewayListener):
         if context_factory is not None:
             from gateway.tls import apply_policy
 
-            apply_policy(context_factory.getContext(), self.tls_config())
+            apply_policy(context_factory.getContext(), self.ssl_config())
         return endpoint.listen(self.factory)  # type: ignore[no-any-return]
 
     def _listening(self, port: Any) -> None:
@@ -491,9 +491,7 @@ class EndpointListener(GatewayListener):
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         if isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory):
-            from gateway.config.schema import TLSConfig
-
-            tls = self.tls_config() or TLSConfig()
+            tls = self.ssl_config() or SslEndpointConfig()
             self.handshakes = HandshakeGuard(self.name, tls.max_handshakes, float(tls.handshake_timeout), self.reactor)
             port.factory.handshake_guard = self.handshakes
             port.factory.protocol = _guarded_tls_protocol()

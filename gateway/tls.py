@@ -6,7 +6,7 @@ gateway's default is Mozilla's *intermediate* policy instead (the "general-purpo
 https://wiki.mozilla.org/Security/Server_Side_TLS, version 5.7): TLS 1.2 with ECDHE or DHE key
 exchange and AES-GCM or ChaCha20-Poly1305 only, and TLS 1.3 with OpenSSL's suites (all forward
 secret and AEAD). ``min_version: "1.3"`` is Mozilla's *modern* policy. Every listener can choose
-its own (``tls:`` in its configuration, :class:`gateway.config.schema.TLSConfig`).
+its own (the ``ssl:`` key of a listener whose endpoint is ``ssl:``, and SMTP's ``tls:`` for STARTTLS).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from OpenSSL import SSL
 
-    from gateway.config.schema import TLSConfig
+    from gateway.config.schema import TLSPolicy
 
 __all__ = ["INTERMEDIATE", "TLSPolicyError", "apply_policy", "certificate_options", "cipher_string"]
 
@@ -63,21 +63,26 @@ def _version(name: str) -> int:
     return {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}[name]
 
 
-def apply_policy(context: SSL.Context, config: TLSConfig | None) -> None:
+def apply_policy(context: SSL.Context, config: TLSPolicy | None) -> None:
     """Restrict ``context`` (a server's pyOpenSSL context) to the policy of ``config`` (default:
     intermediate, TLS 1.2 and newer)."""
-    from gateway.config.schema import TLSConfig
+    from gateway.config.schema import TLSPolicy
 
-    config = config or TLSConfig()
+    config = config or TLSPolicy()
     context.set_min_proto_version(_version(config.min_version))
     context.set_cipher_list(cipher_string(config.ciphers).encode("ascii"))
 
 
-def certificate_options(config: TLSConfig | None, **kwargs: Any) -> Any:
+def certificate_options(config: TLSPolicy | None, **kwargs: Any) -> Any:
     """``twisted.internet.ssl.CertificateOptions(**kwargs)`` under the policy of ``config`` (for
     TLS the daemon starts itself, such as SMTP's STARTTLS)."""
     from twisted.internet import ssl
 
-    options = ssl.CertificateOptions(**kwargs)
-    apply_policy(options.getContext(), config)
-    return options
+    from gateway.config.schema import TLSPolicy
+
+    config = config or TLSPolicy()
+    return ssl.CertificateOptions(
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(cipher_string(config.ciphers)),
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_3 if config.min_version == "1.3" else None,
+        **kwargs,
+    )

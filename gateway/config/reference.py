@@ -103,6 +103,9 @@ def section(title: str, cls: Any, prefix: str, level: int = 2) -> Iterator[str]:
         inner = tp
         if get_origin(tp) is tuple:
             inner = get_args(tp)[0]
+        elif get_origin(tp) in (Union, UnionType):  # X | None: a section that may be null
+            options = [arg for arg in get_args(tp) if arg is not type(None)]
+            inner = options[0] if len(options) == 1 else tp
         if dataclasses.is_dataclass(inner) and not hasattr(inner, "variants"):
             nested.append((field.name, inner))
     yield ""

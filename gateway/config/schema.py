@@ -64,19 +64,28 @@ def parse_tls_version(value: Any) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TLSConfig:
-    """TLS of a listener's ``ssl:`` endpoint: which ciphers, which versions, and how many handshakes
-    may be in progress (each costs about 50 KB until it finishes)."""
+class TLSPolicy:
+    """Which TLS versions and cipher suites a server accepts (see :mod:`gateway.tls`)."""
 
     ciphers: str = field(
         default="intermediate",
-        metadata={"doc": "TLS 1.2 cipher suites: intermediate (Mozilla's policy: ECDHE/DHE with AES-GCM or ChaCha20 only), "
-                         "or an OpenSSL cipher string. TLS 1.3 suites are always OpenSSL's (all forward secret, AEAD).",
+        metadata={"doc": "TLS 1.2 cipher suites: intermediate (Mozilla's policy: ECDHE/DHE key exchange with AES-GCM or ChaCha20 "
+                         "only), or an OpenSSL cipher string. TLS 1.3 suites are OpenSSL's (all forward secret and AEAD).",
                   "check": check_ciphers},
     )
     min_version: Literal["1.2", "1.3"] = field(
         default="1.2", metadata={"doc": "Oldest TLS version accepted: 1.2, or 1.3 (Mozilla's modern policy).", "parse": parse_tls_version}
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SslEndpointConfig(TLSPolicy):
+    """TLS of a listener's ssl: endpoint: the policy, and how many handshakes (about 50 KB each) may be pending, for how long.
+
+    A pending handshake holds OpenSSL's state until the client finishes it; the limit and the
+    timeout bound that memory whatever clients do.
+    """
+
     handshake_timeout: Duration = field(
         default=Duration(10.0), metadata={"doc": "A client that has not finished its TLS handshake in this time is disconnected.", "check": positive}
     )
@@ -106,9 +115,9 @@ class ListenerConfig:
         default=None,
         metadata={"doc": "module:attribute of an ASGI application for this listener only (default: the top-level application).", "check": check_app_path},
     )
-    tls: TLSConfig | None = field(
+    ssl: SslEndpointConfig | None = field(
         default=None,
-        metadata={"doc": "TLS of an ssl: endpoint: cipher policy, minimum version, handshake limits (default: Mozilla's intermediate policy, TLS 1.2+)."},
+        metadata={"doc": "TLS of an ssl: endpoint: cipher policy, oldest version, handshake limits (default: Mozilla's intermediate policy, TLS 1.2 and 1.3)."},
     )
     #: The environment variables each key's value was read from (``endpoint`` ->
     #: ``("GATEWAY_PORT",)`` for ``tcp:${GATEWAY_PORT:-8000}``), so errors can name them. Filled
@@ -128,9 +137,8 @@ class ListenerConfig:
         """Cross-field rules; protocols that need an endpoint say so here."""
         if self.needs_endpoint and not self.endpoint:
             yield "endpoint", f"a {self.protocol} listener needs an endpoint such as tcp:8000:interface=127.0.0.1"
-        # A subclass of TLSConfig is a protocol's own TLS section (SMTP's STARTTLS) with its rules.
-        if type(self.tls) is TLSConfig and self.needs_endpoint and not (self.endpoint or "").lower().startswith("ssl:"):
-            yield "tls", "applies to ssl: endpoints only (like ssl:8443:privateKey=key.pem:certKey=cert.pem), and this endpoint is not one"
+        if self.ssl is not None and self.endpoint and not self.endpoint.lower().startswith("ssl:"):
+            yield "ssl", "applies to ssl: endpoints only (like ssl:8443:privateKey=key.pem:certKey=cert.pem), and this endpoint is not one"
 
     #: Whether this kind of listener binds a socket (an IMAP reader, for one, does not).
     needs_endpoint: ClassVar[bool] = True
@@ -304,7 +312,8 @@ class GatewayConfig:
 
 __all__ = [
     "GatewayConfig",
-    "TLSConfig",
+    "SslEndpointConfig",
+    "TLSPolicy",
     "LayerConfig",
     "ListenerConfig",
     "LoggingConfig",

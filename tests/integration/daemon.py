@@ -159,7 +159,11 @@ class Daemon:
             return ""
 
     def __enter__(self) -> Daemon:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()

@@ -6,7 +6,7 @@ import socket
 from collections import Counter
 from typing import Any
 
-from gateway.config.schema import TLSConfig
+from gateway.config.schema import TLSPolicy
 from gateway.email.sender import SmarthostSender
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.metrics.stats import SmtpStats
@@ -53,7 +53,7 @@ class SMTPFactory(TrackingFactory):
         return self.per_client.get(client[0], 0) if client is not None else 0
 
 
-def server_tls_options(certificate: str, private_key: str, policy: TLSConfig | None = None) -> Any:
+def server_tls_options(certificate: str, private_key: str, policy: TLSPolicy | None = None) -> Any:
     """pyOpenSSL server options from a PEM certificate chain (leaf first) and a PEM key, under
     the listener's TLS policy (:mod:`gateway.tls`; default: Mozilla's intermediate)."""
     from OpenSSL import crypto
