@@ -350,7 +350,10 @@ def sms_test(args: argparse.Namespace) -> int:
     config = _load(args.config, import_applications=False)
     if config is None:
         return EXIT_USAGE
-    listeners = [item for item in config.listeners if item.protocol == "sms" and args.listener in (None, item.name)]
+    from gateway.protocols.sms.config import SmsListenerConfig
+
+    listeners = [item for item in config.listeners
+                 if isinstance(item, SmsListenerConfig) and args.listener in (None, item.name)]
     if not listeners:
         print(f"gateway sms-test: no SMS listener{' named ' + args.listener if args.listener else ''} in {args.config}", file=sys.stderr)
         return EXIT_USAGE

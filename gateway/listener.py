@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol as TypingProtocol
+from collections.abc import Callable
+from typing import Any, Protocol as TypingProtocol, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import ILogObserver, Logger
+from twisted.python.failure import Failure
 
 from gateway.asgi.app import ASGIApp
 from gateway.config.schema import SslEndpointConfig
@@ -162,19 +164,21 @@ class AcceptGate:
         self._logged: dict[str, float] = {}
         self._missed: dict[str, int] = {}
         self._closed_for_fds = 0
-        original = getattr(port, "doRead", None)
+        original: Callable[[], Any] | None = getattr(port, "doRead", None)
         self._batched = original is not None and hasattr(port, "numberAccepts")
-        if self._batched:
+        if original is not None and self._batched:
+            accept = original
+
             def doRead() -> Any:
                 try:
-                    return original()
+                    return accept()
                 finally:
                     self.update()
 
             port.doRead = doRead
         from gateway._compat.twisted_ports import set_port_logger
 
-        set_port_logger(port, Logger(namespace=log.namespace, observer=self._accept_event))
+        set_port_logger(port, Logger(namespace=log.namespace, observer=cast(ILogObserver, self._accept_event)))
         factory.gate = self
 
     def room(self) -> int | None:
@@ -350,7 +354,7 @@ def _guarded_tls_protocol() -> type:
 
     from gateway._compat.twisted_ports import tls_handshake_done
 
-    class GuardedTLSProtocol(TLSMemoryBIOProtocol):  # type: ignore[misc]
+    class GuardedTLSProtocol(TLSMemoryBIOProtocol):
         _guard: HandshakeGuard | None = None
 
         def makeConnection(self, transport: Any) -> None:
@@ -367,7 +371,7 @@ def _guarded_tls_protocol() -> type:
                 self._guard = None
                 guard.finished(self)
 
-        def connectionLost(self, reason: Any) -> None:
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
             guard = self._guard
             if guard is not None:
                 self._guard = None
@@ -388,6 +392,9 @@ class GatewayListener(Service):
     config: Any = None
     #: This listener's counters (:mod:`gateway.metrics`), set by :meth:`attach_stats`.
     stats: ListenerStats | None = None
+
+    #: The listener's name (the configuration's; Twisted's Service allows ``None``).
+    name: str
 
     def __init__(self, name: str) -> None:
         self.setName(name)
@@ -480,7 +487,7 @@ class EndpointListener(GatewayListener):
             from gateway.tls import apply_policy
 
             apply_policy(context_factory.getContext(), self.ssl_config())
-        return endpoint.listen(self.factory)  # type: ignore[no-any-return]
+        return endpoint.listen(self.factory)
 
     def _listening(self, port: Any) -> None:
         self.port = port

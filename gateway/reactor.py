@@ -51,7 +51,7 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             raise ReactorError("loop: uvloop needs the uvloop package: pip install 'gateway[uvloop]'") from None
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
@@ -99,7 +99,7 @@ def _reactor_class() -> type:
 
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-    class GatewayReactor(AsyncioSelectorReactor):  # type: ignore[misc]
+    class GatewayReactor(AsyncioSelectorReactor):
         def _cancelCallLater(self, delayedCall: Any) -> None:
             # Twisted leaves a cancelled call in its lists until runUntilCurrent() sweeps them,
             # and on asyncio that only runs when a timer is due: with per-connection timeouts of
@@ -148,4 +148,4 @@ def _reactor_class() -> type:
 
 def reactor_loop(reactor: Any) -> asyncio.AbstractEventLoop:
     """The asyncio loop under an asyncio reactor."""
-    return reactor._asyncioEventloop  # type: ignore[no-any-return]
+    return reactor._asyncioEventloop

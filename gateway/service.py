@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_daemon -*-
+# -*- test-case-name: tests.integration.test_daemon, tests.integration.test_reload -*-
 """The daemon as one Twisted service: listeners, lifespan, signals, systemd.
 
 Start-up order: bind every listener (``privilegedStartService``, before twistd drops
@@ -22,12 +22,14 @@ from twisted.logger import Logger
 from gateway import systemd
 from gateway.asgi.app import ASGIApp, load_application
 from gateway.asgi.lifespan import Lifespan, LifespanFailure
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.listener import GatewayListener, ListenerContext
 from gateway.protocols.registry import listener_builder
 from gateway.reactor import reactor_loop
+from gateway.reload import ListenerStep, ReloadPlan, plan_reload
 
 log = Logger(namespace="gateway")
+reload_log = Logger(namespace="gateway.reload")
 
 
 class GatewayService(MultiService):
@@ -219,12 +221,6 @@ class GatewayService(MultiService):
     def _signal_handler(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self._signal_received, signum)
 
-    def reload(self) -> defer.Deferred[bool]:
-        """Re-read the configuration file and apply it (SIGHUP, ``systemctl reload``)."""
-        from gateway.reload import reload
-
-        return defer.Deferred.fromFuture(asyncio.ensure_future(reload(self), loop=self.loop))
-
     def _signal_received(self, signum: int) -> None:
         if signum == signal.SIGHUP:
             if self.config_path is None:
@@ -247,6 +243,120 @@ class GatewayService(MultiService):
                           count=cut, code=EXIT_FORCED)
                 if not self.exit_code:
                     self.exit_code = EXIT_FORCED
+
+    # -- reload --------------------------------------------------------------------------
+
+    def reload(self) -> defer.Deferred[bool]:
+        """Re-read the configuration file and apply it (SIGHUP, ``systemctl reload``); fires
+        with whether it was applied (see :mod:`gateway.reload`)."""
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self._reload(), loop=self.loop))
+
+    async def _reload(self) -> bool:
+        path = self.config_path
+        if path is None:
+            return False
+        systemd.notify("RELOADING=1")
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                reload_log.error("{problem}", problem=str(problem))
+            reload_log.error("Reload refused: {count} problem(s) in {path}; the running configuration is kept",
+                             count=len(exc.problems), path=path)
+            systemd.notify(f"READY=1\nSTATUS={self.status_line()} (reload refused: {len(exc.problems)} problem(s) in {path})")
+            return False
+        try:
+            return await self.apply_reload(plan_reload(self.config, new), path)
+        finally:
+            systemd.notify("READY=1\nSTATUS=" + self.status_line())
+
+    async def apply_reload(self, plan: ReloadPlan, path: str = "the configuration") -> bool:
+        """Carry out a reload plan; returns whether every step succeeded."""
+        for key in plan.kept:
+            reload_log.warn("Reload: changing '{key}' needs a restart; keeping the running value", key=key)
+        if plan.log_level is not None:
+            from gateway.logs import set_level
+
+            set_level(plan.log_level)
+        if plan.threads is not None:
+            from gateway.consumers import configure_sync_threads
+
+            configure_sync_threads(plan.threads)
+        try:
+            for step in plan.listeners:
+                await self._apply_step(step, plan.config)
+        except Exception:
+            reload_log.failure("Reload failed part way; listeners may be partly updated")
+            return False
+        self.config = plan.config
+        reload_log.info("Reloaded {path}", path=path)
+        return True
+
+    async def _apply_step(self, step: ListenerStep, config: GatewayConfig) -> None:
+        current = next((listener for listener in self.listeners if listener.name == step.name), None)
+        if step.action == "remove":
+            if current is not None:
+                reload_log.info("Reload: removing listener {name}; it drains its connections", name=step.name)
+                self.listeners.remove(current)
+                self._retire(current, drain=True)
+            return
+        assert step.config is not None
+        if current is None:
+            await self._start_new(config, step.config)
+            return
+        if step.action == "update" and current.reconfigure(step.config, self.listener_context(step.config, config)):
+            current.config = step.config
+            reload_log.info("Reload: listener {name} updated in place", name=current.name)
+            return
+        reload_log.info("Reload: replacing listener {name}; its open connections carry on", name=current.name)
+        await defer.maybeDeferred(current.stop_listening).asFuture(self.loop)
+        index = self.listeners.index(current)
+        self.listeners.remove(current)
+        self._retire(current, drain=False)
+        if await self._start_new(config, step.config, index) is None:
+            reload_log.error("Reload: listener {name} could not be replaced; restoring the old one", name=current.name)
+            if await self._start_new(self.config, current.config, index) is None:
+                reload_log.critical("Reload: listener {name} is not listening any more", name=current.name)
+
+    async def _start_new(self, config: GatewayConfig, listener_config: Any, index: int | None = None) -> GatewayListener | None:
+        reference = config.application_for(listener_config)
+        try:
+            is_new_app = reference is not None and reference not in self.apps
+            listener = self.build_listener(listener_config, config)
+            if is_new_app and reference is not None:
+                await self.lifespans[reference].startup()
+            await listener.bind().asFuture(self.loop)
+        except Exception as exc:
+            reload_log.error("Reload: cannot start listener {name}: {error}", name=listener_config.name,
+                             error=f"{type(exc).__name__}: {exc}")
+            return None
+        listener.setServiceParent(self)
+        self.listeners.insert(len(self.listeners) if index is None else index, listener)
+        listener.start_accepting()
+        for address in listener.addresses():
+            log.info("Listening: {name} ({protocol}) on {address}", name=listener.name,
+                     protocol=listener_config.protocol, address=address)
+        return listener
+
+    def _retire(self, listener: GatewayListener, *, drain: bool) -> None:
+        """Stop a listener that is no longer configured: drain it, or let its connections end.
+
+        It leaves the service tree at once (so a replacement can take its name) and stays in
+        ``retiring`` until its connections are gone, so the daemon's own stop drains it too.
+        """
+        self.retiring.add(listener)
+        if listener.parent is not None:
+            listener.disownServiceParent()
+
+        def finished(_: object) -> None:
+            self.retiring.discard(listener)
+
+        if drain:
+            listener.drain(self.config.timeouts.drain, self.reactor).addBoth(finished)
+        else:
+            factory = getattr(listener, "factory", None)
+            waiter = factory.when_empty() if factory is not None else defer.succeed(None)
+            waiter.addBoth(finished)
 
 
 #: The exit status after a second SIGTERM/SIGINT cut connections short (README, exit statuses).

@@ -134,7 +134,7 @@ def _find_node(root: yaml.Node, path: str) -> yaml.Node | None:
                     break
             else:
                 return None
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 __all__ = [

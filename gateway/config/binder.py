@@ -162,7 +162,7 @@ class Binder:
         if tp is str:
             if value is None or isinstance(value, (bool, list, dict)):
                 raise InvalidValue(f"expected a string, got {value!r}")
-            return value if isinstance(value, str) else node.value  # type: ignore[union-attr]
+            return value if isinstance(value, str) else node.value
         if tp is Any:
             return value
         raise TypeError(f"unsupported configuration type {tp!r} at {path}")
@@ -174,7 +174,7 @@ class Binder:
             raise InvalidValue("expected a list")
         items = [self.bind(item_type, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
         if any(item is INVALID for item in items):
-            return INVALID  # type: ignore[no-any-return]
+            return INVALID
         return tuple(items)
 
     def _bind_mapping(self, value_type: Any, node: yaml.Node, path: str) -> Mapping[str, Any]:
@@ -192,7 +192,7 @@ class Binder:
                 continue
             result[key] = self.bind(value_type, value_node, _join(path, key))
         if any(value is INVALID for value in result.values()):
-            return INVALID  # type: ignore[no-any-return]
+            return INVALID
         return types.MappingProxyType(result)
 
     def _key(self, key_node: yaml.Node, path: str) -> str | None:

@@ -131,8 +131,8 @@ def render() -> str:
     lines.append("")
     lines += list(section("Keys of every layer", LayerConfig, "", 3))
     base = {f.name for f in dataclasses.fields(LayerConfig)}
-    for name, cls in sorted(LayerConfig.variants().items()):
-        lines += list(_variant(f"`backend: {name}`", cls, base, 3))
+    for name, layer_class in sorted(LayerConfig.variants().items()):
+        lines += list(_variant(f"`backend: {name}`", layer_class, base, 3))
     return "\n".join(lines).rstrip() + "\n"
 
 
