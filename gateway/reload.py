@@ -12,7 +12,8 @@ kept), then applies the plan without dropping a connection:
   protocol and the listener supports it (limits, timeouts, access log of an HTTP listener: new
   connections get the new settings); otherwise the old one stops listening while its
   connections carry on, and a new one is bound;
-* the log level and the sync thread pool size change at once.
+* the log level, the rate limit of rejection log lines and the sync thread pool size change at
+  once.
 
 Changing the event loop, the channel layers, lifespan or the logging format/output needs a
 restart; the plan keeps the running values and lists what it kept.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.config import GatewayConfig, ListenerConfig
+from gateway.config.schema import RejectionsConfig
 
 __all__ = ["RESTART_ONLY", "ListenerStep", "ReloadPlan", "plan_reload"]
 
@@ -60,6 +62,7 @@ class ReloadPlan:
             settings (and the logging format and output) of the running one.
         kept: the restart-only settings that changed in the file but keep their running value.
         log_level: the new log level, or ``None`` when it did not change.
+        rejections: the new rate limit of rejection log lines, or ``None`` when it did not change.
         threads: the new size of the sync thread pool, or ``None`` when it did not change.
         listeners: the listener steps, removals first, then the new listeners in order.
     """
@@ -67,6 +70,7 @@ class ReloadPlan:
     config: GatewayConfig
     kept: tuple[str, ...] = ()
     log_level: str | None = None
+    rejections: RejectionsConfig | None = None
     threads: int | None = None
     listeners: tuple[ListenerStep, ...] = ()
 
@@ -75,6 +79,8 @@ class ReloadPlan:
         lines = [f"kept {key}" for key in self.kept]
         if self.log_level is not None:
             lines.append(f"log level {self.log_level}")
+        if self.rejections is not None:
+            lines.append(f"rejections {self.rejections.lines} per {float(self.rejections.period):g}s")
         if self.threads is not None:
             lines.append(f"threads {self.threads}")
         lines += [f"{step.action} {step.name}" for step in self.listeners]
@@ -105,6 +111,7 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
         config=applied,
         kept=tuple(kept),
         log_level=new.logging.level if new.logging.level != old.logging.level else None,
+        rejections=new.logging.rejections if new.logging.rejections != old.logging.rejections else None,
         threads=new.threads if new.threads != old.threads else None,
         listeners=tuple(steps),
     )

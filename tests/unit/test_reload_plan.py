@@ -75,3 +75,10 @@ def test_a_value_from_the_environment_is_no_change() -> None:
     new = load_config_text(textwrap.dedent(BASE.replace("tcp:8000", "tcp:${PORT:-8000}")), environ={},
                            import_applications=False)
     assert plan_reload(old, new).describe() == []
+
+
+def test_the_rejection_log_limits_change_at_once() -> None:
+    plan = plan_reload(config(BASE), config(BASE + "logging: {rejections: {lines: 1, period: 30s}}\n"))
+    assert plan.describe() == ["rejections 1 per 30s"]
+    assert plan.rejections is not None and (plan.rejections.lines, float(plan.rejections.period)) == (1, 30.0)
+    assert plan.kept == ()
