@@ -239,12 +239,10 @@ def worker(path: str, channels: list[str], alias: str) -> int:
 
 
 def _describe(layer: Any) -> str:
-    hosts = getattr(layer, "hosts", None)
-    name = type(layer).__name__
-    if hosts:
-        addresses = [str(host.get("address", host)) if isinstance(host, dict) else str(host) for host in hosts]
-        return f"{name} {', '.join(addresses)}"
-    return name
+    """``RedisChannelLayer redis://127.0.0.1:6379/0``: the layer's class and where it connects."""
+    hosts = getattr(layer, "hosts", None) or ()
+    addresses = [host.describe() if callable(getattr(host, "describe", None)) else str(host) for host in hosts]
+    return " ".join([type(layer).__name__, ", ".join(addresses)]).strip()
 
 
 class _Warnings(logging.Handler):

@@ -89,7 +89,8 @@ def test_worker_and_send_with_an_application_importing_the_reactor(tmp_path: Pat
         # The worker says when it starts: which application, channels and layer.
         wait_until(lambda: "Worker started" in log.read_text(), timeout=30, what="the worker's start line")
         line = next(text for text in log.read_text().splitlines() if "Worker started" in text)
-        assert f"Worker started: {REACTOR_APP} on channel(s) jobs of layer 'default' (RedisChannelLayer" in line
+        assert line.endswith(f"Worker started: {REACTOR_APP} on channel(s) jobs of layer 'default' "
+                             f"(RedisChannelLayer {redis.url})"), line
         sent = gateway("send", "-c", str(config), "--channel", "jobs", '{"type": "job.run", "job": 7}')
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.strip() == "sent to channel 'jobs'"
