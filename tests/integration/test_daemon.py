@@ -87,32 +87,29 @@ def test_lifespan_auto_continues_without_lifespan(tmp_path: Path) -> None:
     assert "does not support lifespan" in daemon.output()
 
 
-def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+def _output_on_a_taken_port(tmp_path: Path, endpoint: str) -> tuple[int, str]:
+    """Start a daemon whose endpoint (``{port}``: a port in use) cannot bind: its port and output."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        daemon = Daemon(tmp_path, http_config(endpoint=f"tcp:{port}:interface=127.0.0.1"))
-        with pytest.raises(DaemonFailed):
-            daemon.start(timeout=20)
-        assert daemon.wait(20) == 1
-        daemon.stop()
-    assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in daemon.output()
-    assert "this endpoint reads" not in daemon.output()  # a literal port: no variable to name
-
-
-def test_port_in_use_names_the_variable_the_endpoint_reads(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        daemon = Daemon(tmp_path, http_config(endpoint=f"tcp:${{GATEWAY_TEST_WEB_PORT:-{port}}}:interface=127.0.0.1"))
+        daemon = Daemon(tmp_path, http_config(endpoint=endpoint.replace("{port}", str(port))))
         daemon.env.pop("GATEWAY_TEST_WEB_PORT", None)
         with pytest.raises(DaemonFailed):
             daemon.start(timeout=20)
         assert daemon.wait(20) == 1
         daemon.stop()
-    output = daemon.output()
+    return port, daemon.output()
+
+
+def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+    port, output = _output_on_a_taken_port(tmp_path, "tcp:{port}:interface=127.0.0.1")
+    assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in output
+    assert "this endpoint reads" not in output  # a literal port: no variable to name
+
+
+def test_port_in_use_names_the_variable_the_endpoint_reads(tmp_path: Path) -> None:
+    port, output = _output_on_a_taken_port(tmp_path, "tcp:${GATEWAY_TEST_WEB_PORT:-{port}}:interface=127.0.0.1")
     assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in output
     assert "Address already in use" in output
     assert "this endpoint reads GATEWAY_TEST_WEB_PORT: set GATEWAY_TEST_WEB_PORT=... to choose another port" in output

@@ -143,17 +143,8 @@ def test_running_out_of_file_descriptors_is_an_error_and_the_daemon_recovers(tmp
         timeouts: {header: 60s, keep_alive: 60s}
     """)
     daemon = Daemon(tmp_path, config)
-    original = subprocess.Popen
-
-    class LimitedPopen(original):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, preexec_fn=_limit_files(64, 64), **kwargs)  # type: ignore[arg-type]
-
-    subprocess.Popen = LimitedPopen  # type: ignore[misc]
-    try:
-        daemon.start()
-    finally:
-        subprocess.Popen = original  # type: ignore[misc]
+    daemon.preexec = _limit_files(64, 64)
+    daemon.start()
     try:
         output = daemon.output()
         assert "[gateway#warn] ulimit -n is 64 (hard limit 64), below the 1000 connections the listeners allow (web 1000)" in output
@@ -179,17 +170,8 @@ def _get(daemon: Daemon) -> int:
 def test_a_soft_file_limit_below_the_listeners_needs_is_raised(tmp_path: Path) -> None:
     config = http_config(listener_extra="limits: {max_connections: 1000}")
     daemon = Daemon(tmp_path, config)
-    original = subprocess.Popen
-
-    class LimitedPopen(original):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, preexec_fn=_limit_files(256, 4096), **kwargs)  # type: ignore[arg-type]
-
-    subprocess.Popen = LimitedPopen  # type: ignore[misc]
-    try:
-        daemon.start()
-    finally:
-        subprocess.Popen = original  # type: ignore[misc]
+    daemon.preexec = _limit_files(256, 4096)
+    daemon.start()
     try:
         assert "Raised the open file limit from 256 to 1128 for the listeners' max_connections" in daemon.output()
         with open(f"/proc/{daemon_pid(daemon)}/limits") as limits:
