@@ -414,7 +414,7 @@ def check_file_limit(listeners: list[GatewayListener]) -> None:
             return
     detail = ", ".join(f"{name} {limit}" for name, limit in limits.items() if limit is not None)
     log.warn("ulimit -n is {soft} (hard limit {hard}), below the {wanted} connections the listeners allow ({detail}) "
-             "plus {margin} for the daemon itself: connections beyond about {usable} will be refused; raise "
+             "plus {margin} for the daemon itself: new connections fail once about {usable} are open; raise "
              "LimitNOFILE= in the systemd unit (or ulimit -n), or lower max_connections",
              soft=soft, hard="unlimited" if hard == resource.RLIM_INFINITY else hard, wanted=wanted, detail=detail,
              margin=FD_MARGIN, usable=max(0, soft - FD_MARGIN))
