@@ -28,6 +28,7 @@ from gateway.config.schema import (
     TimeoutsConfig,
 )
 from gateway.config.units import Duration, Size
+from gateway.config.yamlerrors import explain
 
 
 def load_config(
@@ -57,6 +58,22 @@ def load_config(
     return load_config_text(text, name, environ=environ, import_applications=import_applications)
 
 
+def read_loop_kind(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> str:
+    """The ``loop`` a configuration file asks for (``asyncio`` or ``uvloop``), read without
+    validating the rest or importing anything, so that the entry points can install the reactor
+    before anything imports an application. A file that cannot be read, or a value that is not a
+    loop, gives ``asyncio``; :func:`load_config` reports the problem afterwards."""
+    try:
+        root = yaml.compose(Path(os.fspath(path)).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        node = _find_node(root, "loop") if root is not None else None
+        if not isinstance(node, yaml.ScalarNode):
+            return "asyncio"
+        value = Binder(os.fspath(path), environ).scalar(node, "loop")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, InvalidValue):
+        return "asyncio"
+    return "uvloop" if value == "uvloop" else "asyncio"
+
+
 def load_config_text(
     text: str,
     filename: str | None = None,
@@ -68,9 +85,8 @@ def load_config_text(
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc.problem or exc}", filename, line)]) from None
+        line, message = explain(exc)
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {message}", filename, line)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem("", f"not valid YAML: {exc}", filename)]) from None
     if node is None:
@@ -126,7 +142,7 @@ def _find_node(root: yaml.Node, path: str) -> yaml.Node | None:
                     break
             else:
                 return None
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 __all__ = [
@@ -145,4 +161,5 @@ __all__ = [
     "TimeoutsConfig",
     "load_config",
     "load_config_text",
+    "read_loop_kind",
 ]

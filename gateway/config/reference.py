@@ -103,8 +103,8 @@ def section(title: str, cls: Any, prefix: str, level: int = 2) -> Iterator[str]:
         inner = tp
         if get_origin(tp) is tuple:
             inner = get_args(tp)[0]
-        elif get_origin(tp) in (Union, UnionType):  # an optional section
-            options = [a for a in get_args(tp) if a is not type(None)]
+        elif get_origin(tp) in (Union, UnionType):  # X | None: a section that may be null
+            options = [arg for arg in get_args(tp) if arg is not type(None)]
             inner = options[0] if len(options) == 1 else tp
         if dataclasses.is_dataclass(inner) and not hasattr(inner, "variants"):
             nested.append((field.name, inner))
@@ -136,8 +136,8 @@ def render() -> str:
     lines.append("")
     lines += list(section("Keys of every layer", LayerConfig, "", 3))
     base = {f.name for f in dataclasses.fields(LayerConfig)}
-    for name, cls in sorted(LayerConfig.variants().items()):
-        lines += list(_variant(f"`backend: {name}`", cls, base, 3))
+    for name, layer_class in sorted(LayerConfig.variants().items()):
+        lines += list(_variant(f"`backend: {name}`", layer_class, base, 3))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -46,6 +46,57 @@ def positive(value: float) -> None:
         raise InvalidValue(f"must be greater than zero, got {value}")
 
 
+def check_ciphers(value: str) -> None:
+    """A named policy or a cipher string the local OpenSSL accepts."""
+    from gateway.tls import TLSPolicyError, cipher_string
+
+    try:
+        cipher_string(value)
+    except TLSPolicyError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def parse_tls_version(value: Any) -> str:
+    """``1.2``/``"1.2"``/``TLSv1.2`` -> ``"1.2"`` (YAML reads an unquoted 1.2 as a number)."""
+    text = str(value).strip().lower().removeprefix("tlsv").removeprefix("tls")
+    if text not in ("1.2", "1.3"):
+        raise InvalidValue(f"{value!r} is not a TLS version the gateway accepts: 1.2 or 1.3")
+    return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSPolicy:
+    """Which TLS versions and cipher suites a server accepts (see :mod:`gateway.tls`)."""
+
+    ciphers: str = field(
+        default="intermediate",
+        metadata={"doc": "TLS 1.2 cipher suites: intermediate (Mozilla's policy: ECDHE/DHE key exchange with AES-GCM or ChaCha20 "
+                         "only), or an OpenSSL cipher string. TLS 1.3 suites are OpenSSL's (all forward secret and AEAD).",
+                  "check": check_ciphers},
+    )
+    min_version: Literal["1.2", "1.3"] = field(
+        default="1.2", metadata={"doc": "Oldest TLS version accepted: 1.2, or 1.3 (Mozilla's modern policy).", "parse": parse_tls_version}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SslEndpointConfig(TLSPolicy):
+    """TLS of a listener's ssl: endpoint: the policy, and how many handshakes (about 50 KB each) may be pending, for how long.
+
+    A pending handshake holds OpenSSL's state until the client finishes it; the limit and the
+    timeout bound that memory whatever clients do.
+    """
+
+    handshake_timeout: Duration = field(
+        default=Duration(10.0), metadata={"doc": "A client that has not finished its TLS handshake in this time is disconnected.", "check": positive}
+    )
+    max_handshakes: int = field(
+        default=1024,
+        metadata={"doc": "TLS handshakes in progress at once on this listener; beyond it, new connections wait in the kernel's accept queue.",
+                  "check": positive},
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListenerConfig:
     """Settings every listener has; each protocol adds its own (see the registry)."""
@@ -65,6 +116,16 @@ class ListenerConfig:
         default=None,
         metadata={"doc": "module:attribute of an ASGI application for this listener only (default: the top-level application).", "check": check_app_path},
     )
+    ssl: SslEndpointConfig | None = field(
+        default=None,
+        metadata={"doc": "TLS of an ssl: endpoint: cipher policy, oldest version, handshake limits (default: Mozilla's intermediate policy, TLS 1.2 and 1.3)."},
+    )
+    #: The environment variables each key's value was read from (``endpoint`` ->
+    #: ``("GATEWAY_PORT",)`` for ``tcp:${GATEWAY_PORT:-8000}``), so errors can name them. Filled
+    #: in by the loader; not a configuration key.
+    environment: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), init=False, repr=False, compare=False
+    )
 
     @classmethod
     def variants(cls) -> Mapping[str, type[ListenerConfig]]:
@@ -77,6 +138,8 @@ class ListenerConfig:
         """Cross-field rules; protocols that need an endpoint say so here."""
         if self.needs_endpoint and not self.endpoint:
             yield "endpoint", f"a {self.protocol} listener needs an endpoint such as tcp:8000:interface=127.0.0.1"
+        if self.ssl is not None and self.endpoint and not self.endpoint.lower().startswith("ssl:"):
+            yield "ssl", "applies to ssl: endpoints only (like ssl:8443:privateKey=key.pem:certKey=cert.pem), and this endpoint is not one"
 
     #: Whether this kind of listener binds a socket (an IMAP reader, for one, does not).
     needs_endpoint: ClassVar[bool] = True
@@ -312,6 +375,8 @@ __all__ = [
     "DJANGO_APPLICATION",
     "DjangoConfig",
     "GatewayConfig",
+    "SslEndpointConfig",
+    "TLSPolicy",
     "LayerConfig",
     "ListenerConfig",
     "LoggingConfig",
