@@ -1,32 +1,54 @@
 #!/usr/bin/env bash
 # instructions.sh PEER MODE [N] - user-space instructions per HTTP request, WebSocket handshake or
-# echo round trip of one server, counted by valgrind's callgrind: unlike rates, this does not move
-# with the machine's other load (a few tenths of a percent between runs). Needs valgrind.
-#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | hs | echo
+# echo round trip, or MQTT publish of one server, counted by valgrind's callgrind: unlike rates,
+# this does not move with the machine's other load (a few tenths of a percent between runs).
+# Needs valgrind.
+#   PEER: gateway | daphne | uvicorn-wsproto
+#   MODE: get | post | hs | echo | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
 # are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
+# MQTT modes (gateway only): 1 publisher -> 1 subscriber of one topic, MQTT 3.1.1, 32-byte
+# payloads; mqtt-qos* through the built-in broker alone (conf/mqtt.yaml), mqtt-app-qos* through
+# an application (conf/mqtt-app.yaml: the generic AsyncMqttConsumer on every connection, which
+# forwards each publish into the broker).
+# GATEWAY_SRC=DIR measures another checkout of the gateway with this one's venv (before/after).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER get|post|hs|echo [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|hs|echo|mqtt-qos0|mqtt-qos1|mqtt-app-qos0|mqtt-app-qos1 [N]}; MODE=${2:?}; N=${3:-300}
+SRC=$(cd "${GATEWAY_SRC:-$HERE/..}" && pwd)
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 OUT=$(mktemp -d)
+CONF=hello.yaml
+case $MODE in
+  mqtt-qos*) CONF=mqtt.yaml;;
+  mqtt-app-qos*) CONF=mqtt-app.yaml;;
+esac
 case $PEER in
-  gateway) CMD=("$HERE/../.venv/bin/python" -m gateway run -c "$HERE/conf/hello.yaml");;
+  gateway) CMD=("$HERE/../.venv/bin/python" -m gateway run -c "$HERE/conf/$CONF");;
   daphne) CMD=("$VENV/bin/python" "$VENV/bin/daphne" -v 0 -b 127.0.0.1 -p "$PORT" asgi_apps:echo);;
   uvicorn-wsproto) CMD=("$VENV/bin/python" "$VENV/bin/uvicorn" asgi_apps:echo --host 127.0.0.1 --port "$PORT"
                         --http httptools --loop uvloop --ws wsproto --no-access-log --log-level warning);;
   *) echo "unknown peer $PEER" >&2; exit 2;;
 esac
-cd "$HERE/.." || exit 1
+cd "$SRC" || exit 1
 env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_APP=asgi_apps:echo PYTHONPATH="$HERE/apps" \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "${CMD[@]}" >"$OUT/server.log" 2>&1 &
 VPID=$!
-for _ in $(seq 600); do curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && break; sleep 0.5; done
-python3 "$HERE/rawclient.py" "$PORT" 30 "$MODE"
-callgrind_control -z "$VPID" >/dev/null
-python3 "$HERE/rawclient.py" "$PORT" "$N" "$MODE"
-callgrind_control -d "$VPID" >/dev/null
+case $MODE in
+  mqtt-*)
+    # One client process: warm-up, zero, N publishes, dump, then the connections close.
+    python3 "$HERE/rawclient.py" "$PORT" "$N" "mqtt-${MODE##*-}" 30 \
+      "callgrind_control -z $VPID >/dev/null 2>&1" "callgrind_control -d $VPID >/dev/null 2>&1" || { cat "$OUT/server.log"; exit 1; }
+    ;;
+  *)
+    for _ in $(seq 600); do curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && break; sleep 0.5; done
+    python3 "$HERE/rawclient.py" "$PORT" 30 "$MODE"
+    callgrind_control -z "$VPID" >/dev/null
+    python3 "$HERE/rawclient.py" "$PORT" "$N" "$MODE"
+    callgrind_control -d "$VPID" >/dev/null
+    ;;
+esac
 sleep 2
 kill -TERM "$VPID"; wait "$VPID" 2>/dev/null
 TOTAL=$(awk '/^summary:/ {print $2}' "$OUT/cg.out.1")

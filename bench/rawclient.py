@@ -1,16 +1,25 @@
 """A minimal sequential client for instruction counting (bench/instructions.sh).
 
 usage: rawclient.py PORT N get|post|hs|echo
+       rawclient.py PORT N mqtt-qos0|mqtt-qos1 [WARMUP [ZERO_CMD [DUMP_CMD]]]
   get:  one keep-alive connection, N requests ``GET /`` (each answered before the next)
   post: one keep-alive connection, N requests ``POST /`` with a 64-byte body
   hs:   N times: connect, WebSocket handshake, send a close frame (1000), read until the server closes
   echo: one connection, N WebSocket round trips of a 32-byte text message
+  mqtt-qos0, mqtt-qos1: two MQTT 3.1.1 connections, a subscriber of ``bench/t`` (at that QoS) and
+        a publisher; N times: publish 32 bytes at that QoS, wait for its PUBACK (QoS 1) and for
+        the subscriber to receive it (which then sends its PUBACK). WARMUP publishes first, then
+        the shell command ZERO_CMD runs, then the N measured ones, then DUMP_CMD, then the
+        connections close: connection set-up and teardown stay out of the count. The server
+        may still be starting (under valgrind): connecting is retried for up to 10 minutes.
 """
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+import time
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 MASK = (1, 2, 3, 4)
@@ -52,8 +61,100 @@ def http(port: int, n: int, request: bytes) -> None:
     sock.close()
 
 
+class MqttClient:
+    """A blocking MQTT 3.1.1 client: just what the mqtt-* modes need."""
+
+    def __init__(self, port: int, client_id: str, deadline: float) -> None:
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        cid = client_id.encode()
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+        self.sock.sendall(bytes((0x10, len(body))) + body)
+        kind, payload = self.packet()
+        if kind != 0x20 or payload[1] != 0:
+            raise SystemExit(f"CONNECT of {client_id} refused: {payload!r}")
+
+    def packet(self) -> tuple[int, bytes]:
+        """The next packet: (first byte, body)."""
+        while True:
+            buffer = self.buffer
+            if len(buffer) >= 2:
+                length, shift, pos = 0, 0, 1
+                while pos < len(buffer):
+                    byte = buffer[pos]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    pos += 1
+                    if byte < 0x80:
+                        if len(buffer) >= pos + length:
+                            self.buffer = buffer[pos + length :]
+                            return buffer[0], buffer[pos : pos + length]
+                        break
+            data = self.sock.recv(65536)
+            if not data:
+                raise SystemExit("the server closed the connection")
+            self.buffer += data
+
+
+def mqtt(port: int, n: int, qos: int, warmup: int, zero: str | None, dump: str | None) -> None:
+    deadline = time.monotonic() + 600
+    sub = MqttClient(port, "bench-sub", deadline)
+    topic = b"\x00\x07bench/t"
+    body = b"\x00\x01" + topic + bytes((qos,))
+    sub.sock.sendall(bytes((0x82, len(body))) + body)
+    kind, payload = sub.packet()
+    if kind != 0x90 or payload[2] != qos:
+        raise SystemExit(f"SUBSCRIBE refused: {payload!r}")
+    pub = MqttClient(port, "bench-pub", deadline)
+    message = b"x" * 32
+    packet_id = 0
+
+    def publish_one() -> None:
+        nonlocal packet_id
+        if qos:
+            packet_id = packet_id % 65535 + 1
+            body = topic + packet_id.to_bytes(2, "big") + message
+        else:
+            body = topic + message
+        pub.sock.sendall(bytes((0x30 | qos << 1, len(body))) + body)
+        if qos:
+            kind, payload = pub.packet()
+            if kind != 0x40:
+                raise SystemExit(f"expected PUBACK, got {kind:#x}")
+        kind, payload = sub.packet()
+        if kind & 0xF0 != 0x30 or payload[-32:] != message:
+            raise SystemExit(f"expected PUBLISH, got {kind:#x} {payload!r}")
+        if qos:
+            sub.sock.sendall(b"\x40\x02" + payload[9:11])
+
+    for _ in range(warmup):
+        publish_one()
+    if zero:
+        subprocess.run(zero, shell=True, check=True)
+    for _ in range(n):
+        publish_one()
+    if dump:
+        time.sleep(0.2)  # the last PUBACK of the subscriber is read by the server
+        subprocess.run(dump, shell=True, check=True)
+    for client in (pub, sub):
+        client.sock.sendall(b"\xe0\x00")
+        client.sock.close()
+
+
 def main() -> None:
     port, n, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if mode in ("mqtt-qos0", "mqtt-qos1"):
+        extra = sys.argv[4:] + [None] * 3
+        mqtt(port, n, int(mode[-1]), int(extra[0] or 0), extra[1], extra[2])
+        return
     if mode == "get":
         http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rawclient\r\nAccept: */*\r\n\r\n" % port)
         return
