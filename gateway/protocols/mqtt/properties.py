@@ -21,8 +21,8 @@ from enum import IntEnum
 from typing import Any, Callable, NamedTuple
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
-from gateway.protocols.mqtt import _wire
-from gateway.protocols.mqtt._wire import Buffer, malformed, protocol_error
+from gateway.protocols.mqtt import datatypes as _wire
+from gateway.protocols.mqtt.datatypes import Buffer, malformed, protocol_error
 from gateway.protocols.mqtt.reasons import PacketType, ReasonCode
 from gateway.protocols.mqtt.topics import InvalidTopicError, validate_topic_name
 

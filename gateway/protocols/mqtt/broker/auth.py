@@ -18,12 +18,9 @@ filter that covers the requested one (``sensors/#`` covers ``sensors/+/temperatu
 from __future__ import annotations
 
 import asyncio
-import base64
-import getpass
 import hashlib
 import hmac
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass

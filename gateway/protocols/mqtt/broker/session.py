@@ -13,14 +13,12 @@ import json
 import struct
 from collections import deque
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from gateway.protocols.mqtt._wire import encode_vbi
-from gateway.protocols.mqtt.codec import decode, encode
+from gateway.protocols.mqtt.codec import decode, encode, publish_parts
 from gateway.protocols.mqtt.events import OutboundMessage, SessionState
 from gateway.protocols.mqtt.packets import Publish, Will
-from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties, encode_properties
-from gateway.protocols.mqtt.reasons import PacketType
+from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 
 __all__ = ["NEVER_EXPIRES", "Message", "Session", "ShareGroup", "Sub", "dump_message", "load_message"]
 
@@ -63,7 +61,7 @@ class Message:
         self.expires_at = expires_at
         self.origin = origin
         self.received_at = received_at
-        self._wire: dict[Any, Any] | None = None
+        self._wire: dict[tuple[Any, ...], Any] | None = None
 
     @classmethod
     def from_publish(
@@ -72,7 +70,7 @@ class Message:
     ) -> Message:
         """A message as published now, with its expiry computed from the properties."""
         if properties is EMPTY_PROPERTIES or properties.message_expiry_interval is None:
-            return cls(topic, payload, qos, retain, properties, None, origin, now)  # type: ignore[misc]
+            return cls(topic, payload, qos, retain, properties, None, origin, now)
         expires = now + properties.message_expiry_interval
         return cls(topic, payload, qos, retain, properties, expires_at=expires, origin=origin, received_at=now)
 
@@ -89,15 +87,8 @@ class Message:
         key = (level, qos, retain)
         parts = wire.get(key)
         if parts is None:
-            topic = self.topic.encode("utf-8")
-            head = len(topic).to_bytes(2, "big") + topic
-            tail = self.payload
-            if level == 5:
-                tail = encode_properties(self.properties, PacketType.PUBLISH) + tail
-            size = len(head) + len(tail) + (2 if qos else 0)
-            first = 0x30 | qos << 1 | (1 if retain else 0)
-            parts = wire[key] = (bytes((first,)) + encode_vbi(size) + head, tail)
-        return parts  # type: ignore[no-any-return]
+            parts = wire[key] = publish_parts(self.topic, self.payload, qos, retain, self.properties, level)
+        return parts
 
     def wire(self, level: int, retain: bool) -> bytes:
         """This message as one QoS 0 PUBLISH for a connection at ``level`` (see :meth:`parts`)."""
@@ -106,8 +97,9 @@ class Message:
         data = wire.get(key) if wire is not None else None
         if data is None:
             head, tail = self.parts(level, 0, retain)
-            data = self._wire[key] = head + tail  # type: ignore[index]
-        return data  # type: ignore[no-any-return]
+            data = head + tail
+            cast(dict, self._wire)[key] = data  # parts() made the cache
+        return data
 
     def properties_at(self, now: float) -> Properties | None:
         """The properties to forward at ``now``: the expiry interval counts down (§3.3.2.3.3).
