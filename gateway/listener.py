@@ -40,6 +40,9 @@ class ListenerContext:
         daemon: the whole daemon configuration (:class:`gateway.config.GatewayConfig`).
         layers: the channel layers by alias, when configured.
         extras: room for cross-cutting services (metrics, a router's ``matches``).
+        shared: objects the service's listeners share, by key, owned by the service (made by
+            the first listener that needs one: the MQTT brokers). Two services do not share
+            them.
     """
 
     reactor: Any
@@ -49,6 +52,7 @@ class ListenerContext:
     daemon: Any
     layers: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 #: Listen backlog when the endpoint string sets none (Twisted's own default, 50, overflows

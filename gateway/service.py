@@ -81,6 +81,8 @@ class GatewayService(MultiService):
         configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
         #: The channel layers by alias (the process-wide registry consumers use).
         self.layers = configure_layers(config.layers_mapping())
+        #: What this service's listeners share (``ListenerContext.shared``: the MQTT brokers).
+        self.shared: dict[str, Any] = {}
         for listener_config in config.listeners:
             listener = self.build_listener(listener_config, config)
             listener.setServiceParent(self)
@@ -97,6 +99,7 @@ class GatewayService(MultiService):
             daemon=config,
             layers=self.layers,
             extras={"service": self, "metrics": self.metrics},
+            shared=self.shared,
         )
 
     def build_listener(self, listener_config: Any, config: GatewayConfig) -> GatewayListener:

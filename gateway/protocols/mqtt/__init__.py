@@ -1,14 +1,19 @@
 # -*- test-case-name: tests.unit.mqtt -*-
-"""MQTT 3.1.1 and 5.0: the sans-IO wire core.
+"""MQTT 3.1.1 and 5.0. This package exports the sans-IO wire core; the other layers are
+:mod:`.asgi` (the ASGI ``mqtt`` mapping), :mod:`.adapter` (the Twisted adapter),
+:mod:`.listener` and :mod:`.config` (configuration → listener), :mod:`.websocket` (MQTT over
+WebSocket) and :mod:`.broker` (the built-in broker and its driver).
 
 * :mod:`.codec` - ``decode(buf, protocol_level=..., max_packet_size=...)`` and
-  ``encode(packet, protocol_level)`` for every control packet of both versions;
+  ``encode(packet, protocol_level)`` for every control packet of both versions, with
+  :mod:`.datatypes` (the data representation of §1.5);
 * :mod:`.packets`, :mod:`.properties`, :mod:`.reasons` - the packet dataclasses, the typed
   5.0 properties and the reason codes;
 * :mod:`.topics` - topic name/filter validation, wildcard matching, shared subscriptions;
-* :mod:`.connection` - :class:`MqttServerConnection`, the server-side state machine
+* :mod:`.core` - :class:`MqttServerConnection`, the server-side state machine
   (``receive_data`` / ``events_received`` / decision methods / ``data_to_send`` /
-  ``next_deadline``), with its events and session state.
+  ``next_deadline``), with its two flows (:mod:`.inbound`, :mod:`.outbound`), events and
+  session state (:mod:`.events`).
 
 Peer errors surface as :class:`~gateway.protocols.errors.RemoteProtocolError` whose ``hint`` is
 the :class:`ReasonCode`; misuse of the API as
@@ -18,7 +23,7 @@ the :class:`ReasonCode`; misuse of the API as
 from __future__ import annotations
 
 from gateway.protocols.mqtt.codec import MAX_PACKET_SIZE, decode, encode, peek_connect_level
-from gateway.protocols.mqtt.connection import MqttServerConnection
+from gateway.protocols.mqtt.core import MqttServerConnection
 from gateway.protocols.mqtt.events import (
     AuthReceived,
     ConnectionClosed,

@@ -1,9 +1,12 @@
-# -*- test-case-name: tests.unit.mqtt.test_listener -*-
-"""Building MQTT listeners: TCP and TLS here, WebSocket in :mod:`.websocket`.
+"""Building MQTT listeners: configuration → listener service (TCP and TLS; WebSocket through
+:mod:`.websocket`).
 
-Every MQTT listener has a broker (:func:`broker_for`): listeners of one daemon naming the same
-``broker.name`` share one :class:`~.broker.core.Broker`, so TCP, TLS and WebSocket clients see
-each other. ``consumer: auto`` is resolved when the listener starts accepting: the application
+Every MQTT listener has a broker: listeners of one service naming the same ``broker.name``
+share one :class:`~.broker.core.Broker`, so TCP, TLS and WebSocket clients see each other. The
+brokers belong to the service that made them (:class:`Brokers`, kept in the listener context's
+``shared`` objects): two services in one process do not share them, and a listener rebuilt by a
+reload shares the broker (sessions, subscriptions, retained messages) of the connections still
+open. ``consumer: auto`` is resolved when the listener starts accepting: the application
 answers ``mqtt`` scopes if ``await matches(app, {"type": "mqtt"})`` (a ``ProtocolTypeRouter``
 without an ``"mqtt"`` route does not), else the built-in broker does.
 """
@@ -11,88 +14,30 @@ without an ``"mqtt"`` route does not), else the built-in broker does.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway.asgi.instance import failure_of
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.metrics.stats import MqttStats
-from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, TransportSide
+from gateway.protocols.mqtt.adapter import MqttProtocol, MqttSettings
 from gateway.protocols.mqtt.broker.auth import AccessRule, Authenticator
 from gateway.protocols.mqtt.broker.core import Broker
-from gateway.protocols.mqtt.config import MqttBrokerConfig, MqttListenerConfig
-from gateway.protocols.transport import address_tuple, server_tuple, write_through
+from gateway.protocols.mqtt.config import MqttBrokerConfig, MqttLimitsConfig, MqttListenerConfig
 
 __all__ = [
-    "MqttFactory", "MqttListener", "MqttProtocol", "broker_for", "build_listener", "mount_on_http", "mqtt_settings",
+    "BrokerEntry", "Brokers", "MqttFactory", "MqttListener", "brokers_of", "build_listener", "mount_on_http",
+    "mqtt_settings",
 ]
 
 log = Logger(namespace="gateway.mqtt")
 
-
-@implementer(IPushProducer)
-class MqttProtocol(TransportSide, Protocol):
-    """An MQTT connection over TCP or TLS: the transport side of :class:`MqttConnection`."""
-
-    def __init__(self, settings: MqttSettings) -> None:
-        self.settings = settings
-        self.conn: MqttConnection | None = None
-        self.writes_paused = False
-        self.buffered = 0  # bytes written while the transport's buffer was full
-
-    def connectionMade(self) -> None:
-        transport = self.transport
-        try:
-            # Small packets (acks, PINGRESP, QoS 0 messages) must not wait for Nagle's
-            # algorithm and the peer's delayed ACK (40 ms a turn on a request/response flow).
-            transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):  # UNIX sockets, test transports
-            pass
-        transport.registerProducer(self, True)
-        self.conn = MqttConnection(
-            self.settings, self, transport="tcp", client=address_tuple(transport.getPeer()),
-            server=server_tuple(transport.getHost()),
-        )
-        factory = self.factory
-        if factory is not None:
-            factory.connection_opened(self)
-        self.conn.start()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.conn.data_received(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if self.conn is not None:
-            self.conn.connection_lost()
-        factory = self.factory
-        if factory is not None:
-            factory.connection_closed(self)
-
-    # -- the io interface of MqttConnection -------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if self.writes_paused:
-            self.buffered += len(data)
-        write_through(self.transport, data)
-
-    def close(self) -> None:
-        self.transport.loseConnection()
-
-    # -- the listener -----------------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        """DISCONNECT 0x8B Server shutting down (5.0), then close."""
-        if self.conn is not None:
-            self.conn.shutdown()
-
-    def abort(self) -> None:
-        """Close now."""
-        self.transport.abortConnection()
+#: The key of the service's :class:`Brokers` in ``ListenerContext.shared``.
+SHARED_KEY = "mqtt.brokers"
 
 
 @implementer(IProtocolNegotiationFactory)
@@ -116,59 +61,68 @@ class MqttFactory(TrackingFactory):
         return protocol
 
 
-# -- brokers shared by a daemon's listeners ------------------------------------------------------
+# -- brokers shared by a service's listeners ------------------------------------------------------
 
-class _BrokerEntry:
+class BrokerEntry:
+    """One broker of a service, with the number of listeners (and mounts) that use it."""
+
     def __init__(self, broker: Broker, config: MqttBrokerConfig) -> None:
         self.broker = broker
         self.config = config
         self.users = 0
         self.started: asyncio.Future[None] | None = None
 
+    def start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Start the broker (once; later calls give the same future)."""
+        if self.started is None:
+            self.started = asyncio.ensure_future(self.broker.start(), loop=loop)
+        return self.started
 
-_BROKERS: dict[int, dict[str, _BrokerEntry]] = {}
+
+class Brokers:
+    """The MQTT brokers of one service, by name (made on first use by a listener)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, BrokerEntry] = {}
+
+    def get(self, config: MqttBrokerConfig, context: ListenerContext, limits: MqttLimitsConfig | None = None) -> BrokerEntry:
+        """The broker named ``config.name`` (made from ``config`` on first use)."""
+        entry = self.entries.get(config.name)
+        if entry is None:
+            entry = self.entries[config.name] = BrokerEntry(_make_broker(config, context, limits), config)
+        elif _shared_settings(entry.config) != _shared_settings(config):
+            log.warn("MQTT listeners name broker {name} with different store/layer/cluster settings; "
+                     "the first one's apply", name=config.name)
+        return entry
 
 
-def broker_for(config: MqttBrokerConfig, context: ListenerContext, limits: Any = None) -> _BrokerEntry:
-    """The broker named ``config.name`` for this daemon (made on first use).
-
-    Brokers belong to the running service, not to one configuration object, so a listener
-    rebuilt by a reload shares the broker (sessions, subscriptions, retained messages) of the
-    connections that are still open.
-    """
-    owner = context.extras.get("service") or context.daemon
-    key = id(owner)
-    brokers = _BROKERS.get(key)
+def brokers_of(context: ListenerContext) -> Brokers:
+    """The brokers of the service ``context`` belongs to."""
+    brokers = context.shared.get(SHARED_KEY)
     if brokers is None:
-        brokers = _BROKERS[key] = {}
-        try:
-            weakref.finalize(owner, _BROKERS.pop, key, None)
-        except TypeError:  # pragma: no cover - an object without weak references (tests)
-            pass
-    entry = brokers.get(config.name)
-    if entry is None:
-        store = None
-        if config.store == "redis":
-            from gateway.protocols.mqtt.broker.redis_store import RedisStore
+        brokers = context.shared[SHARED_KEY] = Brokers()
+    return cast(Brokers, brokers)
 
-            store = RedisStore(config.redis, name=config.name, prefix=config.redis_prefix, loop=context.loop)
-        broker = Broker(
-            context.reactor, context.loop, name=config.name, store=store,
-            max_queued_messages=limits.max_queued_messages if limits is not None else 1000,
-            max_session_expiry=int(config.max_session_expiry) if config.max_session_expiry is not None else None,
-        )
-        layer = _layer(config.layer, context)
-        if config.cluster == "on" or (config.cluster == "auto" and layer is not None and not getattr(layer, "process_local", True)):
-            if layer is None:
-                raise ValueError(f"broker {config.name!r}: cluster: on needs the channel layer {config.layer!r}")
-            from gateway.protocols.mqtt.broker.cluster import Cluster
 
-            Cluster(broker, layer, takeover_timeout=float(config.takeover_timeout))
-        entry = brokers[config.name] = _BrokerEntry(broker, config)
-    elif _shared_settings(entry.config) != _shared_settings(config):
-        log.warn("MQTT listeners name broker {name} with different store/layer/cluster settings; "
-                 "the first one's apply", name=config.name)
-    return entry
+def _make_broker(config: MqttBrokerConfig, context: ListenerContext, limits: MqttLimitsConfig | None) -> Broker:
+    store = None
+    if config.store == "redis":
+        from gateway.protocols.mqtt.broker.redis_store import RedisStore
+
+        store = RedisStore(config.redis, name=config.name, prefix=config.redis_prefix, loop=context.loop)
+    broker = Broker(
+        context.reactor, context.loop, name=config.name, store=store,
+        max_queued_messages=limits.max_queued_messages if limits is not None else 1000,
+        max_session_expiry=int(config.max_session_expiry) if config.max_session_expiry is not None else None,
+    )
+    layer = _layer(config.layer, context)
+    if config.cluster == "on" or (config.cluster == "auto" and layer is not None and not getattr(layer, "process_local", True)):
+        if layer is None:
+            raise ValueError(f"broker {config.name!r}: cluster: on needs the channel layer {config.layer!r}")
+        from gateway.protocols.mqtt.broker.cluster import Cluster
+
+        Cluster(broker, layer, takeover_timeout=float(config.takeover_timeout))
+    return broker
 
 
 def _shared_settings(config: MqttBrokerConfig) -> tuple[Any, ...]:
@@ -211,7 +165,7 @@ class MqttListener(EndpointListener):
     """An MQTT listener: resolves ``consumer: auto``, starts and stops its broker."""
 
     def __init__(self, name: str, endpoint: str, factory: Any, reactor: Any, *, config: MqttListenerConfig,
-                 settings: MqttSettings, entry: _BrokerEntry) -> None:
+                 settings: MqttSettings, entry: BrokerEntry) -> None:
         super().__init__(name, endpoint, factory, reactor)
         self.config = config
         self.settings = settings
@@ -219,10 +173,11 @@ class MqttListener(EndpointListener):
         entry.users += 1
 
     def start_accepting(self) -> None:
-        task = asyncio.ensure_future(self._prepare(), loop=self.settings.loop)
+        task = asyncio.ensure_future(self.prepare(), loop=self.settings.loop)
         task.add_done_callback(self._prepared)
 
-    async def _prepare(self) -> None:
+    async def prepare(self) -> None:
+        """Resolve ``consumer: auto`` and start the broker (before the first accept)."""
         if self.config.consumer == "auto":
             from gateway.routing.base import matches
 
@@ -230,16 +185,14 @@ class MqttListener(EndpointListener):
             self.settings.consumer = "application" if handles else "broker"
             log.info("{name}: MQTT clients are answered by the {who}", name=self.name,
                      who="application" if handles else "built-in broker")
-        entry = self.entry
-        if entry.started is None:
-            entry.started = asyncio.ensure_future(entry.broker.start(), loop=self.settings.loop)
-        await asyncio.shield(entry.started)
+        await asyncio.shield(self.entry.start(self.settings.loop))
 
     def _prepared(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
-        if task.exception() is not None:
-            log.failure("{name}: cannot start the MQTT broker", failure=_failure(task.exception()), name=self.name)
+        exc = task.exception()
+        if exc is not None:
+            log.failure("{name}: cannot start the MQTT broker", failure=failure_of(exc), name=self.name)
         super().start_accepting()
 
     def stopService(self) -> Any:
@@ -257,7 +210,7 @@ def mount_on_http(http_settings: Any, config: MqttListenerConfig, context: Liste
     listener: the one call an HTTP listener builder makes, with the ``HTTPSettings`` it built,
     an MQTT listener configuration (its ``endpoint`` unused) and its own ``ListenerContext``.
 
-    The mount shares the daemon's broker named ``config.broker.name`` (TCP/TLS clients of MQTT
+    The mount shares the service's broker named ``config.broker.name`` (TCP/TLS clients of MQTT
     listeners see WebSocket clients of the mount) and chains in front of the previous
     ``http_settings.websocket`` hook. ``consumer: auto`` is resolved right away. Call
     ``await mount.close()`` when the HTTP listener stops (it stops the broker when no MQTT
@@ -267,7 +220,7 @@ def mount_on_http(http_settings: Any, config: MqttListenerConfig, context: Liste
     from gateway.protocols.mqtt.websocket import mount_websocket
     from gateway.routing.base import matches
 
-    entry = broker_for(config.broker, context, config.limits)
+    entry = brokers_of(context).get(config.broker, context, config.limits)
     settings = mqtt_settings(config, context, entry.broker)
     if config.consumer == "auto":
 
@@ -276,8 +229,7 @@ def mount_on_http(http_settings: Any, config: MqttListenerConfig, context: Liste
 
         run_eager(matches(context.app, {"type": "mqtt"}), decided, context.loop)
     entry.users += 1
-    if entry.started is None:
-        entry.started = asyncio.ensure_future(entry.broker.start(), loop=context.loop)
+    entry.start(context.loop)
     mount = mount_websocket(http_settings, settings, path or config.websocket.path, config.websocket.allowed_origins)
 
     async def close() -> None:
@@ -291,7 +243,7 @@ def mount_on_http(http_settings: Any, config: MqttListenerConfig, context: Liste
 
 def build_listener(config: MqttListenerConfig, context: ListenerContext) -> MqttListener:
     """Build the listener service for an MQTT listener configuration."""
-    entry = broker_for(config.broker, context, config.limits)
+    entry = brokers_of(context).get(config.broker, context, config.limits)
     settings = mqtt_settings(config, context, entry.broker)
     if config.endpoint is None:  # the configuration check rules this out
         raise ValueError(f"listener {config.name!r} has no endpoint")
@@ -308,8 +260,3 @@ def build_listener(config: MqttListenerConfig, context: ListenerContext) -> Mqtt
     return MqttListener(config.name, config.endpoint, factory, context.reactor, config=config,
                         settings=settings, entry=entry)
 
-
-def _failure(exc: BaseException | None) -> Any:
-    from twisted.python.failure import Failure
-
-    return Failure(exc, type(exc), exc.__traceback__ if exc is not None else None)

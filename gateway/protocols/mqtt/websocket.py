@@ -44,7 +44,7 @@ SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 
 
 @implementer(IPushProducer)
-class MqttWebSocketProtocol(TransportSide, WebSocketServerProtocol):
+class MqttWebSocketProtocol(TransportSide, WebSocketServerProtocol):  # type: ignore[misc]  # autobahn's own bases disagree
     """One MQTT-over-WebSocket connection."""
 
     tracker: Any = None  # the TrackingFactory that counts this connection

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from gateway.protocols.mqtt import Connect, Packet, ServerOptions, decode, encode
 from gateway.protocols.mqtt.adapter import MqttSettings
 from gateway.protocols.mqtt.broker import Authenticator, Broker
-from gateway.protocols.mqtt.listener import MqttProtocol
+from gateway.protocols.mqtt.adapter import MqttProtocol
 from tests.unit.loop_harness import LoopHarness
 
 

@@ -33,7 +33,7 @@ from gateway.protocols.mqtt import (
     encode,
     peek_connect_level,
 )
-from gateway.protocols.mqtt._wire import encode_vbi, read_vbi
+from gateway.protocols.mqtt.datatypes import encode_vbi, read_vbi
 from tests.strategies.mqtt import connects, packets
 
 R = ReasonCode

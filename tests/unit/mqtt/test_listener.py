@@ -13,7 +13,7 @@ from gateway.config import ConfigError, load_config_text
 from gateway.listener import ListenerContext
 from gateway.protocols.mqtt.broker import hash_password
 from gateway.protocols.mqtt.config import MqttListenerConfig
-from gateway.protocols.mqtt.listener import MqttFactory, MqttListener, build_listener
+from gateway.protocols.mqtt.listener import MqttFactory, MqttListener, brokers_of, build_listener
 from gateway.protocols.mqtt.websocket import MqttWebSocketFactory
 from gateway.routing import ProtocolTypeRouter
 
@@ -90,22 +90,39 @@ def test_no_users_and_no_anonymous_is_an_error() -> None:
     assert any("nobody could connect" in p for p in found)
 
 
-def context(app: Any, daemon: Any, loop: asyncio.AbstractEventLoop) -> ListenerContext:
-    return ListenerContext(reactor=MemoryReactorClock(), loop=loop, app=app, state={}, daemon=daemon)
+def context(app: Any, daemon: Any, loop: asyncio.AbstractEventLoop, shared: dict[str, Any] | None = None) -> ListenerContext:
+    return ListenerContext(reactor=MemoryReactorClock(), loop=loop, app=app, state={}, daemon=daemon,
+                           shared=shared if shared is not None else {})
 
 
 def test_build_listeners_sharing_one_broker() -> None:
     config = load_config_text(CONFIG, "gw.yaml")
     loop = asyncio.new_event_loop()
+    shared: dict[str, Any] = {}  # what one service's listeners share
     try:
-        mqtt = build_listener(config.listeners[0], context(None, config, loop))
-        ws = build_listener(config.listeners[1], context(None, config, loop))
+        mqtt = build_listener(config.listeners[0], context(None, config, loop, shared))
+        ws = build_listener(config.listeners[1], context(None, config, loop, shared))
         assert isinstance(mqtt, MqttListener) and isinstance(mqtt.factory, MqttFactory)
         assert isinstance(ws.factory, MqttWebSocketFactory)
         assert mqtt.factory.acceptableProtocols() == [b"mqtt"]  # ALPN on TLS endpoints
-        assert mqtt.settings.broker is ws.settings.broker  # one broker for the daemon
-        other = load_config_text(CONFIG, "gw.yaml")
-        assert build_listener(other.listeners[0], context(None, other, loop)).settings.broker is not mqtt.settings.broker
+        assert mqtt.settings.broker is ws.settings.broker  # one broker for the service
+        assert build_listener(config.listeners[0], context(None, config, loop, {})).settings.broker is not mqtt.settings.broker
+    finally:
+        loop.close()
+
+
+def test_two_services_in_one_process_have_their_own_brokers() -> None:
+    from gateway.service import GatewayService
+
+    config = load_config_text(CONFIG, "gw.yaml")
+    loop = asyncio.new_event_loop()
+    try:
+        first, second = (GatewayService(config, reactor=MemoryReactorClock(), loop=loop, install_signal_handlers=False)
+                         for _ in range(2))
+        brokers = [{listener.settings.broker for listener in service.listeners} for service in (first, second)]
+        assert len(brokers[0]) == 1 and len(brokers[1]) == 1  # the listeners of a service share one
+        assert brokers[0] != brokers[1]
+        assert brokers_of(first.listener_context(config.listeners[0], config)).entries["default"].broker in brokers[0]
     finally:
         loop.close()
 
@@ -116,7 +133,7 @@ def test_consumer_auto(routes: dict[str, Any], expected: str) -> None:
 
     async def scenario() -> str:
         listener = build_listener(config.listeners[1], context(ProtocolTypeRouter(routes), config, asyncio.get_running_loop()))
-        await listener._prepare()
+        await listener.prepare()
         await listener.entry.broker.stop()
         return listener.settings.consumer
 

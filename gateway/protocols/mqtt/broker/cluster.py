@@ -211,7 +211,7 @@ class Cluster:
             if reply is not _TIMEOUT:
                 if reply is not None:
                     await store.delete_session(client_id)
-                return reply  # type: ignore[no-any-return]
+                return reply
             log.warn("MQTT cluster: node {node} did not hand over {client}; using the stored session",
                      node=owner, client=client_id)
         return await store.load_session(client_id)
@@ -277,7 +277,7 @@ class Cluster:
                 future.set_result(message["session"])
 
 
-class _Nodes(set):  # type: ignore[type-arg]
+class _Nodes(set[str]):
     """The nodes that have members of one share group (remembers the group's filter)."""
 
     def __init__(self, inner: str) -> None:

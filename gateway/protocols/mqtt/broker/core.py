@@ -35,22 +35,23 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from gateway.asgi.instance import failure_of
+
 from gateway.protocols.mqtt.broker.eager import run_eager
 from gateway.protocols.mqtt.broker.index import TopicTree
-from gateway.protocols.mqtt.broker.routing import Routing
 from gateway.protocols.mqtt.broker.session import (
-    NEVER_EXPIRES, Message, Session, ShareGroup, Sub, load_message,
+    NEVER_EXPIRES, BrokerConnection, Message, Session, ShareGroup, Sub, dump_message, load_message,
 )
 from gateway.protocols.mqtt.broker.store import BrokerStore, MemoryStore
 from gateway.protocols.mqtt.packets import Subscription, Will
 from gateway.protocols.mqtt.topics import parse_shared_subscription
 
-__all__ = ["Broker", "Subscribed"]
+__all__ = ["Broker", "BrokerConnection", "Subscribed"]
 
 log = Logger(namespace="gateway.mqtt.broker")
 
 
-class Broker(Routing):
+class Broker:
     """The broker's state on this node.
 
     Args:
@@ -79,7 +80,7 @@ class Broker(Routing):
         self.subs: TopicTree[Sub] = TopicTree()
         self.shares: TopicTree[ShareGroup] = TopicTree()
         #: Connections written to since the last :meth:`flush`.
-        self.dirty: set[Any] = set()
+        self.dirty: set[BrokerConnection] = set()
         #: Set by :class:`~.cluster.Cluster` when this broker is one node of several.
         self.cluster: Any = None
         self.stats = {"dropped": 0}
@@ -113,7 +114,7 @@ class Broker(Routing):
 
         def done(exc: BaseException | None, result: Any) -> None:
             if exc is not None and not isinstance(exc, asyncio.CancelledError):
-                log.failure("MQTT {what} failed", failure=_failure(exc), what=what)
+                log.failure("MQTT {what} failed", failure=failure_of(exc), what=what)
 
         task = run_eager(coro, done, self.loop)
         if task is not None:  # the loop only keeps weak references to tasks
@@ -128,7 +129,7 @@ class Broker(Routing):
         return requested if cap is None or requested <= cap else cap
 
     async def open_session(
-        self, conn: Any, client_id: str, *, clean_start: bool, expiry: int, level: int,
+        self, conn: BrokerConnection, client_id: str, *, clean_start: bool, expiry: int, level: int,
         username: str | None = None,
     ) -> Session:
         """Attach ``conn`` to ``client_id``'s session, taking it over from an older connection.
@@ -193,7 +194,7 @@ class Broker(Routing):
         self.flush()
 
     def connection_closed(
-        self, session: Session, conn: Any, *, will: Will | None, publish_will: bool,
+        self, session: Session, conn: BrokerConnection, *, will: Will | None, publish_will: bool,
         state: Any, expiry: int | None = None,
     ) -> None:
         """``conn`` ended: keep the session (with the protocol ``state``) or end it; the will."""
@@ -342,6 +343,122 @@ class Broker(Routing):
                 self._send(session, message, min(message.qos, sub.qos), True, ids, now)
         self.flush()
 
+    # -- routing (runs for every publish: kept lean, see the fast path in route()) ----------
+
+    def publish(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Route ``message`` to every subscriber; return the retained-store update, if any.
+
+        The caller runs the returned coroutine (eagerly) and acknowledges the publish once it
+        finished, so a retained message is stored before the client hears it was received.
+        """
+        cluster = self.cluster
+        self.route(message, shares=cluster is None)
+        if cluster is not None:
+            cluster.publish(message)
+        if not message.retain:
+            return None
+        if not message.payload:
+            return self.store.set_retained(message.topic, None)
+        ttl = None if message.expires_at is None else max(0.0, message.expires_at - self.clock())
+        return self.store.set_retained(message.topic, dump_message(message), ttl)
+
+    def route(self, message: Message, shares: bool = True) -> None:
+        """Deliver ``message`` to this node's matching subscriptions (``shares``: and groups)."""
+        tables = self.subs.match(message.topic)
+        now = self.clock()
+        if len(tables) == 1:
+            origin = message.origin
+            retained = message.retain
+            # The fast path: QoS 0 to online clients, bytes encoded once per protocol level.
+            plain = not message.qos and message.expires_at is None
+            dirty = self.dirty
+            for sub in tables[0].values():
+                session = sub.session
+                if sub.no_local and origin == session.client_id:
+                    continue
+                if plain and session.online and not sub.sub_id:
+                    conn = session.conn
+                    if conn is not None and conn.deliver_qos0(message, retained and sub.rap):
+                        dirty.add(conn)
+                        continue
+                ids = (sub.sub_id,) if sub.sub_id else ()
+                self._send(session, message, min(message.qos, sub.qos), retained and sub.rap, ids, now)
+        elif tables:
+            self._route_overlapping(message, tables, now)
+        if shares and (self.shares.exact or self.shares.wildcard_entries):
+            self.route_shared(message, None, now)
+
+    def _route_overlapping(self, message: Message, tables: list[dict[str, Sub]], now: float) -> None:
+        merged: dict[str, list[Any]] = {}  # client id -> [session, qos, retain, ids]
+        origin = message.origin
+        for table in tables:
+            for client_id, sub in table.items():
+                if sub.no_local and origin == client_id:
+                    continue
+                entry = merged.get(client_id)
+                if entry is None:
+                    entry = merged[client_id] = [sub.session, 0, False, []]
+                entry[1] = max(entry[1], sub.qos)
+                entry[2] = entry[2] or (message.retain and sub.rap)
+                if sub.sub_id:
+                    entry[3].append(sub.sub_id)
+        for session, qos, retain, ids in merged.values():
+            self._send(session, message, min(message.qos, qos), retain, tuple(ids), now)
+
+    def route_shared(self, message: Message, only: tuple[str, str] | None, now: float | None = None) -> bool:
+        """Deliver to one member of each matching local share group (``only``: one group,
+        given as ``(share name, filter)``). False if ``only`` has no member here."""
+        now = self.clock() if now is None else now
+        if only is not None:
+            group = self.shares.get(only[1], only[0])
+            groups = [group] if group is not None else []
+        else:
+            groups = [g for table in self.shares.match(message.topic) for g in table.values()]
+        delivered = False
+        for group in groups:
+            sub = group.pick()
+            if sub is not None:
+                ids = (sub.sub_id,) if sub.sub_id else ()
+                self._send(sub.session, message, min(message.qos, sub.qos), message.retain and sub.rap, ids, now)
+                delivered = True
+        return delivered
+
+    def _send(
+        self, session: Session, message: Message, qos: int, retain: bool, ids: tuple[int, ...], now: float,
+    ) -> None:
+        conn = session.conn
+        if session.online and conn is not None:
+            props = message.properties_at(now)
+            if props is None:
+                return  # expired
+            if ids:
+                props = replace(props, subscription_identifiers=ids)
+            if props is not message.properties:
+                sent = conn.deliver(message.topic, message.payload, qos, retain, props)
+            elif not qos:
+                sent = conn.deliver_qos0(message, retain)
+            else:  # encoded once per level for every subscriber, the packet id put in by the core
+                sent = conn.deliver(message.topic, message.payload, qos, retain, props,
+                                    message.parts(conn.level, qos, retain))
+            if sent:
+                self.dirty.add(conn)
+                return
+        if qos and (session.expiry or conn is not None):
+            if message.expires_at is not None and message.expires_at <= now:
+                return
+            if len(session.queue) >= self.max_queued_messages:
+                session.dropped += 1
+                self.stats["dropped"] += 1
+                return
+            session.queue.append((message, qos, retain, ids))
+
+    def flush(self) -> None:
+        """Write out every connection that was delivered to since the last flush."""
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush_output()
+
+
 class Subscribed:
     """What :meth:`Broker.subscribe` returns: the subscription and whether it replaced one."""
 
@@ -351,8 +468,3 @@ class Subscribed:
         self.sub = sub
         self.existed = existed
 
-
-def _failure(exc: BaseException) -> Any:
-    from twisted.python.failure import Failure
-
-    return Failure(exc, type(exc), exc.__traceback__)

@@ -13,14 +13,16 @@ import json
 import struct
 from collections import deque
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from gateway.protocols.mqtt.codec import decode, encode, publish_parts
 from gateway.protocols.mqtt.events import OutboundMessage, SessionState
 from gateway.protocols.mqtt.packets import Publish, Will
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 
-__all__ = ["NEVER_EXPIRES", "Message", "Session", "ShareGroup", "Sub", "dump_message", "load_message"]
+__all__ = [
+    "NEVER_EXPIRES", "BrokerConnection", "Message", "Session", "ShareGroup", "Sub", "dump_message", "load_message",
+]
 
 #: Session Expiry Interval meaning "never" (§3.1.2.11.2).
 NEVER_EXPIRES = 0xFFFFFFFF
@@ -145,6 +147,27 @@ def load_message(data: bytes) -> Message:
     )
 
 
+class BrokerConnection(Protocol):
+    """What the broker needs of a client connection attached to a session (the adapter's
+    ``MqttConnection``, the test communicator's stand-in)."""
+
+    #: The connection's protocol level (4 or 5): which encoding of a message it takes.
+    level: int
+
+    def deliver(self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+                wire: tuple[bytes, bytes] | None = None) -> bool:
+        """Queue a message for the client; False if the connection cannot take it."""
+
+    def deliver_qos0(self, message: Message, retain: bool) -> bool:
+        """Queue a QoS 0 message (encoded once per level for all subscribers)."""
+
+    def flush_output(self) -> None:
+        """Write what deliveries queued (once per batch)."""
+
+    def take_over(self) -> None:
+        """Another connection took the session: close this one (§3.1.4)."""
+
+
 class Sub:
     """One subscription of a session (§3.8.3.1 Subscription Options)."""
 
@@ -219,7 +242,7 @@ class Session:
         self.client_id = client_id
         self.subscriptions: dict[str, Sub] = {}
         self.expiry = expiry  #: Session Expiry Interval in seconds; 0 ends it with the connection
-        self.conn: Any = None
+        self.conn: BrokerConnection | None = None
         self.online = False
         self.present = False  #: whether it existed before the current connection
         self.state: SessionState | None = None

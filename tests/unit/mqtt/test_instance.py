@@ -1,4 +1,4 @@
-"""``consumer: application``: the ASGI mqtt mapping driven through the adapter."""
+"""``consumer: application``: the MQTT application instance, driven through the adapter."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def test_close_before_accept_rejects() -> None:
         harness.close()
 
 
-def test_app_returning_without_answer_gives_server_unavailable() -> None:
+def test_app_returning_without_answer_gets_connack_0x80() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
 
@@ -162,7 +162,8 @@ def test_app_returning_without_answer_gives_server_unavailable() -> None:
     try:
         client = harness.client()
         (connack,) = client.connect("c")
-        assert connack.reason_code == ReasonCode.SERVER_UNAVAILABLE
+        assert connack.reason_code == ReasonCode.UNSPECIFIED_ERROR
+        assert any("returned without answering mqtt.connect" in line for line in harness.errors())
         harness.log.clear()
     finally:
         harness.close()

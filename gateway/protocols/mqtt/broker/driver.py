@@ -6,58 +6,90 @@ application instance (the fastest path, and what a plain MQTT broker deployment 
   resumed), then CONNACK. Enhanced authentication (a 5.0 Authentication Method) is refused with
   0x8C Bad authentication method: it needs an application.
 * PUBLISH: access rules, routing to subscribers, the retained store; QoS 1/2 acknowledged once
-  that is done, in the order received ([MQTT-4.6.0-2]). A payload that claims to be UTF-8
-  (Payload Format Indicator 1) and is not is refused with 0x99 (§3.3.2.3.2).
+  that is done, in the order received ([MQTT-4.6.0-2]). (A payload that claims to be UTF-8
+  and is not was refused by the wire core already, §3.3.2.3.2.)
 * SUBSCRIBE / UNSUBSCRIBE: access rules, then SUBACK / UNSUBACK (the broker follows them).
+
+The driver reaches its connection through :class:`DrivenConnection` (the adapter's
+``MqttConnection`` is one); the adapter makes the driver when the CONNECT arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 from twisted.logger import Logger
 
+from gateway.asgi.instance import failure_of
+from gateway.protocols.mqtt.broker.core import Broker
 from gateway.protocols.mqtt.broker.eager import run_eager
+from gateway.protocols.mqtt.broker.link import BrokerLink
 from gateway.protocols.mqtt.events import (
-    ConnectReceived, PublishReceived, SubscribeReceived, UnsubscribeReceived,
+    ConnectReceived, Event, PublishReceived, SubscribeReceived, UnsubscribeReceived,
 )
-from gateway.protocols.mqtt.packets import Connect, Publish
-from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES
+from gateway.protocols.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
+from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gateway.protocols.mqtt.reasons import ReasonCode
 
-if TYPE_CHECKING:
-    from gateway.protocols.mqtt.adapter import MqttConnection
-
-__all__ = ["BrokerDriver", "payload_format_invalid"]
+__all__ = ["BrokerDriver", "DrivenConnection"]
 
 log = Logger(namespace="gateway.mqtt")
 
 
-def payload_format_invalid(packet: Publish) -> bool:
-    """True when the publish says its payload is UTF-8 (indicator 1) and it is not."""
-    props = packet.properties
-    if props is EMPTY_PROPERTIES or props.payload_format_indicator != 1:
-        return False
-    try:
-        packet.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
+class DrivenConnection(Protocol):
+    """What a driver needs of the connection it answers for."""
+
+    level: int
+    client_id: str | None
+    link: BrokerLink | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    def open_link(self, connect: Connect) -> BrokerLink | None: ...
+
+    def accept(self, session_present: bool | None = None, properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def reject(self, reason_code: int, properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def ack_publish(self, packet_id: int, reason_code: int = ReasonCode.SUCCESS,
+                    properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def answer_subscribe(self, packet: Subscribe, codes: list[int], properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def answer_unsubscribe(self, packet: Unsubscribe, codes: list[int] | None,
+                           properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def disconnect(self, reason_code: int = ReasonCode.NORMAL_DISCONNECTION,
+                   properties: Properties = EMPTY_PROPERTIES) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class BrokerDriver:
-    """Drives one connection with the built-in broker (see the module documentation)."""
+    """Drives one connection with the built-in broker (see the module documentation).
 
-    def __init__(self, conn: MqttConnection) -> None:
+    Args:
+        conn: the connection.
+        broker: the listener's broker (None: every CONNECT is refused, 0x88).
+        loop: where store operations that really wait run.
+        max_pending: acknowledgements waiting for the store before reading pauses.
+    """
+
+    def __init__(self, conn: DrivenConnection, broker: Broker | None, loop: asyncio.AbstractEventLoop,
+                 max_pending: int) -> None:
         self.conn = conn
-        self._acks: deque[list[Any]] = deque()  # [packet id, reason, done] in arrival order
-        self._connecting: Any = None
+        self.broker = broker
+        self.loop = loop
+        self.max_pending = max_pending
+        self._acks: deque[list[Any]] = deque()  # [packet id, reason, done, task?] in arrival order
+        self._connecting: asyncio.Task[Any] | None = None
 
     def wants_pause(self) -> bool:
         """Stop reading while acknowledgements wait for the store (bounded backlog)."""
-        return len(self._acks) >= self.conn.settings.options.receive_maximum
+        return len(self._acks) >= self.max_pending
 
     def writes_resumed(self) -> None:
         """Nothing waits on the write buffer here."""
@@ -66,37 +98,37 @@ class BrokerDriver:
         """The transport closed. A CONNECT being decided is left to finish: the link then sees
         the connection ended and gives the session back (cancelling could strand it)."""
 
-    def handle(self, events: list[Any]) -> None:
+    def handle(self, events: list[Event]) -> None:
         """Act on the core's events."""
         for event in events:
             cls = event.__class__
             if cls is PublishReceived:
-                self._publish(event.packet)
+                self._publish(cast(PublishReceived, event).packet)
             elif cls is SubscribeReceived:
-                packet = event.packet
+                packet = cast(SubscribeReceived, event).packet
                 link = self.conn.link
                 codes = link.grant(packet.subscriptions) if link is not None else [0x80] * len(packet.subscriptions)
                 self.conn.answer_subscribe(packet, codes)
             elif cls is UnsubscribeReceived:
-                packet = event.packet
+                request = cast(UnsubscribeReceived, event).packet
                 link = self.conn.link
-                done = link.unsubscribe_codes(packet.topic_filters) if link is not None else None
-                self.conn.answer_unsubscribe(packet, done)
+                done = link.unsubscribe_codes(request.topic_filters) if link is not None else None
+                self.conn.answer_unsubscribe(request, done)
             elif cls is ConnectReceived:
-                self._connect(event.packet)
+                self._connect(cast(ConnectReceived, event).packet)
 
     # -- CONNECT ------------------------------------------------------------------------------
 
     def _connect(self, packet: Connect) -> None:
         conn = self.conn
-        if conn.settings.broker is None:
+        if self.broker is None:
             conn.reject(ReasonCode.SERVER_UNAVAILABLE)
             return
         if packet.properties.authentication_method is not None:
             conn.reject(ReasonCode.BAD_AUTHENTICATION_METHOD)  # enhanced auth needs an application
             return
-        conn.make_link(packet)
-        self._connecting = run_eager(self._open(), self._opened, conn.settings.loop)
+        conn.open_link(packet)
+        self._connecting = run_eager(self._open(), self._opened, self.loop)
 
     async def _open(self) -> int:
         link = self.conn.link
@@ -110,9 +142,9 @@ class BrokerDriver:
         self._connecting = None
         conn = self.conn
         if exc is not None:
-            if isinstance(exc, asyncio.CancelledError) or conn.core.closed:
+            if isinstance(exc, asyncio.CancelledError) or conn.closed:
                 return
-            log.failure("MQTT CONNECT of {client} failed", failure=_failure(exc), client=conn.client_id)
+            log.failure("MQTT CONNECT of {client} failed", failure=failure_of(exc), client=conn.client_id)
             conn.reject(ReasonCode.SERVER_UNAVAILABLE)
         elif result >= 0:
             conn.reject(result)
@@ -126,30 +158,26 @@ class BrokerDriver:
         link = conn.link
         pending = None
         reason: int
-        if payload_format_invalid(packet):
-            reason = ReasonCode.PAYLOAD_FORMAT_INVALID
-        elif link is None:  # pragma: no cover - publishes only come after an accepted CONNECT
+        if link is None:  # pragma: no cover - publishes only come after an accepted CONNECT
             reason = ReasonCode.UNSPECIFIED_ERROR
         else:
             reason, pending = link.publish_now(
                 packet.topic, packet.payload, packet.qos, packet.retain, packet.properties
             )
         if not packet.qos:
-            if reason == ReasonCode.PAYLOAD_FORMAT_INVALID and conn.level == 5:
-                conn.disconnect(reason)  # a QoS 0 message can only be refused by closing
-            elif pending is not None:
-                conn.settings.broker.run(pending, "retained update")
+            if pending is not None and self.broker is not None:
+                self.broker.run(pending, "retained update")
             return
         packet_id = packet.packet_id
         if packet_id is None:  # pragma: no cover - the decoder requires one for QoS 1/2
             return
         if pending is None and not self._acks:
-            conn.core.ack_publish(packet_id, reason)  # the common case: in order already
+            conn.ack_publish(packet_id, reason)  # the common case: in order already
             return
-        entry = [packet_id, reason, pending is None]
+        entry: list[Any] = [packet_id, reason, pending is None]
         self._acks.append(entry)
         if pending is not None:
-            task = run_eager(pending, lambda exc, _result: self._stored(entry, exc), conn.settings.loop)
+            task = run_eager(pending, lambda exc, _result: self._stored(entry, exc), self.loop)
             if task is not None:
                 entry.append(task)  # a strong reference: the loop only keeps weak ones
         self._drain_acks()
@@ -157,7 +185,7 @@ class BrokerDriver:
     def _stored(self, entry: list[Any], exc: BaseException | None) -> None:
         if exc is not None:
             # Not stored: do not acknowledge; the client re-sends after reconnecting.
-            log.failure("MQTT retained message not stored", failure=_failure(exc))
+            log.failure("MQTT retained message not stored", failure=failure_of(exc))
             self._acks.clear()
             self.conn.disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
             return
@@ -166,17 +194,12 @@ class BrokerDriver:
 
     def _drain_acks(self) -> None:
         acks = self._acks
-        core = self.conn.core
+        conn = self.conn
         sent = False
         while acks and acks[0][2]:
             entry = acks.popleft()
-            core.ack_publish(entry[0], entry[1])
+            conn.ack_publish(entry[0], entry[1])
             sent = True
         if sent:
-            self.conn.flush()
+            conn.flush()
 
-
-def _failure(exc: BaseException) -> Any:
-    from twisted.python.failure import Failure
-
-    return Failure(exc, type(exc), exc.__traceback__)

@@ -3,14 +3,13 @@
 exchanges, the client's Receive Maximum (send quota, §4.9), queueing, outbound topic aliases,
 the client's Maximum Packet Size, and re-sending on session resume (§4.4).
 
-Used by :class:`~gateway.protocols.mqtt.connection.MqttServerConnection`.
+Used by :class:`~gateway.protocols.mqtt.core.MqttServerConnection`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Callable
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.mqtt.codec import MAX_PACKET_SIZE, encode
@@ -23,7 +22,6 @@ from gateway.protocols.mqtt.events import (
     ServerOptions,
 )
 from gateway.protocols.mqtt.packets import (
-    Packet,
     PubAck,
     PubComp,
     PubRec,
@@ -46,16 +44,12 @@ class OutboundFlow:
 
     Args:
         options: the server options (queue and in-flight caps).
-        out: the connection's output list; encoded PUBLISH packets are appended to it.
-        write: writes any other packet (PUBREL) through the connection.
+        out: the connection's output list; encoded packets (PUBLISH, PUBREL) are appended to it.
     """
 
-    def __init__(
-        self, options: ServerOptions, out: list[bytes], write: Callable[[Packet], None]
-    ) -> None:
+    def __init__(self, options: ServerOptions, out: list[bytes]) -> None:
         self._options = options
         self._out = out
-        self._write = write
         self.level = 4
         #: The send quota: min(client's Receive Maximum, our max_outbound_inflight).
         self.window = options.max_outbound_inflight
@@ -103,7 +97,8 @@ class OutboundFlow:
         """
         new_alias = 0
         if wire is not None and not self.alias_maximum:
-            data = wire[0] + packet.packet_id.to_bytes(2, "big") + wire[1] if packet.qos else wire[0] + wire[1]
+            packet_id = packet.packet_id  # None exactly for QoS 0
+            data = wire[0] + wire[1] if packet_id is None else wire[0] + packet_id.to_bytes(2, "big") + wire[1]
         elif self.level == 4:
             if packet.properties is not EMPTY_PROPERTIES:
                 packet = replace(packet, properties=EMPTY_PROPERTIES)  # 3.1.1 has none
@@ -189,7 +184,7 @@ class OutboundFlow:
         if entry is None:
             # §4.3.3: PUBREL "Packet Identifier not found" (5.0); plain PUBREL in 3.1.1.
             reason = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0
-            self._write(PubRel(packet_id, reason))
+            self._out.append(encode(PubRel(packet_id, reason), self.level))
             return None
         if entry.publish.qos != 2:
             raise _protocol_error("PUBREC for a QoS 1 message")
@@ -203,7 +198,7 @@ class OutboundFlow:
                 self._inflight += 1
             if not entry.released:
                 self._messages[packet_id] = OutboundMessage(entry.publish, True)
-            self._write(PubRel(packet_id))
+            self._out.append(encode(PubRel(packet_id), self.level))
         return PubRecReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     def on_pubcomp(self, packet: PubComp) -> PubCompReceived | None:
@@ -232,7 +227,7 @@ class OutboundFlow:
                 # §4.4: re-send PUBREL. §4.9 lets PUBREL go out whatever the quota; it still
                 # counts as in flight until PUBCOMP.
                 self._inflight += 1
-                self._write(PubRel(packet_id))
+                self._out.append(encode(PubRel(packet_id), self.level))
             else:
                 self._resend[packet_id] = None
         self._queue.extend(queued)

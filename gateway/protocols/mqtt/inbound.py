@@ -2,7 +2,7 @@
 """Client-to-server flow state of one connection: packet identifiers, QoS 1/2 acknowledgement
 after handling, Receive Maximum, topic aliases and subscription requests awaiting an answer.
 
-Used by :class:`~gateway.protocols.mqtt.connection.MqttServerConnection`; the methods either
+Used by :class:`~gateway.protocols.mqtt.core.MqttServerConnection`; the methods either
 raise :class:`RemoteProtocolError` (the client broke the protocol) or
 :class:`LocalProtocolError` (the upper layer misused the API), and never write bytes.
 """

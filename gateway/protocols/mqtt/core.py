@@ -58,26 +58,211 @@ A broker stores it with the subscriptions and hands it to the next connection's
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, Callable
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
-from gateway.protocols.mqtt import _handshake as handshake
-from gateway.protocols.mqtt._receive import (
-    AWAITING_CONNECT, CLOSED, CONNECTED, CONNECTING, ReceivingCore, peer_error,
+from gateway.protocols.mqtt.codec import MAX_PACKET_SIZE, decode, encode, peek_connect_level
+from gateway.protocols.mqtt.events import (
+    AuthReceived, ConnectionClosed, ConnectionState, ConnectReceived, DisconnectReceived, Event,
+    PublishReceived, PublishStatus, ServerOptions, SessionState, SubscribeReceived, UnsubscribeReceived,
 )
-from gateway.protocols.mqtt.events import ConnectionState, Event, PublishStatus, SessionState
-from gateway.protocols.mqtt.packets import Auth, ConnAck, Disconnect, SubAck, UnsubAck
+from gateway.protocols.mqtt.inbound import InboundFlow
+from gateway.protocols.mqtt.outbound import OutboundFlow
+from gateway.protocols.mqtt.packets import (
+    Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, PubRec, PubRel,
+    Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
+)
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
-from gateway.protocols.mqtt.reasons import CONNACK_CODES, SERVER_DISCONNECT_CODES, ReasonCode
+from gateway.protocols.mqtt.reasons import (
+    CONNACK_CODES, SERVER_DISCONNECT_CODES, PacketType, ReasonCode, to_connect_return_code,
+)
 
-__all__ = ["MqttServerConnection"]
+__all__ = ["MqttServerConnection", "payload_format_invalid"]
+
+AWAITING_CONNECT = ConnectionState.AWAITING_CONNECT
+CONNECTING = ConnectionState.CONNECTING
+CONNECTED = ConnectionState.CONNECTED
+CLOSED = ConnectionState.CLOSED
 
 
-class MqttServerConnection(ReceivingCore):
+def peer_error(message: str, reason: ReasonCode) -> RemoteProtocolError:
+    """A :class:`RemoteProtocolError` whose hint is ``reason``."""
+    return RemoteProtocolError(message, hint=reason)
+
+
+def payload_format_invalid(packet: Publish) -> bool:
+    """True when the publish says its payload is UTF-8 (indicator 1) and it is not."""
+    props = packet.properties
+    if props is EMPTY_PROPERTIES or props.payload_format_indicator != 1:
+        return False
+    try:
+        packet.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+# -- the CONNECT / CONNACK / AUTH rules (§3.1, §3.2, §3.15, §4.12) ------------------------
+
+# CONNACK properties derived from ServerOptions; the upper layer may not set them.
+_MANAGED = (
+    "receive_maximum",
+    "maximum_packet_size",
+    "topic_alias_maximum",
+    "maximum_qos",
+    "retain_available",
+    "wildcard_subscription_available",
+    "subscription_identifier_available",
+    "shared_subscription_available",
+)
+
+
+def _check_connect(packet: Connect, options: ServerOptions) -> None:
+    """Server-side rules on a decoded CONNECT.
+
+    Raises:
+        RemoteProtocolError: a disabled protocol level (0x84), or a 3.1.1 empty client id
+            without clean session (0x85, sent as return code 2, [MQTT-3.1.3-8]).
+    """
+    if packet.protocol_level not in options.protocol_levels:
+        raise RemoteProtocolError(
+            f"protocol level {packet.protocol_level} is disabled",
+            hint=ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+        )
+    if packet.protocol_level == 4 and not packet.client_id and not packet.clean_start:
+        raise RemoteProtocolError(
+            "empty client id without clean session", hint=ReasonCode.CLIENT_IDENTIFIER_NOT_VALID
+        )
+
+
+def _connack_properties(options: ServerOptions, connect: Connect, given: Properties) -> Properties:
+    """The properties of a 5.0 CONNACK accepting ``connect``: ``given`` plus our limits.
+
+    Raises:
+        LocalProtocolError: ``given`` sets a limit the options own, or lacks the Assigned
+            Client Identifier an empty client id requires [MQTT-3.2.2-16].
+    """
+    for name in _MANAGED:
+        if getattr(given, name) is not None:
+            raise LocalProtocolError(f"{name} is set by the connection from ServerOptions")
+    if not connect.client_id and given.assigned_client_identifier is None:
+        raise LocalProtocolError("assigned_client_identifier is needed for an empty client id")
+    keep_alive = given.server_keep_alive
+    maximum = options.max_keep_alive
+    if keep_alive is None and maximum is not None:
+        if connect.keep_alive == 0 or connect.keep_alive > maximum:
+            keep_alive = maximum  # §3.2.2.3.14 Server Keep Alive
+    # Advertise only what differs from the defaults a client assumes when absent (§3.2.2.3).
+    return replace(
+        given,
+        server_keep_alive=keep_alive,
+        receive_maximum=options.receive_maximum if options.receive_maximum < 65535 else None,
+        maximum_packet_size=(
+            options.max_packet_size if options.max_packet_size < MAX_PACKET_SIZE else None
+        ),
+        topic_alias_maximum=options.topic_alias_maximum or None,
+        maximum_qos=options.maximum_qos if options.maximum_qos < 2 else None,
+        retain_available=None if options.retain_available else False,
+        wildcard_subscription_available=None if options.wildcard_subscription_available else False,
+        subscription_identifier_available=(
+            None if options.subscription_identifier_available else False
+        ),
+        shared_subscription_available=None if options.shared_subscription_available else False,
+    )
+
+
+def _refusal(reason: int, level: int | None, valid_connect: bool) -> tuple[ConnAck, int] | None:
+    """The CONNACK refusing a CONNECT and the level to encode it at, or None to just close.
+
+    Args:
+        reason: the 5.0 reason (>= 0x80; other codes become 0x80 Unspecified error).
+        level: the level the CONNECT announced (levels above 5 get the 5.0 format, below 4
+            the 3.1.1 one), or None when it is not even an MQTT CONNECT.
+        valid_connect: the CONNECT was decoded (refused by policy, not for being invalid).
+    """
+    if level is None:
+        return None
+    if level >= 5:
+        code = reason if reason in CONNACK_CODES and reason >= 0x80 else 0x80
+        return ConnAck(False, code), 5
+    if valid_connect or reason in (
+        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+        ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+    ):
+        # 3.1.1 §3.1.4: a CONNECT that does not conform is closed without a CONNACK; a valid
+        # but refused one (and return codes 1 and 2, §3.2.2.3) gets a return code.
+        return ConnAck(False, to_connect_return_code(reason)), 4
+    return None
+
+
+def _check_client_auth(packet: Auth, method: str | None, connected: bool) -> None:
+    """Rules on an AUTH from the client (§4.12).
+
+    Raises:
+        RemoteProtocolError (0x82): no enhanced authentication was started by the CONNECT,
+            another method, or a reason a client may not send now.
+    """
+    if method is None:
+        raise RemoteProtocolError(
+            "AUTH without an authentication method in CONNECT", hint=ReasonCode.PROTOCOL_ERROR
+        )
+    if packet.properties.authentication_method != method:
+        # §4.12: "the same value as the Authentication Method in the CONNECT".
+        raise RemoteProtocolError(
+            "AUTH with another authentication method", hint=ReasonCode.PROTOCOL_ERROR
+        )
+    allowed = [ReasonCode.CONTINUE_AUTHENTICATION]
+    if connected:
+        allowed.append(ReasonCode.RE_AUTHENTICATE)  # §4.12.1, only after the CONNACK
+    if packet.reason_code not in allowed:
+        raise RemoteProtocolError(
+            f"AUTH reason 0x{packet.reason_code:02X} from a client", hint=ReasonCode.PROTOCOL_ERROR
+        )
+
+
+class MqttServerConnection:
     """The server side of one MQTT connection (3.1.1 or 5.0, chosen by the client's CONNECT).
 
     Args:
         options: limits and capabilities; defaults to ``ServerOptions()``.
     """
+
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        self._options = options if options is not None else ServerOptions()
+        self._state = AWAITING_CONNECT
+        self._level: int | None = None
+        self._connect: Connect | None = None
+        self._buffer = bytearray()
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        #: The peer error that closed the connection, if any.
+        self.error: RemoteProtocolError | None = None
+        # Time is stamped lazily by next_deadline()/handle_timeout(), which receive `now`.
+        self._started: float | None = None
+        self._last_seen = 0.0
+        self._activity = False
+        self._keep_alive = 0
+        self._auth_method: str | None = None
+        self._session_expiry = 0
+        self._client_max_packet = MAX_PACKET_SIZE
+        self._inbound = InboundFlow(self._options)
+        self._outbound = OutboundFlow(self._options, self._out)
+
+    @property
+    def paused(self) -> bool:
+        """True while the adapter should stop reading from the transport.
+
+        That is while the CONNECT awaits the upper layer's decision, and while as many QoS 1/2
+        publishes await ``ack_publish()`` as our Receive Maximum (3.1.1 has no flow control,
+        so this is its only back-pressure). The keep-alive deadline is suspended meanwhile:
+        the slow side is ours.
+        """
+        if self._state is CONNECTING:
+            return True
+        return (
+            self._state is CONNECTED
+            and self._inbound.awaiting_app >= self._options.receive_maximum
+        )
 
     # -- state --------------------------------------------------------------------------------
 
@@ -206,7 +391,7 @@ class MqttServerConnection(ReceivingCore):
             raise LocalProtocolError("a clean start cannot have a session present")
         ack_properties = EMPTY_PROPERTIES
         if self._level == 5:
-            ack_properties = handshake.connack_properties(self._options, connect, properties)
+            ack_properties = _connack_properties(self._options, connect, properties)
         self._write(ConnAck(session_present, ReasonCode.SUCCESS, ack_properties))
         self._state = CONNECTED
         self._activity = True  # the keep-alive runs from now
@@ -415,3 +600,210 @@ class MqttServerConnection(ReceivingCore):
         """A snapshot of the session's protocol state (see :class:`SessionState`)."""
         outbound, queued, next_id = self._outbound.snapshot()
         return SessionState(outbound, queued, self._inbound.released(), next_id)
+
+    # -- input --------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        buffer = self._buffer
+        if not buffer:
+            return
+        consumed = self._process(buffer)
+        if self._state is CLOSED:
+            self._buffer = bytearray()
+        elif consumed:
+            self._buffer = buffer[consumed:]  # a new bytearray: never resize a viewed buffer
+
+    def _process(self, data: bytes | bytearray) -> int:
+        """Decode and handle packets from ``data`` while the state allows; return bytes used."""
+        pos = 0
+        size = len(data)
+        view = memoryview(data)
+        max_size = self._options.max_packet_size
+        try:
+            while pos < size:
+                state = self._state
+                if state is CONNECTING:
+                    # §3.1.4: nothing but AUTH (5.0, enhanced authentication) is processed
+                    # before the CONNACK; the rest waits for accept(). Without an authentication
+                    # method in the CONNECT an AUTH waits as well: it is a protocol error either
+                    # way, reported the same whether it came with the CONNECT or after accept().
+                    if self._level != 5 or self._auth_method is None or view[pos] >> 4 != PacketType.AUTH:
+                        break
+                elif state is CLOSED:
+                    break
+                packet, used = decode(
+                    view[pos:] if pos else view,
+                    protocol_level=self._level,
+                    max_packet_size=max_size,
+                )
+                if packet is None:
+                    break
+                pos += used
+                self._activity = True
+                _HANDLERS.get(type(packet), _ON_UNEXPECTED)(self, packet)
+        except RemoteProtocolError as exc:
+            self._fail(exc, bytes(view[pos : pos + 16]))
+        finally:
+            view.release()
+        return pos
+
+    def _fail(self, exc: RemoteProtocolError, head: bytes) -> None:
+        # A fresh exception: no traceback keeping frames (and memoryviews) alive.
+        error = RemoteProtocolError(exc.message, hint=exc.hint)
+        reason = exc.hint
+        state = self._state
+        if state is AWAITING_CONNECT or state is CONNECTING:
+            level = self._level if self._level is not None else peek_connect_level(head)
+            self._refuse(reason, level, EMPTY_PROPERTIES)
+        elif self._level == 5:
+            # §4.13.1: the server MAY send DISCONNECT with the reason before closing.
+            code = reason if reason in SERVER_DISCONNECT_CODES else ReasonCode.PROTOCOL_ERROR
+            self._write(Disconnect(code))
+        self._close(reason, error, state is CONNECTED)
+
+    def _refuse(self, reason: int, level: int | None, properties: Properties) -> None:
+        answer = _refusal(reason, level, self._state is CONNECTING)
+        if answer is not None:
+            connack, level = answer
+            if level == 5 and properties:
+                connack = replace(connack, properties=properties)
+            self._write(connack, level)
+
+    def _close(self, reason: int | None, error: RemoteProtocolError | None, will: bool) -> None:
+        self._state = CLOSED
+        self.error = error
+        has_will = self._connect is not None and self._connect.will is not None
+        self._events.append(ConnectionClosed(reason, will and has_will, error))
+
+    def _on_connect(self, packet: Connect) -> None:
+        if self._state is not AWAITING_CONNECT:
+            raise peer_error("second CONNECT", ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.1.0-2]
+        level = packet.protocol_level
+        self._level = self._inbound.level = self._outbound.level = level
+        self._connect = packet
+        _check_connect(packet, self._options)
+        if level == 5:
+            props = packet.properties
+            self._auth_method = props.authentication_method
+            self._session_expiry = props.session_expiry_interval or 0
+            outbound = self._outbound
+            outbound.window = min(props.receive_maximum or 65535, outbound.window)
+            if props.maximum_packet_size is not None:
+                self._client_max_packet = outbound.max_packet_size = props.maximum_packet_size
+            if self._options.outbound_topic_aliases:
+                outbound.alias_maximum = props.topic_alias_maximum or 0
+        self._keep_alive = packet.keep_alive
+        self._state = CONNECTING
+        self._events.append(ConnectReceived(packet))
+
+    def _on_publish(self, packet: Publish) -> None:
+        deliver, answer = self._inbound.on_publish(packet)
+        if answer is not None:
+            self._write(answer)
+        if deliver is not None:
+            if deliver.properties is not EMPTY_PROPERTIES and payload_format_invalid(deliver):
+                # §3.3.2.3.2: a payload that claims to be UTF-8 and is not is refused: 0x99 in
+                # the PUBACK/PUBREC, or (QoS 0 has no answer) DISCONNECT 0x99.
+                if deliver.packet_id is None:
+                    raise peer_error("the payload is not the UTF-8 it claims to be", ReasonCode.PAYLOAD_FORMAT_INVALID)
+                self.ack_publish(deliver.packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                return
+            self._events.append(PublishReceived(deliver))
+
+    def _on_ack(self, packet: PubAck | PubRec | PubComp) -> None:
+        outbound = self._outbound
+        event: Event | None
+        if isinstance(packet, PubAck):
+            event = outbound.on_puback(packet)
+        elif isinstance(packet, PubRec):
+            event = outbound.on_pubrec(packet)
+        else:
+            event = outbound.on_pubcomp(packet)
+        if event is not None:
+            self._events.append(event)
+
+    def _on_pubrel(self, packet: PubRel) -> None:
+        self._write(self._inbound.on_pubrel(packet.packet_id))
+
+    def _on_subscribe(self, packet: Subscribe) -> None:
+        self._inbound.on_subscribe(packet)
+        self._events.append(SubscribeReceived(packet))
+
+    def _on_unsubscribe(self, packet: Unsubscribe) -> None:
+        self._inbound.on_unsubscribe(packet.packet_id, len(packet.topic_filters))
+        self._events.append(UnsubscribeReceived(packet))
+
+    def _on_pingreq(self, packet: PingReq) -> None:
+        self._write(PingResp())  # §3.12.4: the server MUST answer PINGREQ with PINGRESP
+
+    def _on_disconnect(self, packet: Disconnect) -> None:
+        expiry = packet.properties.session_expiry_interval
+        if expiry and not self._session_expiry:
+            # [MQTT-3.14.2-2]: a session the CONNECT made expire at once cannot be extended.
+            raise peer_error("session expiry set on DISCONNECT", ReasonCode.PROTOCOL_ERROR)
+        self._events.append(DisconnectReceived(ReasonCode(packet.reason_code), packet.properties))
+        # §3.1.2.5: the Will is discarded on a DISCONNECT with reason 0x00 (any 3.1.1 one).
+        self._close(packet.reason_code, None, packet.reason_code != 0)
+
+    def _on_auth(self, packet: Auth) -> None:
+        _check_client_auth(packet, self._auth_method, self._state is CONNECTED)
+        self._events.append(AuthReceived(ReasonCode(packet.reason_code), packet.properties))
+
+    def _on_unexpected(self, packet: Packet) -> None:
+        # CONNACK, SUBACK, UNSUBACK, PINGRESP only go from server to client.
+        raise peer_error(f"{type(packet).__name__} sent to a server", ReasonCode.PROTOCOL_ERROR)
+
+    # -- output and helpers -------------------------------------------------------------------
+
+    def _write(self, packet: Any, level: int | None = None) -> None:
+        """Encode ``packet`` (at ``level``, else the connection's) into the output."""
+        level = level or self._level or 4
+        data = encode(packet, level)
+        props = getattr(packet, "properties", EMPTY_PROPERTIES)
+        if len(data) > self._client_max_packet and props:
+            # §3.2.2.3.9 etc.: Reason String and User Properties are the first to go when a
+            # packet would exceed the client's Maximum Packet Size.
+            slim = replace(props, reason_string=None, user_properties=())
+            data = encode(replace(packet, properties=slim), level)
+        self._out.append(data)
+
+    def _require(self, state: ConnectionState, what: str) -> None:
+        if self._state is not state:
+            raise LocalProtocolError(f"{what}() in state {self._state.name}")
+
+    def _observe(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        if self._activity:
+            self._activity = False
+            self._last_seen = now
+
+    def _deadline(self) -> float | None:
+        state = self._state
+        if state is AWAITING_CONNECT:
+            timeout = self._options.connect_timeout
+            if timeout is None or self._started is None:
+                return None
+            return self._started + timeout
+        if state is not CONNECTED or not self._keep_alive or self.paused:
+            return None
+        # §3.1.2.10: "within one and a half times the Keep Alive time period".
+        return self._last_seen + 1.5 * self._keep_alive
+
+
+# What each packet from a client does: a table of the class's functions (not of one
+# connection's bound methods, which would make every connection a reference cycle).
+_HANDLERS: dict[type, Callable[[MqttServerConnection, Any], None]] = {
+    Connect: MqttServerConnection._on_connect,
+    Publish: MqttServerConnection._on_publish,
+    PubAck: MqttServerConnection._on_ack,
+    PubRec: MqttServerConnection._on_ack,
+    PubComp: MqttServerConnection._on_ack,
+    PubRel: MqttServerConnection._on_pubrel,
+    Subscribe: MqttServerConnection._on_subscribe,
+    Unsubscribe: MqttServerConnection._on_unsubscribe,
+    PingReq: MqttServerConnection._on_pingreq,
+    Disconnect: MqttServerConnection._on_disconnect,
+    Auth: MqttServerConnection._on_auth,
+}
+_ON_UNEXPECTED = MqttServerConnection._on_unexpected
