@@ -22,6 +22,11 @@ client gets the messages of its subscriptions without further code.
 
 Layer messages: handlers are named after the message type as usual; do not use ``mqtt.*``
 types for your own layer messages (``mqtt.publish`` is the client's publish).
+
+A client that leaves while a handler answers it (``send()`` raises
+:class:`~gateway.asgi.instance.ClientDisconnected`) is not an error: the handler's work ends
+there, ``disconnect()`` is called with the ``mqtt.disconnect`` event that follows, and the
+consumer ends normally.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from gateway.asgi.instance import ClientDisconnected
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
 from gateway.protocols.mqtt.asgi import broker_link
@@ -66,6 +72,14 @@ class AsyncMqttConsumer(AsyncConsumer):
     def broker(self) -> Any:
         """The connection's broker link (None without a broker)."""
         return broker_link(self.scope)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Call the handler; a client that left meanwhile ends it quietly (``mqtt.disconnect``
+        follows)."""
+        try:
+            await super().dispatch(message)
+        except ClientDisconnected:
+            pass
 
     async def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""
@@ -176,6 +190,14 @@ class MqttConsumer(SyncConsumer):
     def broker(self) -> Any:
         """The connection's broker link (None without a broker)."""
         return broker_link(self.scope)
+
+    def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]  # sync, as SyncConsumer.dispatch
+        """Call the handler (in a pool thread); a client that left meanwhile ends it quietly
+        (``mqtt.disconnect`` follows)."""
+        try:
+            super().dispatch(message)
+        except ClientDisconnected:
+            pass
 
     def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""

@@ -1,8 +1,14 @@
 """``MqttCommunicator``: drive an MQTT application (an ``mqtt`` scope) without a server.
 
 It plays the gateway's side of ``docs/asgi-mqtt.md``: it builds the connection scope, sends
-client events and reads the application's answers. "Handled" means what the gateway means by
-it: the application asked for the next event (or answered with ``mqtt.puback``)::
+client events and reads the application's answers. It follows the daemon's own rules, through
+the same pure objects (:class:`~gateway.protocols.mqtt.asgi.ScopeState` and its
+:class:`~gateway.protocols.mqtt.asgi.HandlingRules`): a message sent out of order raises the
+same :class:`~gateway.protocols.errors.LocalProtocolError` in the application, and "handled"
+means what the gateway means by it: the application asked for the next event (or answered with
+``mqtt.puback`` / ``mqtt.suback`` / ``mqtt.unsuback``). Answers are what :meth:`publish`,
+:meth:`subscribe` and :meth:`unsubscribe` return; :meth:`receive_output` gives the rest (the
+CONNECT's answer, messages for the client, ``mqtt.close``, ``mqtt.auth``)::
 
     comm = MqttCommunicator(Temperatures.as_asgi(), client_id="sensor-1", username="alice")
     assert await comm.connect() == (True, False)
@@ -22,14 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from typing import Any
 
-from gateway.protocols.mqtt.asgi import connect_event, mqtt_scope, properties_from_dict, properties_to_dict
-from gateway.protocols.mqtt.packets import Connect, Subscribe, Subscription, Will
+from gateway.protocols.mqtt.asgi import (
+    Accept, AckPublish, AnswerSubscribe, AnswerUnsubscribe, Close, Refuse, ScopeState, connect_event, mqtt_scope,
+    properties_from_dict, properties_to_dict,
+)
+from gateway.protocols.mqtt.broker.session import Message
+from gateway.protocols.mqtt.packets import Connect, Subscribe, Subscription, Unsubscribe, Will
+from gateway.protocols.mqtt.properties import Properties
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["MqttCommunicator"]
+
+#: What an answer is recorded under: (kind, packet id).
+_PUBACK, _SUBACK, _UNSUBACK = "puback", "suback", "unsuback"
 
 
 class MqttCommunicator(ProtocolCommunicator):
@@ -62,12 +75,15 @@ class MqttCommunicator(ProtocolCommunicator):
             client_id, protocol_level, clean_start, keep_alive, username, password, will_packet,
             properties_from_dict(properties),
         )
-        self._sent = 0
-        self._asked = 0
-        self._asked_event: asyncio.Event | None = None
-        self._stash: deque[dict[str, Any]] = deque()
+        #: The daemon's rules for this connection: what the application may send, what it owes.
+        self.state: ScopeState[Subscribe | Unsubscribe] = ScopeState()
+        self.rules = self.state.rules
+        #: Answers by (kind, packet id): a reason code, or the list of reason codes.
+        self.answers: dict[tuple[str, int], Any] = {}
+        self._changed: asyncio.Event | None = None
+        self._events = 0  # events queued for the application
+        self._asks = 0  # receive() calls of the application
         self._packet_id = 0
-        self._requests: dict[int, Any] = {}
         self.link: Any = None
         if broker is not None:
             from gateway.protocols.mqtt.broker.auth import Authenticator
@@ -84,7 +100,7 @@ class MqttCommunicator(ProtocolCommunicator):
             client=("127.0.0.1", 50000), server=("127.0.0.1", 1883), tls=None, state=None, link=link,
         )
 
-    # -- plumbing: know when the application asks for its next event -------------------------
+    # -- plumbing: the application's receive and send, under the daemon's rules ----------------
 
     @property
     def future(self) -> Any:
@@ -94,81 +110,87 @@ class MqttCommunicator(ProtocolCommunicator):
             )
         return self._future
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        """The application's send: the gateway's side effects on the broker link, then out."""
+    def _record(self, key: tuple[str, int], value: Any) -> None:
+        self.answers[key] = value
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _receive(self) -> dict[str, Any]:
+        """The application asks for its next event: the one it held was handled."""
+        answer = self.rules.next_asked()
+        if answer is not None:
+            self._answered(answer)
+        self._asks += 1
+        if self._changed is not None:
+            self._changed.set()
+        message: dict[str, Any] = await self.input_queue.get()
+        return message
+
+    def _answered(self, action: Any) -> None:
+        kind = action.__class__
         link = self.link
-        kind = message.get("type")
+        if kind is AckPublish:
+            self._record((_PUBACK, action.packet_id), action.reason_code)
+        elif kind is AnswerSubscribe:
+            if link is not None:
+                link.subscribed(action.request, action.reason_codes)
+            self._record((_SUBACK, action.packet_id), action.reason_codes)
+        elif kind is AnswerUnsubscribe:
+            if link is not None:
+                link.unsubscribed(action.request.topic_filters, action.reason_codes)
+            self._record((_UNSUBACK, action.packet_id), action.reason_codes)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        """The application's send: checked as the daemon checks it, then carried out."""
+        action = self.state.app_send(message)
+        kind = action.__class__
+        if kind is AckPublish or kind is AnswerSubscribe or kind is AnswerUnsubscribe:
+            self._answered(action)
+            return
+        link = self.link
         if link is not None:
-            if kind == "mqtt.accept":
+            if kind is Accept:
                 link.accepted()
-            elif kind == "mqtt.suback":
-                request = self._requests.pop(int(message.get("packet_id") or 0), None)
-                if request is not None:
-                    link.subscribed(request, list(message["reason_codes"]))
-            elif kind == "mqtt.unsuback":
-                request = self._requests.pop(int(message.get("packet_id") or 0), None)
-                if request is not None:
-                    link.unsubscribed(request, message.get("reason_codes"))
-            elif kind == "mqtt.close" and link.session is not None:
+            elif (kind is Refuse or kind is Close) and link.session is not None:
                 link.closed(False, None, None)
         await self.output_queue.put(message)
 
-    async def _receive(self) -> dict[str, Any]:
-        self._asked += 1
-        if self._asked_event is not None:
-            self._asked_event.set()
-        return await self.input_queue.get()  # type: ignore[no-any-return]
+    async def _queue(self, message: dict[str, Any]) -> None:
+        self._events += 1
+        await self.send_input(message)
 
-    async def send_input(self, message: dict[str, Any]) -> None:
-        """Send one event to the application."""
-        self._sent += 1
-        await super().send_input(message)
+    async def _answer(self, key: tuple[str, int], timeout: float) -> Any:
+        """Wait for the answer recorded under ``key`` (the application ending first raises)."""
+        await self._until(lambda: key in self.answers, key[0], timeout)
+        return self.answers.pop(key)
 
-    async def receive_output(self, timeout: float = 1) -> dict[str, Any]:
-        """The next message the application sent (messages set aside while waiting first)."""
-        if self._stash:
-            return self._stash.popleft()
-        return await super().receive_output(timeout)  # type: ignore[no-any-return]
-
-    async def _handled_or(self, wanted: str, timeout: float) -> dict[str, Any] | None:
-        """Wait until the last event sent was handled (None) or ``wanted`` comes out."""
-        index = self._sent
+    async def _until(self, condition: Any, what: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            while not self.output_queue.empty():  # what was sent before the next ask
-                self._stash.append(self.output_queue.get_nowait())
-            for position, message in enumerate(self._stash):
-                if message.get("type") == wanted:
-                    del self._stash[position]
-                    return message
-            if self._asked > index:
-                return None
+        while not condition():
             if self.future.done():
                 self.future.result()
-                raise UnexpectedMessage(f"the application ended before handling the event (waiting for {wanted})")
+                raise UnexpectedMessage(f"the application ended before handling the event ({what})")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"the application neither handled the event nor sent {wanted}")
-            self._asked_event = asyncio.Event()
-            getter = asyncio.ensure_future(self.output_queue.get())
-            asker = asyncio.ensure_future(self._asked_event.wait())
-            done, _ = await asyncio.wait({getter, asker}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            asker.cancel()
-            if getter in done:
-                self._stash.append(getter.result())
-            else:
-                getter.cancel()
-                try:
-                    await getter
-                except asyncio.CancelledError:
-                    pass
+                raise TimeoutError(f"the application did not handle the event in {timeout}s ({what})")
+            changed = self._changed = asyncio.Event()
+            ended = asyncio.ensure_future(asyncio.shield(self.future))
+            waiter = asyncio.ensure_future(changed.wait())
+            await asyncio.wait({waiter, ended}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            ended.cancel()
+
+    def _next_id(self) -> int:
+        self._packet_id = self._packet_id % 65535 + 1
+        return self._packet_id
 
     # -- client actions -----------------------------------------------------------------------
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
         """Send ``mqtt.connect``; ``(True, session_present)`` or ``(False, reason_code)``."""
-        await self.send_input(connect_event(self.connect_packet))
+        self.rules.put_other()
+        await self._queue(connect_event(self.connect_packet))
         answer = await self.expect(("mqtt.accept", "mqtt.close"), timeout)
         if answer["type"] == "mqtt.close":
             return False, answer.get("reason_code", 0x87)
@@ -180,18 +202,18 @@ class MqttCommunicator(ProtocolCommunicator):
         reason code for QoS 1/2 (0 unless the application refused with ``mqtt.puback``)."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
-        packet_id = None
-        if qos:
-            self._packet_id = self._packet_id % 65535 + 1
-            packet_id = self._packet_id
-        await self.send_input({
+        packet_id = self._next_id() if qos else None
+        self.rules.put_publish(packet_id)
+        await self._queue({
             "type": "mqtt.publish", "topic": topic, "payload": payload, "qos": qos, "retain": retain,
-            "dup": False, "packet_id": packet_id, "properties": properties or {},
+            "dup": False, "packet_id": packet_id,
+            "properties": properties_to_dict(properties_from_dict(properties)),
         })
-        answer = await self._handled_or("mqtt.puback", timeout)
-        if not qos:
+        if packet_id is None:
+            handled = self._events + 1  # asking again after this event means it was handled
+            await self._until(lambda: self._asks >= handled, "publish", timeout)
             return None
-        return 0 if answer is None else int(answer.get("reason_code", 0))
+        return int(await self._answer((_PUBACK, packet_id), timeout))
 
     async def subscribe(self, subscriptions: list[tuple[str, int] | str | dict[str, Any]],
                         properties: dict[str, Any] | None = None, timeout: float = 1) -> list[int]:
@@ -208,28 +230,25 @@ class MqttCommunicator(ProtocolCommunicator):
                 share, _, inner = topic_filter[7:].partition("/")
             entries.append({"filter": inner, "share_name": share, "no_local": False,
                             "retain_as_published": False, "retain_handling": 0, **sub})
-        self._packet_id = self._packet_id % 65535 + 1
-        self._requests[self._packet_id] = Subscribe(self._packet_id, tuple(
+        packet_id = self._next_id()
+        request = Subscribe(packet_id, tuple(
             Subscription(e["topic_filter"], e["qos"], e["no_local"], e["retain_as_published"], e["retain_handling"])
             for e in entries
-        ))
-        await self.send_input({"type": "mqtt.subscribe", "packet_id": self._packet_id,
-                               "subscriptions": entries, "properties": properties or {}})
-        answer = await self._handled_or("mqtt.suback", timeout)
-        if answer is None:
-            return [0x80] * len(entries)  # the gateway refuses an unanswered SUBSCRIBE
-        return [int(code) for code in answer["reason_codes"]]
+        ), properties_from_dict(properties))
+        self.rules.put_subscribe(packet_id, request)
+        await self._queue({"type": "mqtt.subscribe", "packet_id": packet_id,
+                           "subscriptions": entries, "properties": properties or {}})
+        return [int(code) for code in await self._answer((_SUBACK, packet_id), timeout)]
 
     async def unsubscribe(self, topic_filters: list[str], timeout: float = 1) -> list[int]:
-        """Unsubscribe; return the UNSUBACK reason codes."""
-        self._packet_id = self._packet_id % 65535 + 1
-        self._requests[self._packet_id] = list(topic_filters)
-        await self.send_input({"type": "mqtt.unsubscribe", "packet_id": self._packet_id,
-                               "topic_filters": list(topic_filters), "properties": {}})
-        answer = await self._handled_or("mqtt.unsuback", timeout)
-        if answer is None or answer.get("reason_codes") is None:
-            return [0] * len(topic_filters)
-        return [int(code) for code in answer["reason_codes"]]
+        """Unsubscribe; return the UNSUBACK reason codes (0x00 each when the application
+        confirmed without codes)."""
+        packet_id = self._next_id()
+        self.rules.put_unsubscribe(packet_id, Unsubscribe(packet_id, tuple(topic_filters)))
+        await self._queue({"type": "mqtt.unsubscribe", "packet_id": packet_id,
+                           "topic_filters": list(topic_filters), "properties": {}})
+        codes = await self._answer((_UNSUBACK, packet_id), timeout)
+        return [0] * len(topic_filters) if codes is None else [int(code) for code in codes]
 
     async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
         """The next ``mqtt.publish`` the application sent to the client."""
@@ -237,6 +256,7 @@ class MqttCommunicator(ProtocolCommunicator):
 
     async def disconnect(self, reason_code: int = 0, timeout: float = 1) -> None:
         """The client disconnects: send ``mqtt.disconnect`` and wait for the application."""
+        self.state.closed()
         if self.link is not None:
             self.link.closed(reason_code != 0, None, None)
         await self.send_input({"type": "mqtt.disconnect", "reason_code": reason_code, "by_client": True,
@@ -253,14 +273,15 @@ class _Recorder:
         self.communicator = communicator
         self.taken_over = False
 
-    def deliver(self, topic: str, payload: bytes, qos: int, retain: bool, properties: Any, wire: Any = None) -> bool:
+    def deliver(self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+                wire: tuple[bytes, bytes] | None = None) -> bool:
         self.communicator.output_queue.put_nowait({
             "type": "mqtt.publish", "topic": topic, "payload": payload, "qos": qos, "retain": retain,
             "properties": properties_to_dict(properties),
         })
         return True
 
-    def deliver_qos0(self, message: Any, retain: bool) -> bool:
+    def deliver_qos0(self, message: Message, retain: bool) -> bool:
         return self.deliver(message.topic, message.payload, 0, retain, message.properties)
 
     def flush_output(self) -> None:

@@ -63,7 +63,9 @@ class Client:
         return bool(self.transport.disconnecting)
 
     def lose(self) -> None:
-        """The network connection drops."""
+        """The network connection drops (the transport lets go of its producer first, as
+        Twisted's does)."""
+        self.transport.unregisterProducer()
         self.protocol.connectionLost(None)
         self.harness.run()
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.consumers.mqtt import AsyncMqttConsumer, MqttConsumer
 from gateway.exceptions import DenyConnection
 from gateway.protocols.mqtt.broker import AccessRule, Authenticator, Broker, BrokerApplication, hash_password
-from gateway.testing.application import UnexpectedMessage
+from gateway.protocols.errors import LocalProtocolError
 from gateway.testing.mqtt import MqttCommunicator
 from tests.unit.mqtt.broker_helpers import make_broker
 
@@ -159,14 +159,14 @@ def test_broker_application_refuses_other_scopes() -> None:
     asyncio.run(scenario())
 
 
-def test_unexpected_answer_is_reported() -> None:
-    async def closes(scope: dict[str, Any], receive: Any, send: Any) -> None:
+def test_out_of_order_message_fails_as_in_the_daemon() -> None:
+    async def publishes_first(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "mqtt.publish", "topic": "x", "payload": b""})
 
     async def scenario() -> None:
-        comm = MqttCommunicator(closes)
-        with pytest.raises(UnexpectedMessage):
+        comm = MqttCommunicator(publishes_first)
+        with pytest.raises(LocalProtocolError, match="mqtt.publish before mqtt.accept"):
             await comm.connect()
 
     asyncio.run(scenario())

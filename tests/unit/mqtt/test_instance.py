@@ -261,3 +261,62 @@ def test_connect_event_goes_first_even_when_pipelined() -> None:
         assert [e["type"] for e in app.events] == ["mqtt.connect", "mqtt.publish"]
     finally:
         harness.close()
+
+
+def test_a_consumer_whose_client_left_ends_cleanly() -> None:
+    from gateway.consumers.mqtt import AsyncMqttConsumer
+
+    gate = asyncio.Event()
+    seen: list[Any] = []
+
+    class Answering(AsyncMqttConsumer):
+        async def receive(self, topic: str, payload: bytes, qos: int, retain: bool, properties: dict[str, Any]) -> None:
+            await gate.wait()
+            await self.publish("answer", payload)  # the client is gone by now: ClientDisconnected
+            seen.append("after publish")
+
+        async def disconnect(self, reason_code: int | None) -> None:
+            seen.append(("disconnect", reason_code))
+
+    harness = app_harness(Answering.as_asgi())
+    try:
+        client = harness.client()
+        client.connect("c")
+        client.send(Publish("t", b"x", 0))
+        client.lose()
+        gate.set()
+        harness.run()
+        assert seen == [("disconnect", None)]  # the handler stopped at its send; disconnect() ran
+        instances = harness.settings.stats.instances
+        assert (instances.errors, instances.client_left) == (0, 0)  # the consumer returned
+        assert harness.errors() == []
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize("consumer", ["broker", "application"])
+def test_a_closed_connection_is_freed_by_reference_counting(consumer: str) -> None:
+    import gc
+    import weakref
+
+    from gateway.consumers.mqtt import AsyncMqttConsumer
+
+    harness = Harness(consumer=consumer, app=AsyncMqttConsumer.as_asgi())
+    gc.collect()
+    gc.disable()
+    try:
+        client = harness.client()
+        client.connect("c", will=None)
+        client.send(Subscribe(1, (Subscription("t", 1),)), Publish("t", b"x", 1, packet_id=2))
+        client.received()
+        protocol = weakref.ref(client.protocol)
+        conn = weakref.ref(client.protocol.conn)
+        client.send(Disconnect())
+        client.lose()
+        harness.run()
+        assert harness.errors() == []
+        del client
+        assert protocol() is None and conn() is None
+    finally:
+        gc.enable()
+        harness.close()
