@@ -494,7 +494,7 @@ class HandlingRules(Generic[R]):
         )
         if packet_id is None:
             current = self.handed[0] if self.asked and self.handed else None
-            if current is not None and current[0] == what:
+            if current is not None and current[0] == what and current[1] in pending:
                 packet_id = current[1]
             elif len(pending) == 1:
                 packet_id = next(iter(pending))
