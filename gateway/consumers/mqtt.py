@@ -36,7 +36,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from gateway.asgi.instance import ClientDisconnected
-from gateway.consumers.base import AsyncConsumer, SyncConsumer
+from gateway.consumers.base import AsyncConsumer, SyncConsumer, get_handler_name
 from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
 from gateway.protocols.mqtt.asgi import broker_link
 
@@ -74,10 +74,13 @@ class AsyncMqttConsumer(AsyncConsumer):
         return broker_link(self.scope)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the handler; a client that left meanwhile ends it quietly (``mqtt.disconnect``
-        follows)."""
+        """Call the handler named after ``message["type"]``; a client that left meanwhile ends
+        it quietly (``mqtt.disconnect`` follows)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
         try:
-            await super().dispatch(message)
+            await handler(message)
         except ClientDisconnected:
             pass
 

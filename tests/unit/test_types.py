@@ -21,6 +21,9 @@ CHECKED = [
     "gateway/reactor.py",
     "gateway/tls.py",
     "gateway/_compat",
+    "gateway/protocols/mqtt",
+    "gateway/consumers/mqtt.py",
+    "gateway/testing/mqtt.py",
 ]
 
 

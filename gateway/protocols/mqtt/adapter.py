@@ -55,7 +55,7 @@ from gateway.protocols.mqtt.events import (
     AuthReceived, ConnectionClosed, ConnectReceived, DisconnectReceived, Event, PublishReceived, PublishStatus,
     ServerOptions, SubscribeReceived, UnsubscribeReceived,
 )
-from gateway.protocols.mqtt.packets import Connect, Subscribe, Unsubscribe
+from gateway.protocols.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gateway.protocols.mqtt.reasons import ReasonCode
 from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
@@ -512,7 +512,7 @@ class MqttInstance(ApplicationInstance):
         for event in events:
             cls = event.__class__
             if cls is PublishReceived:
-                packet = cast(PublishReceived, event).packet
+                packet: Publish = event.packet  # type: ignore[union-attr,assignment]  # no cast() call here
                 rules.put_publish(packet.packet_id if packet.qos else None)
                 self.put(publish_event(packet))
             elif cls is SubscribeReceived:

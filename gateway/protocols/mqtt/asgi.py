@@ -129,12 +129,13 @@ class PropertiesDict(dict[str, Any]):
 
 
 def properties_to_dict(properties: Properties) -> dict[str, Any]:
-    """The set properties as a dict (``user_properties`` as a list of ``[name, value]``), a
-    :class:`PropertiesDict` that remembers ``properties``."""
+    """The set properties as a dict (``user_properties`` as a list of ``[name, value]``): a
+    :class:`PropertiesDict` that remembers ``properties`` (no properties: a plain empty dict,
+    which converts back for free)."""
+    if properties is EMPTY_PROPERTIES:
+        return {}
     result = PropertiesDict()
     result.source = properties
-    if properties is EMPTY_PROPERTIES:
-        return result
     for name in _FIELDS:
         value = getattr(properties, name)
         if value is None or value == ():
@@ -152,7 +153,7 @@ def properties_from_dict(values: dict[str, Any] | Properties | None) -> Properti
 
     A :class:`PropertiesDict` handed back unchanged gives its original back, unconverted.
     """
-    if values is None:
+    if not values:
         return EMPTY_PROPERTIES
     if type(values) is PropertiesDict:
         source = values.unchanged_source()
@@ -160,8 +161,6 @@ def properties_from_dict(values: dict[str, Any] | Properties | None) -> Properti
             return source
     elif isinstance(values, Properties):
         return values
-    if not values:
-        return EMPTY_PROPERTIES
     if not isinstance(values, dict):
         raise TypeError(f"MQTT properties must be a dict, got {type(values).__name__}")
     unknown = set(values) - _FIELDS

@@ -103,7 +103,7 @@ class BrokerDriver:
         for event in events:
             cls = event.__class__
             if cls is PublishReceived:
-                self._publish(cast(PublishReceived, event).packet)
+                self._publish(event.packet)  # type: ignore[union-attr,arg-type]  # no cast() call here
             elif cls is SubscribeReceived:
                 packet = cast(SubscribeReceived, event).packet
                 link = self.conn.link
