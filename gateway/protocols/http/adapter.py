@@ -30,10 +30,11 @@ from gateway.metrics.stats import HTTPStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http import files
 from gateway.protocols.http.accesslog import AccessLog
-from gateway.protocols.http.asgi import Body, PathSend, ResponseState, Start, Trailers, http_scope
+from gateway.protocols.http.asgi import BODY, START, TRAILERS, ResponseState, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.transport import (
+    Drain,
     address_tuple,
     is_tls,
     server_tuple,
@@ -157,7 +158,7 @@ class Exchange(ApplicationInstance):
         self.body_complete = True
         if self.response.complete:
             return
-        last = self.last_queued()
+        last = self.last_queued() if self.queue or self.waiter is not None else None
         if last is not None:
             last["more_body"] = False  # not received yet: the last piece says it is the last
         else:
@@ -173,41 +174,41 @@ class Exchange(ApplicationInstance):
     def app_perform(self, action: Any) -> Any:
         protocol = self.protocol
         conn = protocol.conn
-        kind = action.__class__
-        if kind is Body:
-            body = action.body
+        kind = action[0]
+        if kind is BODY:
+            _, body, more = action
             if not conn.suppresses_body:
                 self.bytes_sent += len(body)
             conn.send_body(body)
-            if not action.more and not self.response.trailers:
+            if not more and not self.response.trailers:
                 self._finish()
                 return None
             self._head_pending = False
             protocol.flush()
-        elif kind is Start:
-            self.status = action.status
-            fields = action.fields
-            extra = protocol.extra_headers(fields.has_server, fields.has_date)
-            if not conn.start_response(self.request, action.status, fields, extra=extra):
+        elif kind is START:
+            _, status, fields, _ = action
+            self.status = status
+            extra = protocol.extra_headers(fields[3], fields[4])  # has_server, has_date
+            if not conn.start_response(self.request, status, fields, extra=extra):
                 self.keep_alive = False
             # Hold the head back for a moment, so that it leaves with the first body piece
             # in one write; flush it on the next loop pass if no body comes (streaming).
             self._head_pending = True
             self.loop.call_soon(self._flush_head)
             return None
-        elif kind is Trailers:
+        elif kind is TRAILERS:
             if self._trailer_headers is None:
                 self._trailer_headers = []
-            self._trailer_headers.extend(action.headers)
-            if not action.more:
+            self._trailer_headers.extend(action[1])
+            if not action[2]:
                 self._finish()
             return None
-        else:  # PathSend
+        else:  # PATHSEND
             self._head_pending = False
-            return self._send_file(action.path)
+            return self._send_file(action[1])
         if protocol.writes_paused:
             self.stats.write_pauses += 1
-            return protocol.wait_for_drain()
+            return protocol.drain.wait()
         return None
 
     def pause_reading(self) -> None:
@@ -331,7 +332,7 @@ class HTTPProtocol(Protocol):
         self.receiving: Exchange | None = None
         self.pending: deque[Exchange] = deque()
         self.writes_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self.drain = Drain()
         self._reading_paused = False
         self._closing = False
         self._shutting_down = False
@@ -376,7 +377,7 @@ class HTTPProtocol(Protocol):
         self.pending.clear()
         self.active = self.receiving = None
         self.conn.release()
-        self._release_drain_waiters()
+        self.drain.release()
         factory = self.factory
         if factory is not None:
             factory.connection_closed(self)
@@ -575,11 +576,8 @@ class HTTPProtocol(Protocol):
 
     async def wait_for_drain(self) -> None:
         """Wait until the transport's buffer drained below the high-water mark."""
-        if not self.writes_paused or self._lost:
-            return
-        waiter = self.settings.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
+        if self.writes_paused and not self._lost:
+            await self.drain.wait()
 
     # -- IPushProducer: the transport tells us when its write buffer is full -------------
 
@@ -589,20 +587,14 @@ class HTTPProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self.writes_paused = False
-        self._release_drain_waiters()
+        self.drain.release()
         if self._lost:
             return
         self._start_next()
         self._update_reading()
 
     def stopProducing(self) -> None:
-        self._release_drain_waiters()
-
-    def _release_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.drain.release()
 
     # -- the WebSocket hand-off (called by the upgrade hook) -------------------------------
 

@@ -96,6 +96,8 @@ def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTP
             reactor=context.reactor,
             server_name=config.server_name,
             application_close_timeout=context.daemon.timeouts.application_close,
+            access_log=settings.access_log,
+            rejections=settings.rejections,
         )
     factory = HTTPFactory(settings, config.limits.max_connections)
     if config.endpoint is None:  # the configuration check rules this out
