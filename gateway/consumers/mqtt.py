@@ -26,7 +26,7 @@ types for your own layer messages (``mqtt.publish`` is the client's publish).
 A client that leaves while a handler answers it (``send()`` raises
 :class:`~gateway.asgi.instance.ClientDisconnected`) is not an error: the handler's work ends
 there, ``disconnect()`` is called with the ``mqtt.disconnect`` event that follows, and the
-consumer ends normally.
+consumer ends normally (as every generic consumer does).
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from gateway.asgi.instance import ClientDisconnected
-from gateway.consumers.base import AsyncConsumer, SyncConsumer, get_handler_name
+from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
 from gateway.protocols.mqtt.asgi import broker_link
 
@@ -72,17 +71,6 @@ class AsyncMqttConsumer(AsyncConsumer):
     def broker(self) -> Any:
         """The connection's broker link (None without a broker)."""
         return broker_link(self.scope)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the handler named after ``message["type"]``; a client that left meanwhile ends
-        it quietly (``mqtt.disconnect`` follows)."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        try:
-            await handler(message)
-        except ClientDisconnected:
-            pass
 
     async def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""
@@ -193,14 +181,6 @@ class MqttConsumer(SyncConsumer):
     def broker(self) -> Any:
         """The connection's broker link (None without a broker)."""
         return broker_link(self.scope)
-
-    def dispatch(self, message: dict[str, Any]) -> None:  # type: ignore[override]  # sync, as SyncConsumer.dispatch
-        """Call the handler (in a pool thread); a client that left meanwhile ends it quietly
-        (``mqtt.disconnect`` follows)."""
-        try:
-            super().dispatch(message)
-        except ClientDisconnected:
-            pass
 
     def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""
