@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from gateway._compat.asyncio_futures import release_blocking
+
 __all__ = ["run_eager"]
 
 Done = Callable[[BaseException | None, Any], None]
@@ -53,7 +55,7 @@ async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
             else:
                 # The coroutine's own ``await`` marked the future "blocking"; a Task would clear
                 # that when taking it over, and so must we before awaiting it ourselves.
-                yielded._asyncio_future_blocking = False
+                release_blocking(yielded)
                 await yielded
         except BaseException as exc:  # hand cancellation and the future's failure to the coroutine
             try:
