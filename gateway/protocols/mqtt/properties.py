@@ -21,8 +21,22 @@ from enum import IntEnum
 from typing import Any, Callable, NamedTuple
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
-from gateway.protocols.mqtt import datatypes as _wire
-from gateway.protocols.mqtt.datatypes import Buffer, malformed, protocol_error
+from gateway.protocols.mqtt.datatypes import (
+    Buffer,
+    encode_bin,
+    encode_str,
+    encode_u16,
+    encode_u32,
+    encode_vbi,
+    read_bin,
+    read_str,
+    read_u16,
+    read_u32,
+    read_u8,
+    read_vbi,
+    malformed,
+    protocol_error,
+)
 from gateway.protocols.mqtt.reasons import PacketType, ReasonCode
 from gateway.protocols.mqtt.topics import InvalidTopicError, validate_topic_name
 
@@ -229,7 +243,7 @@ def decode_properties(
     """
     if pos < end and buf[pos] == 0:
         return EMPTY_PROPERTIES, pos + 1  # the fast path: no properties at all
-    length, pos = _wire.read_vbi(buf, pos, end)
+    length, pos = read_vbi(buf, pos, end)
     stop = pos + length
     if stop > end:
         raise malformed("properties run past the end of the packet")
@@ -245,24 +259,24 @@ def decode_properties(
         kind = spec.kind
         value: Any
         if kind == _K.STR:
-            value, pos = _wire.read_str(buf, pos, stop)
+            value, pos = read_str(buf, pos, stop)
         elif kind == _K.U32:
-            value, pos = _wire.read_u32(buf, pos, stop)
+            value, pos = read_u32(buf, pos, stop)
         elif kind == _K.U16:
-            value, pos = _wire.read_u16(buf, pos, stop)
+            value, pos = read_u16(buf, pos, stop)
         elif kind == _K.PAIR:
-            name, pos = _wire.read_str(buf, pos, stop)
-            text, pos = _wire.read_str(buf, pos, stop)
+            name, pos = read_str(buf, pos, stop)
+            text, pos = read_str(buf, pos, stop)
             user.append((name, text))
             continue
         elif kind == _K.VBI:
-            value, pos = _wire.read_vbi(buf, pos, stop)
+            value, pos = read_vbi(buf, pos, stop)
             sub_ids.append(value)
             continue
         elif kind == _K.BIN:
-            value, pos = _wire.read_bin(buf, pos, stop)
+            value, pos = read_bin(buf, pos, stop)
         else:
-            value, pos = _wire.read_u8(buf, pos, stop)
+            value, pos = read_u8(buf, pos, stop)
             if kind == _K.BOOL:
                 if value > 1:
                     # e.g. §3.1.2.11.6: "a value other than 0 or 1" is a Protocol Error.
@@ -294,10 +308,10 @@ def _encode_bool(value: bool, what: str) -> bytes:
 _ENCODERS: dict[_Kind, Callable[[Any, str], bytes]] = {
     _K.BYTE: _encode_byte,
     _K.BOOL: _encode_bool,
-    _K.U16: _wire.encode_u16,
-    _K.U32: _wire.encode_u32,
-    _K.STR: _wire.encode_str,
-    _K.BIN: _wire.encode_bin,
+    _K.U16: encode_u16,
+    _K.U32: encode_u32,
+    _K.STR: encode_str,
+    _K.BIN: encode_bin,
 }
 
 
@@ -321,15 +335,15 @@ def encode_properties(props: Properties, packet_type: int) -> bytes:
         ident = bytes((spec.ident,))
         if spec.kind == _K.PAIR:
             for name, text in value:
-                out.append(ident + _wire.encode_str(name, "user property name"))
-                out.append(_wire.encode_str(text, "user property value"))
+                out.append(ident + encode_str(name, "user property name"))
+                out.append(encode_str(text, "user property value"))
         elif spec.kind == _K.VBI:
             for number in value:
-                out.append(ident + _wire.encode_vbi(number))
+                out.append(ident + encode_vbi(number))
         else:
             out.append(ident + _ENCODERS[spec.kind](value, spec.attr))
     problem = _value_problem(values, packet_type)
     if problem is not None:
         raise LocalProtocolError(problem[0], hint=problem[1])
     body = b"".join(out)
-    return _wire.encode_vbi(len(body)) + body
+    return encode_vbi(len(body)) + body
