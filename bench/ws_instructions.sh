@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ws_instructions.sh PEER MODE [N] - user-space instructions per WebSocket handshake or echo round
-# trip of one server, counted by valgrind's callgrind: unlike rates, this does not move with the
-# machine's other load (a few tenths of a percent between runs). Needs valgrind.
-#   PEER: gateway | daphne | uvicorn-wsproto      MODE: hs | echo
+# trip (or HTTP request) of one server, counted by valgrind's callgrind: unlike rates, this does not
+# move with the machine's other load (a few tenths of a percent between runs). Needs valgrind.
+#   PEER: gateway | daphne | uvicorn-wsproto
+#   MODE: hs | echo | http (keep-alive requests) | http-conn (a connection per request)
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
 # are zeroed, N operations run (bench/ws_rawclient.py, sequential), and the counters are dumped.
 set -u

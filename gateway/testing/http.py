@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["HttpCommunicator"]
@@ -26,7 +27,7 @@ class HttpCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         method: str,
         path: str,
         body: bytes = b"",
@@ -58,7 +59,7 @@ class HttpCommunicator(ProtocolCommunicator):
         scope["asgi"]["spec_version"] = "2.5"
         return scope
 
-    async def get_response(self, timeout: float = 1) -> dict[str, Any]:
+    async def get_response(self, timeout: float = 1) -> Message:
         """Send the request (once) and return ``{"status", "headers", "body", ...}``.
 
         Raises:

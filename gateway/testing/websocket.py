@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from gateway.asgi.app import ASGIApp
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["WebsocketCommunicator"]
@@ -27,7 +28,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         path: str,
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway._compat.tcp import set_write_high_water, write_through
 from gateway.asgi.app import ASGIApp
 from gateway.protocols.errors import RemoteProtocolError
 from gateway.protocols.http import files
@@ -27,14 +28,7 @@ from gateway.protocols.http.asgi import http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.cycle import HTTPCycle
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.transport import (
-    address_tuple,
-    is_tls,
-    server_tuple,
-    set_write_high_water,
-    tls_extension,
-    write_through,
-)
+from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
 log = Logger(namespace="gateway.http")
 

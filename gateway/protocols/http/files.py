@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from gateway._compat.tcp import DIRECT_TRANSPORTS, notify_when_writable, output_buffered
 from gateway.asgi.instance import ClientDisconnected
-from gateway.protocols.transport import _DIRECT
 
 if TYPE_CHECKING:
     from gateway.protocols.http.adapter import HTTPProtocol
@@ -32,7 +32,7 @@ async def send_file(protocol: HTTPProtocol, cycle: HTTPCycle, path: str) -> None
         if not conn.suppresses_body and size:
             cycle.bytes_sent += size
             transport = protocol.transport
-            if isinstance(transport, _DIRECT) and hasattr(os, "sendfile"):
+            if isinstance(transport, DIRECT_TRANSPORTS) and hasattr(os, "sendfile"):
                 await _sendfile(protocol, cycle, fd, size)
             else:
                 await _copy(protocol, cycle, fd, size)
@@ -50,8 +50,7 @@ async def _wait_writable(protocol: HTTPProtocol, cycle: HTTPCycle) -> None:
     """
     transport = protocol.transport
     protocol.writes_paused = True
-    transport.producerPaused = True
-    transport.startWriting()
+    notify_when_writable(transport)
     await protocol.wait_for_drain()
     if cycle.disconnected:
         raise ClientDisconnected("the client disconnected")
@@ -63,7 +62,7 @@ async def _sendfile(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int
     while offset < size:
         if cycle.disconnected:
             raise ClientDisconnected("the client disconnected")
-        if transport.dataBuffer or transport._tempDataLen:
+        if output_buffered(transport):
             await _wait_writable(protocol, cycle)
             continue
         try:
