@@ -147,12 +147,11 @@ def test_second_signal_forces_the_stop(tmp_path: Path) -> None:
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
         _wait_in_flight(tmp_path)
-        started = time.monotonic()
         daemon.signal(signal.SIGINT)
         daemon.wait_for("STOPPING=1", 10)
         daemon.signal(signal.SIGINT)
+        # Stopped although the request (60 s) and the default drain (30 s) would keep it longer.
         assert daemon.wait(20) == 0
-        assert time.monotonic() - started < 10
         thread.join(10)
     finally:
         daemon.stop()
@@ -167,10 +166,8 @@ def test_drain_timeout_closes_stragglers(tmp_path: Path) -> None:
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
         _wait_in_flight(tmp_path)
-        started = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.wait(20) == 0
-        assert time.monotonic() - started < 8
+        assert daemon.wait(20) == 0  # the request would take 60 s: the 1 s drain cut it short
         thread.join(10)
     finally:
         daemon.stop()
