@@ -132,7 +132,7 @@ class WebsocketConsumer(_Groups, SyncConsumer):
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each frame's payload."""
 
-    def send(  # type: ignore[override]
+    def send(  # type: ignore[override]  # Channels' signature: frames, not ASGI messages
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
     ) -> None:
         """Send a text or binary frame; ``close`` (True or a code) closes afterwards."""
@@ -225,7 +225,7 @@ class AsyncWebsocketConsumer(_Groups, AsyncConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each frame's payload."""
 
-    async def send(  # type: ignore[override]
+    async def send(  # type: ignore[override]  # Channels' signature: frames, not ASGI messages
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
     ) -> None:
         """Send a text or binary frame; ``close`` (True or a code) closes afterwards."""

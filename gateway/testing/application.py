@@ -115,8 +115,11 @@ class ProtocolCommunicator(ApplicationCommunicator):
             scope.update(scope_overrides)
         super().__init__(application, scope)
 
-    def build_scope(self, **kwargs: Any) -> dict[str, Any]:
-        """The scope for this protocol; the base gives ``type`` and ``asgi`` plus ``kwargs``."""
+    def build_scope(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The scope for this protocol; the base gives ``type`` and ``asgi`` plus ``kwargs``.
+
+        Subclasses take their own keyword arguments (any signature may override this one).
+        """
         scope: dict[str, Any] = {"type": self.scope_type, "asgi": {"version": "3.0"}}
         scope.update(kwargs)
         return scope

@@ -81,7 +81,7 @@ class EmailCommunicator(ProtocolCommunicator):
                          source=source, helo=helo, client=client, server=server, tls=tls, auth_user=auth_user,
                          mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
 
-    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,  # type: ignore[override]
+    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,
                     client: Any, server: Any, tls: Any, auth_user: str | None, mailbox: str, uid: int,
                     uidvalidity: int) -> dict[str, Any]:
         """An ``email`` scope as the listener builds it."""

@@ -41,7 +41,7 @@ class HttpCommunicator(ProtocolCommunicator):
         self.sent_request = False
         super().__init__(application, scope_overrides=scope_overrides, method=method, path=path, headers=headers)
 
-    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:
         """An ASGI 3 ``http`` scope for ``method`` and ``path``."""
         parsed = urlparse(path)
         scope = super().build_scope(

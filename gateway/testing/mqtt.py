@@ -82,7 +82,7 @@ class MqttCommunicator(ProtocolCommunicator):
             self.link = BrokerLink(broker, auth or Authenticator(), _Recorder(self), self.connect_packet, client_id)
         super().__init__(application, scope_overrides=scope_overrides, link=self.link)
 
-    def build_scope(self, *, link: BrokerLink | None = None) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, link: BrokerLink | None = None) -> dict[str, Any]:
         """The ``mqtt`` scope the gateway would build for this CONNECT."""
         connect = self.connect_packet
         return mqtt_scope(

@@ -66,7 +66,7 @@ class SmsCommunicator(ProtocolCommunicator):
         super().__init__(application, scope_overrides=scope_overrides, kind=kind, provider=provider,
                          account=account, from_=from_, to=to, message_id=message_id, country=country)
 
-    def build_scope(self, *, kind: str, provider: str, account: str, from_: str | None, to: str | None,  # type: ignore[override]
+    def build_scope(self, *, kind: str, provider: str, account: str, from_: str | None, to: str | None,
                     message_id: str, country: str | None) -> dict[str, Any]:
         """An ``sms`` scope as the listener builds it."""
         if country is None and from_ and from_.startswith("+"):

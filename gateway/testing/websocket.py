@@ -48,7 +48,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
             spec_version=spec_version,
         )
 
-    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:
         """An ASGI 3 ``websocket`` scope."""
         parsed = urlparse(path)
         scope = super().build_scope(
