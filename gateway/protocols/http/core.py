@@ -124,6 +124,8 @@ Event = Request | Data | EndOfMessage
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _STATUS_LINES = {}
+#: Request fields the parse takes note of (see on_header).
+_NOTED_FIELDS = frozenset((b"expect", b"upgrade", b"transfer-encoding"))
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -181,7 +183,9 @@ class HTTPConnection:
         self._in_message = False
         self._expect_continue = False
         self._upgrade: bytes | None = None
-        self._transfer_encoding = False
+        # The header list of the message that has a Transfer-Encoding field (compared by
+        # identity: each message gets a new list, so nothing needs resetting per message).
+        self._transfer_encoding: Headers | None = None
         self._keep_alive = True
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
         # protocol (autobahn) exactly as received. Only valid when the message began at the
@@ -303,7 +307,6 @@ class HTTPConnection:
         self._body_size = 0
         self._expect_continue = False
         self._upgrade = None
-        self._transfer_encoding = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -322,12 +325,14 @@ class HTTPConnection:
             # RFC 9110 5.5: trailing whitespace is not part of the value (llhttp keeps it).
             value = value.rstrip(b" \t")
         headers.append((name, value))
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._expect_continue = True
-        elif name == b"upgrade":
-            self._upgrade = value.lower()
-        elif name == b"transfer-encoding":
-            self._transfer_encoding = True
+        if name in _NOTED_FIELDS:  # one set lookup for the common fields, not three comparisons
+            if name == b"expect":
+                if value.lower() == b"100-continue":
+                    self._expect_continue = True
+            elif name == b"upgrade":
+                self._upgrade = value.lower()
+            else:
+                self._transfer_encoding = headers
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -335,16 +340,8 @@ class HTTPConnection:
         if version not in ("1.1", "1.0"):
             raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
         headers = self._headers
-        if self._transfer_encoding:
-            # RFC 9112 6.1 and 6.3. (llhttp would take the codings before chunked as absent.)
-            if version == "1.0":
-                raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", hint=400)
-            codings = [coding for name, value in headers if name == b"transfer-encoding"
-                       for coding in (element.strip(b" \t").lower() for element in value.split(b",")) if coding]
-            if codings[-1:] != [b"chunked"] or codings.count(b"chunked") > 1:
-                raise RemoteProtocolError("chunked must be the final transfer coding, once", hint=400)
-            if len(codings) > 1:
-                raise RemoteProtocolError("transfer codings other than chunked are not supported", hint=501)
+        if self._transfer_encoding is headers:
+            _check_transfer_codings(headers, version)
         for name, value in headers:
             if name == b"content-length" and int(value) > self.limits.max_body_size:
                 raise RemoteProtocolError("request body too large", hint=413)
@@ -542,6 +539,24 @@ def is_valid_header_name(name: bytes) -> bool:
 def is_valid_header_value(value: bytes) -> bool:
     """Whether ``value`` is safe to send (no CR, LF or NUL: no response splitting)."""
     return _BAD_VALUE.search(value) is None
+
+
+def _check_transfer_codings(headers: Headers, version: str) -> None:
+    """RFC 9112 6.1 and 6.3 for a request with Transfer-Encoding (llhttp refuses chunked not last
+    or repeated, but would take the codings before chunked as absent).
+
+    Raises:
+        RemoteProtocolError: 400 in HTTP/1.0 or unless chunked is the final coding, once; 501
+            when other codings come before it.
+    """
+    if version == "1.0":
+        raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", hint=400)
+    codings = [coding for name, value in headers if name == b"transfer-encoding"
+               for coding in (element.strip(b" \t").lower() for element in value.split(b",")) if coding]
+    if codings[-1:] != [b"chunked"] or codings.count(b"chunked") > 1:
+        raise RemoteProtocolError("chunked must be the final transfer coding, once", hint=400)
+    if len(codings) > 1:
+        raise RemoteProtocolError("transfer codings other than chunked are not supported", hint=501)
 
 
 def _close_option(headers: Headers) -> bool:
