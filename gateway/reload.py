@@ -74,10 +74,11 @@ async def reload(service: GatewayService) -> bool:
 
 def _apply_process_settings(old: GatewayConfig, new: GatewayConfig) -> None:
     from gateway.consumers import configure_sync_threads
-    from gateway.logs import set_level
+    from gateway.logs import configure_rejections, set_level
 
     if new.logging.level != old.logging.level:
         set_level(new.logging.level)
+    configure_rejections(new.logging.rejections.lines, new.logging.rejections.period)
     if new.threads != old.threads:
         configure_sync_threads(new.threads)
 

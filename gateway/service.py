@@ -72,7 +72,10 @@ class GatewayService(MultiService):
         from gateway.consumers import configure_sync_threads
         from gateway.layers import configure_layers
 
+        from gateway.logs import configure_rejections
+
         configure_sync_threads(config.threads)
+        configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
         #: The channel layers by alias (the process-wide registry consumers use).
         self.layers = configure_layers(config.layers_mapping())
         for listener_config in config.listeners:

@@ -173,6 +173,20 @@ class RedisLayerConfig(LayerConfig):
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 
 
+def not_negative(value: float) -> None:
+    """Reject negative numbers."""
+    if value < 0:
+        raise InvalidValue(f"must be zero or more, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectionsConfig:
+    """How much rejected input (bad requests, refused webhooks, protocol errors) is logged: per listener and reason, `lines` lines in each `period`, then one line counting the rest."""
+
+    lines: int = field(default=5, metadata={"doc": "Lines logged per listener and reason in each period (0: summaries only).", "check": not_negative})
+    period: Duration = field(default=Duration(10.0), metadata={"doc": "Length of a period; at its end one line says how many more were rejected.", "check": positive})
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     """Where and how the daemon logs (through twisted.logger)."""
@@ -182,6 +196,7 @@ class LoggingConfig:
     )
     format: Literal["text", "json"] = field(default="text", metadata={"doc": "text (one line per event) or json (one JSON object per line)."})
     output: str = field(default="stderr", metadata={"doc": "stderr, stdout or a file path."})
+    rejections: RejectionsConfig = field(default_factory=RejectionsConfig, metadata={"doc": "Rate limit on the lines about rejected input."})
 
 
 @dataclass(frozen=True, kw_only=True)

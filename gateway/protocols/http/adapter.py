@@ -16,11 +16,12 @@ from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from gateway._compat.tcp import set_write_high_water, write_through
 from gateway.asgi.app import ASGIApp
+from gateway.logs import RejectionLog
 from gateway.protocols.errors import RemoteProtocolError
 from gateway.protocols.http import files
 from gateway.protocols.http.accesslog import AccessLog
@@ -62,6 +63,12 @@ class HTTPSettings:
     #: Called for ``Upgrade: websocket`` requests: ``(protocol, request, scope) -> bool``
     #: (True when it took the connection over). Set by the WebSocket support.
     websocket: Any = None
+    #: Rate-limits the lines about bad requests and timed-out clients (one per listener).
+    rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.rejections is None:
+            self.rejections = RejectionLog("http", self.reactor, log)
 
 
 class _DateHeader:
@@ -434,12 +441,14 @@ class HTTPProtocol(Protocol):
         if kind is _IDLE or (kind is _HEAD and not self.conn._in_message):
             self._close()
         elif kind is _HEAD:
-            log.info("Closing connection from {client}: no complete request head after {seconds}s",
-                     client=self.client, seconds=self.settings.header_timeout)
+            if self.settings.rejections.allow("request head timeout", LogLevel.info):
+                log.info("Closing connection from {client}: no complete request head after {seconds}s",
+                         client=self.client, seconds=self.settings.header_timeout)
             self._write_error_and_close(408, "Request Timeout")
         else:
-            log.info("Closing connection from {client}: request body stalled for {seconds}s",
-                     client=self.client, seconds=self.settings.body_timeout)
+            if self.settings.rejections.allow("request body timeout", LogLevel.info):
+                log.info("Closing connection from {client}: request body stalled for {seconds}s",
+                         client=self.client, seconds=self.settings.body_timeout)
             if self.cycle is not None and not self.cycle.response.started:
                 self.send_error(self.cycle, 408, "Request Timeout")
             else:
@@ -447,7 +456,8 @@ class HTTPProtocol(Protocol):
 
     def _protocol_error(self, error: RemoteProtocolError) -> None:
         status = error.hint if isinstance(error.hint, int) else 400
-        log.debug("Bad request from {client}: {error}", client=self.client, error=error.message)
+        if self.settings.rejections.allow(f"bad request {status}", LogLevel.debug):
+            log.debug("Bad request from {client}: {error}", client=self.client, error=error.message)
         if self.cycle is not None and self.cycle.response.started:
             # A response is on the wire: we cannot answer; just stop.
             self.cycle.client_gone()

@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from gateway.listener import ListenerContext
+from gateway.logs import RejectionLog
 from gateway.protocols.http.listener import HTTPFactory, HTTPListener, http_settings
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.sms.bridge import WebhookBridge, effective_timeout
@@ -103,6 +104,7 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
         max_body=config.max_webhook_size,
         unrouted=config.unrouted,
         state=context.state,
+        rejections=RejectionLog(config.name, context.reactor, log),
     )
     settings = http_settings(config, dataclasses.replace(context, app=bridge))
     settings.proxies = None  # applied by the bridge (see the module docstring)

@@ -8,8 +8,9 @@ from typing import Any
 
 from gateway.email.sender import SmarthostSender
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
-from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings
+from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings, log
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import ServerConfig
 from gateway.protocols.smtp.settings import SmtpListenerConfig
@@ -119,6 +120,7 @@ def smtp_settings(config: SmtpListenerConfig, context: ListenerContext) -> SMTPS
         sender=sender,
         state=context.state,
         max_connections_per_client=limits.max_connections_per_client,
+        rejections=RejectionLog(config.name, context.reactor, log),
     )
 
 
