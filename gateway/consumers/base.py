@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 from asgiref.sync import async_to_sync, sync_to_async
 
 from gateway.asgi.app import ASGIApp, Message, Receive, Scope, Send
-from gateway.consumers.threads import SerialExecutor
+from gateway.consumers.threads import SerialExecutor, run_sync_handler
 from gateway.exceptions import StopConsumer
 from gateway.layers.registry import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
@@ -174,11 +174,11 @@ class SyncConsumer(AsyncConsumer):
     def _prepare(self, send: Send) -> Any:
         self._lane = SerialExecutor()
         # asgiref annotates ``executor`` as a ThreadPoolExecutor; it only calls ``submit``.
-        self._run_dispatch = sync_to_async(self.dispatch, thread_sensitive=False, executor=self._lane)  # type: ignore[call-overload]
+        self._run_dispatch = sync_to_async(run_sync_handler, thread_sensitive=False, executor=self._lane)  # type: ignore[call-overload]
         return async_to_sync(send)
 
     async def _dispatch_async(self, message: Message) -> None:
-        await self._run_dispatch(message)
+        await self._run_dispatch(self.dispatch, message)
 
     def dispatch(self, message: Message) -> None:  # type: ignore[override]  # sync on purpose
         """Call the handler named after ``message["type"]`` (runs in a pool thread)."""

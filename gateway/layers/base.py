@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Pattern
 
@@ -140,6 +141,18 @@ class BaseChannelLayer:
         if not self.match_type_and_length(name) or not self.group_name_regex.match(name):  # type: ignore[arg-type]
             raise TypeError(self.invalid_name_error.format("Group") + f" Got {name!r}.")
         return True
+
+    def valid_channel_name(self, name: object, receive: bool = False) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_channel_name`."""
+        warnings.warn("valid_channel_name is deprecated, use require_valid_channel_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_channel_name(name, receive=receive)
+
+    def valid_group_name(self, name: object) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_group_name`."""
+        warnings.warn("valid_group_name is deprecated, use require_valid_group_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_group_name(name)
 
     def valid_channel_names(self, names: list[str], receive: bool = False) -> bool:
         """Check a non-empty list of channel names."""

@@ -131,6 +131,8 @@ class Framed:
         max_body_size: the limit to parse with.
         status: the ``hint`` of the expected :class:`RemoteProtocolError`, or None when the
             request is valid.
+        also: another acceptable ``hint``: a request with bad framing (400) and a Content-Length
+            over the limit may be refused for either, whichever the parser meets first.
         body: the body the request frames (when valid).
         keep_alive: whether the connection persists (when valid); then :data:`NEXT_REQUEST` is
             parsed as the next request, otherwise nothing after the first request is.
@@ -142,6 +144,7 @@ class Framed:
     status: int | None
     body: bytes
     keep_alive: bool
+    also: int | None = None
 
 
 def _case(draw: st.DrawFn, name: bytes) -> bytes:
@@ -267,13 +270,17 @@ def framed_requests(draw: st.DrawFn) -> Framed:
             status = int(outcome)
     if status is None:
         keep_alive = _keep_alive([value for kind, value in fields if kind == "connection"], version)
+    also = None
+    if status == 400 and any(value.strip(b" \t").isdigit() and int(value.strip(b" \t")) > max_body_size
+                             for value in lengths):
+        also = 413
 
     if codings and status in (None, 413):
         encoded = chunked_encoding(body, draw(st.lists(st.integers(1, 64), max_size=6)))
     else:
         encoded = body
     wire = b"\r\n".join(lines) + b"\r\n\r\n" + encoded + NEXT_REQUEST
-    return Framed(wire, version, max_body_size, status, framed, keep_alive)
+    return Framed(wire, version, max_body_size, status, framed, keep_alive, also)
 
 
 # -- request smuggling ----------------------------------------------------------------------------
