@@ -5,6 +5,7 @@ The fast writes (:func:`~gateway._compat.tcp.write_through`) are in :mod:`gatewa
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from twisted.internet.interfaces import ISSLTransport
@@ -14,6 +15,7 @@ from twisted.internet.interfaces import ISSLTransport
 from gateway._compat.tcp import set_write_high_water, write_through
 
 __all__ = [
+    "Drain",
     "address_tuple",
     "is_tls",
     "server_tuple",
@@ -109,3 +111,30 @@ def _cipher_id(connection: Any) -> int | None:
             pass
         _CIPHER_IDS = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
     return _CIPHER_IDS.get(name)
+
+
+class Drain:
+    """The ``send()`` calls waiting for a connection's write buffer to drain.
+
+    An adapter registered as a streaming producer learns from ``pauseProducing`` that the buffer
+    is full and from ``resumeProducing`` that it drained; meanwhile each ``send()`` awaits
+    :meth:`wait`, and :meth:`release` (on resume, and when the connection is lost) wakes them all.
+    """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future that completes when the buffer drained (or the connection was lost)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def release(self) -> None:
+        """Wake every waiting ``send()``."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
