@@ -11,11 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol, cast
-
-if TYPE_CHECKING:
-    from gateway.config.schema import ListenerConfig
-    from gateway.listener import GatewayListener, ListenerContext
+from typing import Any
 
 #: protocol name -> (config class, listener builder), both as "module:attribute".
 LISTENER_PROTOCOLS: dict[str, tuple[str, str]] = {
@@ -28,24 +24,19 @@ LISTENER_PROTOCOLS: dict[str, tuple[str, str]] = {
 }
 
 
-class ListenerBuilder(Protocol):
-    """Builds one listener service from its configuration and what the daemon provides."""
-
-    def __call__(self, config: Any, context: ListenerContext, /) -> GatewayListener: ...
-
-
 def _resolve(reference: str) -> Any:
     module, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
-class _LazyClasses(Mapping[str, "type[ListenerConfig]"]):
-    """Protocol name -> config class, importing a protocol's module only when it is used."""
+class _LazyClasses(Mapping[str, type]):
+    """Protocol name -> config class (a subclass of ``gateway.config.schema.ListenerConfig``),
+    importing a protocol's module only when it is used."""
 
     def __init__(self) -> None:
-        self._loaded: dict[str, type[ListenerConfig]] = {}
+        self._loaded: dict[str, type] = {}
 
-    def __getitem__(self, name: str) -> type[ListenerConfig]:
+    def __getitem__(self, name: str) -> type:
         if name not in self._loaded:
             self._loaded[name] = _resolve(LISTENER_PROTOCOLS[name][0])
         return self._loaded[name]
@@ -58,11 +49,12 @@ class _LazyClasses(Mapping[str, "type[ListenerConfig]"]):
 
 
 @cache
-def listener_config_classes() -> Mapping[str, type[ListenerConfig]]:
+def listener_config_classes() -> Mapping[str, type]:
     """The listener configuration classes by protocol name (imported when first used)."""
     return _LazyClasses()
 
 
-def listener_builder(protocol: str) -> ListenerBuilder:
-    """The function that builds a listener service for ``protocol``."""
-    return cast("ListenerBuilder", _resolve(LISTENER_PROTOCOLS[protocol][1]))
+def listener_builder(protocol: str) -> Any:
+    """The function that builds a listener service for ``protocol`` (a
+    :class:`gateway.listener.ListenerBuilder`)."""
+    return _resolve(LISTENER_PROTOCOLS[protocol][1])

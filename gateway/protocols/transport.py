@@ -10,18 +10,12 @@ from typing import Any
 
 from twisted.internet.interfaces import ISSLTransport
 
-# Write-through and the write high-water mark use Twisted's internals; they live in
-# gateway._compat. Re-exported for gateway.protocols.websocket until it imports them from there.
-from gateway._compat.tcp import set_write_high_water, write_through
-
 __all__ = [
     "Drain",
     "address_tuple",
     "is_tls",
     "server_tuple",
-    "set_write_high_water",
     "tls_extension",
-    "write_through",
 ]
 
 

@@ -319,6 +319,9 @@ class ContinueExchange(Exchange):
 class HTTPProtocol(Protocol):
     """One HTTP/1.1 connection: requests in order, one application instance per request."""
 
+    #: A TCP, UNIX or TLS transport (Twisted types it as the bare ITransport).
+    transport: Any
+
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
         self.conn = HTTPConnection(settings.limits)
@@ -404,7 +407,7 @@ class HTTPProtocol(Protocol):
                 if event.__class__ is Data:
                     receiving = self.receiving
                     if receiving is not None:
-                        receiving.feed(event.data)  # type: ignore[union-attr]
+                        receiving.feed(event.data)
                         self._deadline_kind = _BODY
                 elif event is END_OF_MESSAGE:
                     receiving = self.receiving

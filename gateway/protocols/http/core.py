@@ -124,7 +124,7 @@ Event = Request | Data | EndOfMessage
 # RFC 9110 5.1: field names are tokens; 5.5: values must not contain CR, LF or NUL.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
-_STATUS_LINES = {}
+_STATUS_LINES: dict[int, bytes] = {}
 #: Request fields the parse takes note of (see on_header).
 _NOTED_FIELDS = frozenset((b"expect", b"upgrade", b"transfer-encoding"))
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -401,7 +401,7 @@ class HTTPConnection:
         """
         if fields.__class__ is not tuple:
             fields = response_fields(fields)
-        block, length, close, _, _ = fields  # type: ignore[misc]
+        block, length, close, _, _ = fields
         self._head_request = request.method == "HEAD"
         keep_alive = request.keep_alive and not close
         parts = [status_line(status), block]
