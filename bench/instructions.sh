@@ -4,7 +4,7 @@
 # this does not move with the machine's other load (a few tenths of a percent between runs).
 # Needs valgrind.
 #   PEER: gateway | daphne | uvicorn-wsproto
-#   MODE: get | post | hs | echo | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
+#   MODE: get | post | conn | hs | echo | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
 # are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
 # MQTT modes (gateway only): 1 publisher -> 1 subscriber of one topic, MQTT 3.1.1, 32-byte
@@ -14,7 +14,7 @@
 # GATEWAY_SRC=DIR measures another checkout of the gateway with this one's venv (before/after).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER get|post|hs|echo|mqtt-qos0|mqtt-qos1|mqtt-app-qos0|mqtt-app-qos1 [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|conn|hs|echo|mqtt-qos0|mqtt-qos1|mqtt-app-qos0|mqtt-app-qos1 [N]}; MODE=${2:?}; N=${3:-300}
 SRC=$(cd "${GATEWAY_SRC:-$HERE/..}" && pwd)
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

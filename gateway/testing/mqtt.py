@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.asgi.app import ASGIApp, Message as AsgiMessage
 from gateway.protocols.mqtt.asgi import (
     Accept, AckPublish, AnswerSubscribe, AnswerUnsubscribe, Close, Refuse, ScopeState, connect_event, mqtt_scope,
     properties_from_dict, properties_to_dict,
@@ -38,6 +39,11 @@ from gateway.protocols.mqtt.broker.session import Message
 from gateway.protocols.mqtt.packets import Connect, Subscribe, Subscription, Unsubscribe, Will
 from gateway.protocols.mqtt.properties import Properties
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
+
+if TYPE_CHECKING:
+    from gateway.protocols.mqtt.broker.auth import Authenticator
+    from gateway.protocols.mqtt.broker.core import Broker
+    from gateway.protocols.mqtt.broker.link import BrokerLink
 
 __all__ = ["MqttCommunicator"]
 
@@ -61,10 +67,10 @@ class MqttCommunicator(ProtocolCommunicator):
     scope_type = "mqtt"
 
     def __init__(
-        self, application: Any, client_id: str = "test-client", *, protocol_level: int = 5,
+        self, application: ASGIApp, client_id: str = "test-client", *, protocol_level: int = 5,
         clean_start: bool = True, keep_alive: int = 60, username: str | None = None,
         password: bytes | None = None, will: dict[str, Any] | None = None,
-        properties: dict[str, Any] | None = None, broker: Any = None, auth: Any = None,
+        properties: dict[str, Any] | None = None, broker: Broker | None = None, auth: Authenticator | None = None,
         scope_overrides: dict[str, Any] | None = None,
     ) -> None:
         will_packet = None
@@ -84,7 +90,7 @@ class MqttCommunicator(ProtocolCommunicator):
         self._events = 0  # events queued for the application
         self._asks = 0  # receive() calls of the application
         self._packet_id = 0
-        self.link: Any = None
+        self.link: BrokerLink | None = None
         if broker is not None:
             from gateway.protocols.mqtt.broker.auth import Authenticator
             from gateway.protocols.mqtt.broker.link import BrokerLink
@@ -92,7 +98,7 @@ class MqttCommunicator(ProtocolCommunicator):
             self.link = BrokerLink(broker, auth or Authenticator(), _Recorder(self), self.connect_packet, client_id)
         super().__init__(application, scope_overrides=scope_overrides, link=self.link)
 
-    def build_scope(self, *, link: Any = None) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, link: BrokerLink | None = None) -> dict[str, Any]:
         """The ``mqtt`` scope the gateway would build for this CONNECT."""
         connect = self.connect_packet
         return mqtt_scope(
@@ -103,19 +109,21 @@ class MqttCommunicator(ProtocolCommunicator):
     # -- plumbing: the application's receive and send, under the daemon's rules ----------------
 
     @property
-    def future(self) -> Any:
+    def future(self) -> asyncio.Task[None]:
         if self._future is None:
-            self._future = contextvars.Context().run(
-                asyncio.create_task, self.application(self.scope, self._receive, self._send)
-            )
+            # A fresh context, as asgiref's communicator: the test's context variables stay out.
+            self._future = asyncio.create_task(self._run(), context=contextvars.Context())
         return self._future
+
+    async def _run(self) -> None:
+        await self.application(self.scope, self._receive, self._send)
 
     def _record(self, key: tuple[str, int], value: Any) -> None:
         self.answers[key] = value
         if self._changed is not None:
             self._changed.set()
 
-    async def _receive(self) -> dict[str, Any]:
+    async def _receive(self) -> AsgiMessage:
         """The application asks for its next event: the one it held was handled."""
         answer = self.rules.next_asked()
         if answer is not None:
@@ -123,7 +131,7 @@ class MqttCommunicator(ProtocolCommunicator):
         self._asks += 1
         if self._changed is not None:
             self._changed.set()
-        message: dict[str, Any] = await self.input_queue.get()
+        message: AsgiMessage = await self.input_queue.get()
         return message
 
     def _answered(self, action: Any) -> None:
@@ -140,7 +148,7 @@ class MqttCommunicator(ProtocolCommunicator):
                 link.unsubscribed(action.request.topic_filters, action.reason_codes)
             self._record((_UNSUBACK, action.packet_id), action.reason_codes)
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: AsgiMessage) -> None:
         """The application's send: checked as the daemon checks it, then carried out."""
         action = self.state.app_send(message)
         kind = action.__class__
@@ -175,9 +183,9 @@ class MqttCommunicator(ProtocolCommunicator):
             if remaining <= 0:
                 raise TimeoutError(f"the application did not handle the event in {timeout}s ({what})")
             changed = self._changed = asyncio.Event()
-            ended = asyncio.ensure_future(asyncio.shield(self.future))
-            waiter = asyncio.ensure_future(changed.wait())
-            await asyncio.wait({waiter, ended}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            ended: asyncio.Future[None] = asyncio.ensure_future(asyncio.shield(self.future))
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(changed.wait())
+            await asyncio.wait([waiter, ended], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             ended.cancel()
 
@@ -250,7 +258,7 @@ class MqttCommunicator(ProtocolCommunicator):
         codes = await self._answer((_UNSUBACK, packet_id), timeout)
         return [0] * len(topic_filters) if codes is None else [int(code) for code in codes]
 
-    async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
+    async def receive_publish(self, timeout: float = 1) -> AsgiMessage:
         """The next ``mqtt.publish`` the application sent to the client."""
         return await self.expect("mqtt.publish", timeout)
 

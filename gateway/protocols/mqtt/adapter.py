@@ -58,7 +58,8 @@ from gateway.protocols.mqtt.events import (
 from gateway.protocols.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 from gateway.protocols.mqtt.reasons import ReasonCode
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway._compat.tcp import write_through
+from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
 __all__ = ["Driver", "MqttConnection", "MqttIO", "MqttInstance", "MqttProtocol", "MqttSettings", "TransportSide"]
 
