@@ -1,13 +1,14 @@
-"""What the SMTP listener and the IMAP reader share: the ``email`` scope and its ASGI cycle
-(:mod:`gateway.email.cycle`), replies through a smarthost (:mod:`gateway.email.sender`, built from
-:class:`gateway.email.settings.SmarthostConfig`) and message composition
-(:mod:`gateway.email.compose`).
+"""Email: what the SMTP listener (:mod:`gateway.protocols.smtp`) and the IMAP reader
+(:mod:`gateway.protocols.imap`) share.
+
+* :mod:`~gateway.protocols.email.asgi`: the ``email`` scope and events, the order of the
+  application's messages (:class:`~gateway.protocols.email.asgi.EmailOrder`) and what an answer
+  means for the message (:class:`~gateway.protocols.email.asgi.Outcome`); pure;
+* :mod:`~gateway.protocols.email.adapter`: the application instance of one message on the reactor
+  (:class:`~gateway.protocols.email.adapter.EmailInstance`);
+* :mod:`~gateway.protocols.email.sender`: ``email.send`` through a smarthost, built from
+  :class:`gateway.protocols.email.config.SmarthostConfig`, with messages composed by
+  :mod:`~gateway.protocols.email.compose` and TLS from :mod:`~gateway.protocols.email.tls`.
 
 The ASGI mapping is documented in ``docs/asgi-email.md``.
 """
-
-from __future__ import annotations
-
-from gateway.email.cycle import ACCEPTED, FAILED, REJECTED, EmailCycle, Outcome
-
-__all__ = ["ACCEPTED", "FAILED", "REJECTED", "EmailCycle", "Outcome"]

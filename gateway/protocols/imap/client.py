@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import connectionDone
 from twisted.mail import imap4
+from twisted.python.failure import Failure
 
 __all__ = ["MailboxClient", "FetchedMessage"]
 
@@ -63,7 +65,7 @@ def _quote(value: str) -> bytes:
 
 def mailbox_name(name: str) -> bytes:
     """A mailbox name as a command argument (modified UTF-7, RFC 3501 §5.1.3; quoted if needed)."""
-    return imap4._prepareMailboxName(name)  # type: ignore[no-any-return]
+    return imap4._prepareMailboxName(name)
 
 
 def _uid_set(uids: Iterable[int]) -> bytes:
@@ -96,7 +98,7 @@ class MailboxClient(imap4.IMAP4Client):
         if not self.greeting.called:
             self.greeting.callback(self.capabilities)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         if not self.greeting.called:
             self.greeting.errback(reason)

@@ -1,8 +1,8 @@
-"""Configuration of SMTP listeners (``protocol: smtp``).
+"""Configuration of SMTP listeners (``protocol: smtp``): the YAML schema.
 
-``gateway/protocols/smtp/config.py`` holds the sans-IO core's :class:`ServerConfig`; this module is
-the YAML side, which :func:`gateway.protocols.smtp.listener.build_listener` turns into it.
-Defaults follow Postfix 3.7 (``postconf -d``).
+:func:`gateway.protocols.smtp.listener.build_listener` turns it into the sans-IO core's
+:class:`~gateway.protocols.smtp.core.ServerConfig` and the adapter's settings. Defaults follow
+Postfix 3.7 (``postconf -d``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 from gateway.config.errors import InvalidValue
 from gateway.config.schema import ListenerConfig, TLSPolicy, check_app_path, positive
 from gateway.config.units import Duration, Size
-from gateway.email.settings import SmarthostConfig, check_readable
+from gateway.protocols.email.config import SmarthostConfig, check_readable
 from gateway.passwords import check_password_hash as check_hash
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.protocols.smtp.config import ServerConfig
+from gateway.protocols.smtp.core import ServerConfig
 from gateway.passwords import hash_password
 from gateway.routing import EmailToRouter, ProtocolTypeRouter, regex
 from tests.unit.smtp.adapter_harness import Harness, message, transaction
