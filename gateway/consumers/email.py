@@ -214,14 +214,14 @@ class AsyncEmailConsumer(_OneMessage, AsyncConsumer):
         out = _send_message(to, subject, body, html=html, from_=from_, cc=cc, bcc=bcc, headers=headers,
                             message=message, message_id=id)
         await self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        return out["id"]
 
     async def reply(self, body: str, *, subject: str | None = None, html: str | None = None,
                     from_: str | None = None, headers: Mapping[str, str] | None = None) -> str:
         """Answer the received message's author (Reply-To, else From); returns the send id."""
         out = _reply_message(self.message, body, subject, html, from_, headers)
         await self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        return out["id"]
 
 
 class EmailConsumer(_OneMessage, SyncConsumer):
@@ -276,11 +276,11 @@ class EmailConsumer(_OneMessage, SyncConsumer):
         out = _send_message(to, subject, body, html=html, from_=from_, cc=cc, bcc=bcc, headers=headers,
                             message=message, message_id=id)
         self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        return out["id"]
 
     def reply(self, body: str, *, subject: str | None = None, html: str | None = None,
               from_: str | None = None, headers: Mapping[str, str] | None = None) -> str:
         """Answer the received message's author; returns the send id."""
         out = _reply_message(self.message, body, subject, html, from_, headers)
         self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        return out["id"]

@@ -39,8 +39,9 @@ from gateway.asgi.app import ASGIApp, Message, Scope
 from gateway.asgi.instance import CANCELLED, CLIENT_LEFT, RETURNED, ApplicationInstance, Clock, Ending, InstanceCounters
 from gateway.asgi.types import EmailScope
 from gateway.protocols.email.asgi import DISCONNECT, EmailOrder, Late, Outcome, Send, receive_event, send_result_event
+from gateway.protocols.transport import Timer
 
-__all__ = ["EmailInstance", "EmailReceiver", "Sender", "Timer"]
+__all__ = ["EmailInstance", "EmailReceiver", "Sender"]
 
 log = Logger(namespace="gateway.email")
 
@@ -49,14 +50,6 @@ _NO_SMARTHOST: Mapping[str, Any] = {
     "text": "no smarthost is configured for this listener",
 }
 _DISCONNECT = cast(Message, DISCONNECT)
-
-
-class Timer(Protocol):
-    """A timer of the reactor's (``IDelayedCall``): what an adapter does with one."""
-
-    def active(self) -> bool: ...
-
-    def cancel(self) -> None: ...
 
 
 class EmailReceiver(Protocol):

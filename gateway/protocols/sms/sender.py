@@ -19,7 +19,7 @@ from twisted.internet import ssl
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from gateway.protocols.sms.model import OutboundMessage, OutboundRequest, SendError, SendResult
+from gateway.protocols.sms.core import OutboundMessage, OutboundRequest, SendError, SendResult
 from gateway.protocols.sms.providers.base import Provider
 
 __all__ = ["SmsSender", "load_trust_root", "MAX_RESPONSE_SIZE"]

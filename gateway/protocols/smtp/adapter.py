@@ -34,7 +34,7 @@ from twisted.logger import Logger, LogLevel
 from gateway.asgi.app import ASGIApp
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
-from gateway.protocols.email.adapter import EmailInstance, Sender, Timer
+from gateway.protocols.email.adapter import EmailInstance, Sender
 from gateway.asgi.types import EmailConnection
 from gateway.protocols.email.asgi import ACCEPTED, DEFAULT_ACCEPT, Outcome, email_scope, recipient_probe, smtp_connection
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
@@ -49,7 +49,7 @@ from gateway.protocols.smtp.events import (
     StartTLS,
 )
 from gateway.protocols.smtp.replies import Reply, soften
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.transport import Timer, address_tuple, is_tls, server_tuple, tls_extension, write_through
 
 __all__ = ["SMTPSettings", "SMTPProtocol"]
 
