@@ -8,7 +8,7 @@ measured, this doubles the requests per second of a plain Twisted server on the 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import ISSLTransport
@@ -19,14 +19,6 @@ try:  # unix sockets are absent on some platforms
     _DIRECT: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 except ImportError:  # pragma: no cover
     _DIRECT = (tcp.Server, tcp.Client)
-
-
-class Timer(Protocol):
-    """A timer of the reactor's (what ``callLater`` returns, ``IDelayedCall``), as adapters use it."""
-
-    def active(self) -> bool: ...
-
-    def cancel(self) -> None: ...
 
 
 def write_through(transport: Any, data: bytes) -> None:

@@ -18,11 +18,12 @@ or failed (the instance raised, ended without answering, did not answer within
 ``answer_timeout``, or was cancelled). A failure is never a permanent refusal: the SMTP listener
 answers it with ``451 4.3.0`` and the IMAP reader leaves the message for a later attempt.
 
-Timers, on the reactor's clock: one per message, ``answer_timeout`` after the start (cancelled
-when the instance ends, which is all a normal delivery costs). When it fires, an unanswered
-message fails; from then on (or from the moment the last ``email.send`` result was delivered, if
-later) an instance still running has the application-close timeout (the core's
-:meth:`~gateway.asgi.instance.ApplicationInstance.close_after`) before it is cancelled.
+Timers, on the reactor's clock: one deadline per message, the listener's answer timeout after the
+start (in the listener's :class:`~gateway.protocols.deadlines.Deadlines`, so a message costs no
+timer of its own; cleared when the instance ends, which is all a normal delivery costs). When it
+is due, an unanswered message fails; from then on (or from the moment the last ``email.send``
+result was delivered, if later) an instance still running has the application-close timeout (the
+core's :meth:`~gateway.asgi.instance.ApplicationInstance.close_after`) before it is cancelled.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from gateway.asgi.app import ASGIApp, Message, Scope
 from gateway.asgi.instance import CANCELLED, CLIENT_LEFT, RETURNED, ApplicationInstance, Clock, Ending, InstanceCounters
 from gateway.asgi.types import EmailScope
 from gateway.protocols.email.asgi import DISCONNECT, EmailOrder, Late, Outcome, Send, receive_event, send_result_event
-from gateway.protocols.transport import Timer
+from gateway.protocols.deadlines import Deadline, Deadlines
 
 __all__ = ["EmailInstance", "EmailReceiver", "Sender"]
 
@@ -95,45 +96,46 @@ class EmailInstance(ApplicationInstance):
         loop: the asyncio loop instances run on.
         clock: the reactor (timers).
         counters: the listener's instance counters.
-        answer_timeout: seconds the application has to accept or reject.
+        deadlines: the listener's answer deadlines: the time the application has to accept or
+            reject (``deadlines.seconds``).
         close_timeout: how long an instance may run on once ``answer_timeout`` has passed (and its
             ``email.send`` results were delivered); then it is cancelled.
         sender: the smarthost sender for ``email.send`` (None: each send gets a result saying no
             smarthost is configured).
     """
 
-    __slots__ = ("answer_timeout", "receiver", "sender", "sends", "deadline_passed", "told_disconnect", "_answer_timer")
+    __slots__ = ("deadlines", "receiver", "sender", "sends", "deadline_passed", "told_disconnect", "_deadline")
 
     log = log
     notify_receiving = True
 
     def __init__(self, app: ASGIApp, scope: EmailScope, raw: bytes, *, receiver: EmailReceiver,
-                 loop: asyncio.AbstractEventLoop, clock: Clock, counters: InstanceCounters, answer_timeout: float,
+                 loop: asyncio.AbstractEventLoop, clock: Clock, counters: InstanceCounters, deadlines: Deadlines,
                  close_timeout: float, sender: Sender | None) -> None:
         order = EmailOrder()
         super().__init__(app, cast(Scope, scope), order, loop, clock, counters, close_timeout)
         self.order: EmailOrder = order
         self.receiver: EmailReceiver | None = receiver
         self.sender = sender
-        self.answer_timeout = answer_timeout
+        self.deadlines = deadlines
         #: ``email.send`` messages whose result has not come back yet.
         self.sends = 0
         self.deadline_passed = False
         #: ``email.disconnect`` was queued since the last send started.
         self.told_disconnect = False
-        self._answer_timer: Timer | None = None
+        self._deadline: Deadline | None = None
         self.queue.append((cast(Message, receive_event(raw)), 0))
 
     # -- driven by the listener --------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the application and its answer timer."""
-        self._answer_timer = self.clock.callLater(self.answer_timeout, self._answer_due)
+        """Start the application and its answer deadline."""
+        self._deadline = self.deadlines.add(self._answer_due)
         super().start()
 
     def client_gone(self) -> None:
         """The SMTP client left before the answer: ``send()`` raises from now on."""
-        self._cancel_answer_timer()
+        self._clear_deadline()
         self.client_left(_DISCONNECT)
 
     def give_up(self, reason: str) -> None:
@@ -164,7 +166,7 @@ class EmailInstance(ApplicationInstance):
             self.put(_DISCONNECT, 0)
 
     def app_ended(self, ending: Ending) -> None:
-        self._cancel_answer_timer()
+        self._clear_deadline()
         self._settle(self.order.give_up(_why(ending, self.task)))
         self.receiver = None
 
@@ -192,25 +194,24 @@ class EmailInstance(ApplicationInstance):
             self.app_receiving()
 
     def _answer_due(self) -> None:
-        self._answer_timer = None
+        self._deadline = None
         self.deadline_passed = True
         if self.ended is not None:
             return
-        failure = self.order.give_up(f"no answer within {self.answer_timeout:g}s")
+        seconds = self.deadlines.seconds
+        failure = self.order.give_up(f"no answer within {seconds:g}s")
         if failure is not None:
             self.counters.timeouts += 1
-            log.warn("The application did not answer {what} within {seconds:g}s",
-                     what=self.describe(), seconds=self.answer_timeout)
+            log.warn("The application did not answer {what} within {seconds:g}s", what=self.describe(), seconds=seconds)
             self._settle(failure)
         if not self.sends:
             self.close_after()
 
-    def _cancel_answer_timer(self) -> None:
-        timer = self._answer_timer
-        if timer is not None:
-            self._answer_timer = None
-            if timer.active():
-                timer.cancel()
+    def _clear_deadline(self) -> None:
+        deadline = self._deadline
+        if deadline is not None:
+            self._deadline = None
+            deadline.clear()
 
     def _start_send(self, action: Send) -> None:
         sender = self.sender

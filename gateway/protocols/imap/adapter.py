@@ -36,6 +36,7 @@ from gateway.asgi.types import EmailScope, TLSInfo
 from gateway.metrics.stats import ImapStats
 from gateway.protocols.email.adapter import EmailInstance, Sender
 from gateway.protocols.email.asgi import FAILED, REJECTED, Outcome
+from gateway.protocols.deadlines import Deadlines
 from gateway.protocols.email.tls import client_tls_options
 from gateway.protocols.imap.asgi import disposition, message_scope
 from gateway.protocols.imap.client import MailboxClient
@@ -76,6 +77,8 @@ class MailboxReader:
         self.sender = sender
         self.close_timeout = close_timeout
         self.connect = connect or self._connect
+        #: The answer deadline of the message in hand (``timeouts.consumer``).
+        self.deadlines = Deadlines(reactor, config.timeouts.consumer)
         self.client: MailboxClient | None = None
         #: The instance deciding about the message in hand, and the answer it will give.
         self.instance: EmailInstance | None = None
@@ -232,7 +235,7 @@ class MailboxReader:
         answer = self._answer = self.loop.create_future()
         instance = self.instance = EmailInstance(
             self.app, scope, raw, receiver=self, loop=self.loop, clock=self.reactor, counters=self.stats.instances,
-            answer_timeout=self.config.timeouts.consumer, close_timeout=self.close_timeout, sender=self.sender,
+            deadlines=self.deadlines, close_timeout=self.close_timeout, sender=self.sender,
         )
         instance.start()
         try:

@@ -10,12 +10,15 @@ scope (one :class:`SmsInstance`) and answers the provider: its success answer (w
 replies) once the application handled the event, else the provider's retry status.
 
 What the application may send, and when the event counts as handled, is
-:class:`~gateway.protocols.sms.asgi.SmsOrder`'s to say. Timers, on the reactor's clock: one per
-event, at the consumer timeout (capped below the provider's deadline): an event not handled by
-then is answered with the retry status, and an instance still not done with it
+:class:`~gateway.protocols.sms.asgi.SmsOrder`'s to say. Timers, on the reactor's clock: a deadline
+per event at the consumer timeout (capped below the provider's deadline; kept in the bridge's
+:class:`~gateway.protocols.deadlines.Deadlines`, so an event costs no timer of its own): an event
+not handled by then is answered with the retry status, and an instance still not done with it
 ``application_close`` later is cancelled. Once the event has an outcome and nothing is in flight,
 ``receive()`` returns ``sms.disconnect``; from the moment the application reads it, it has
-``application_close`` to return (the core's :meth:`~gateway.asgi.instance.ApplicationInstance.close_after`).
+``application_close`` to return (a deadline in the bridge's closing :class:`Deadlines`; if it is
+due, the core's :meth:`~gateway.asgi.instance.ApplicationInstance.close_after` cancels the
+instance at once, and logs and counts it).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from gateway.protocols.sms.core import (
 )
 from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
 from gateway.protocols.sms.providers.base import Provider
-from gateway.protocols.transport import Timer
+from gateway.protocols.deadlines import Deadline, Deadlines, Timer
 from gateway.routing.base import matches
 
 __all__ = ["Account", "SmsInstance", "WebhookBridge", "effective_timeout", "public_url"]
@@ -155,34 +158,39 @@ class SmsInstance(ApplicationInstance):
         scope: its ``sms`` scope.
         loop, clock: the asyncio loop and the reactor (timers).
         stats: the listener's counters.
-        timeout: seconds the application has to handle the event.
+        deadlines: the account's handling deadlines (``deadlines.seconds``: the time the
+            application has to handle the event).
+        closing: the bridge's closing deadlines (``application_close``).
         close_timeout: ``application_close``.
         on_outcome: called once with whether the event was handled (the bridge's dedup).
     """
 
-    __slots__ = ("account", "event", "answer", "on_outcome", "sends", "stats", "timeout", "_timer")
+    __slots__ = ("account", "event", "answer", "closing", "deadlines", "on_outcome", "sends", "stats", "_deadline",
+                 "_timer")
 
     log = log
     notify_receiving = True
 
     def __init__(self, app: ASGIApp, account: Account, event: InboundMessage | StatusUpdate, scope: asgi.SmsScope, *,
-                 loop: asyncio.AbstractEventLoop, clock: Clock, stats: SmsStats, timeout: float,
-                 close_timeout: float, on_outcome: Callable[[bool], None]) -> None:
+                 loop: asyncio.AbstractEventLoop, clock: Clock, stats: SmsStats, deadlines: Deadlines,
+                 closing: Deadlines, on_outcome: Callable[[bool], None]) -> None:
         inline = account.inline_replies
         provider = account.provider
         order = SmsOrder(event, inline=inline,
                          check_inline=(lambda texts: provider.respond(event, texts)) if inline else None)
-        super().__init__(app, cast(Scope, scope), order, loop, clock, stats.instances, close_timeout)
+        super().__init__(app, cast(Scope, scope), order, loop, clock, stats.instances, closing.seconds)
         self.order: SmsOrder = order
         self.account = account
         self.event = event
         self.stats = stats
-        self.timeout = timeout
+        self.deadlines = deadlines
+        self.closing = closing
         self.on_outcome: Callable[[bool], None] | None = on_outcome
         #: Whether the webhook may get the provider's success answer (see the class documentation).
         self.answer: asyncio.Future[bool] = loop.create_future()
         #: REST sends in flight.
         self.sends: set[asyncio.Task[None]] = set()
+        self._deadline: Deadline | None = None
         self._timer: Timer | None = None
         first = asgi.receive_event(event) if isinstance(event, InboundMessage) else asgi.status_event(event)
         self.queue.append((cast(Message, first), 0))
@@ -190,8 +198,8 @@ class SmsInstance(ApplicationInstance):
     # -- driven by the bridge ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the application and its timer."""
-        self._timer = self.clock.callLater(self.timeout, self._due)
+        """Start the application and its deadline."""
+        self._deadline = self.deadlines.add(self._due)
         super().start()
 
     def answered_inline(self) -> list[str]:
@@ -223,7 +231,8 @@ class SmsInstance(ApplicationInstance):
         # result was read; the application is timed from the moment it reads it.
         if self.final is None and not self.queue and not self.sends and self.order.handled is not None:
             self.set_final(_DISCONNECT)
-            self.close_after()
+            self._cancel_timer()
+            self._deadline = self.closing.add(self._close_due)
 
     def app_ended(self, ending: Ending) -> None:
         self._cancel_timer()
@@ -259,11 +268,16 @@ class SmsInstance(ApplicationInstance):
         if waiter is not None and not waiter.done():
             self.app_receiving()
 
+    def _close_due(self) -> None:
+        self._deadline = None
+        if self.ended is None:
+            self.close_after(0.0)
+
     def _due(self) -> None:
         """The consumer timeout: not handled yet, so the provider is told to retry; the instance
         gets ``application_close`` more to handle it (the event is then remembered as handled)."""
-        self._timer = None
-        if self.order.handled is not None or self.ended is not None:
+        self._deadline = None
+        if self.order.handled is not None or self.ended is not None:  # pragma: no cover - cleared then
             return
         answer = self.answer
         if not answer.done():
@@ -280,6 +294,10 @@ class SmsInstance(ApplicationInstance):
         self.cancel()
 
     def _cancel_timer(self) -> None:
+        deadline = self._deadline
+        if deadline is not None:
+            self._deadline = None
+            deadline.clear()
         timer = self._timer
         if timer is not None:
             self._timer = None
@@ -354,6 +372,10 @@ class WebhookBridge:
         self.clock = clock
         self.rejections = rejections
         self.in_flight: dict[str, SmsInstance] = {}
+        #: The handling deadlines of the events being handled, by timeout (one per provider's cap).
+        self.deadlines: dict[float, Deadlines] = {}
+        #: The instances' closing deadlines (``application_close`` after they read sms.disconnect).
+        self.closing = Deadlines(reactor, application_close)
         #: The listener's counters (:mod:`gateway.metrics`; the daemon replaces this one).
         self.stats = SmsStats()
 
@@ -507,8 +529,11 @@ class WebhookBridge:
                 if on_handled is not None:
                     on_handled()
 
+        deadlines = self.deadlines.get(timeout)
+        if deadlines is None:
+            deadlines = self.deadlines[timeout] = Deadlines(self.reactor, timeout)
         instance = SmsInstance(self.app, account, event, scope, loop=self.loop, clock=self.reactor, stats=stats,
-                               timeout=timeout, close_timeout=self.application_close, on_outcome=outcome)
+                               deadlines=deadlines, closing=self.closing, on_outcome=outcome)
         self.in_flight[key] = instance
         instance.start()
         if not await asyncio.shield(instance.answer):

@@ -49,7 +49,8 @@ from gateway.protocols.smtp.events import (
     StartTLS,
 )
 from gateway.protocols.smtp.replies import Reply, soften
-from gateway.protocols.transport import Timer, address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.deadlines import Deadlines, Timer
+from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
 
 __all__ = ["SMTPSettings", "SMTPProtocol"]
 
@@ -81,10 +82,13 @@ class SMTPSettings:
     stats: SmtpStats = field(default_factory=SmtpStats)
     #: Rate-limits the lines about refused clients, recipients and logins (one per listener).
     rejections: RejectionLog | None = None
+    #: The answer deadlines of the listener's messages (``consumer_timeout``).
+    answer_deadlines: Deadlines = field(init=False)
 
     def __post_init__(self) -> None:
         if self.rejections is None:
             self.rejections = RejectionLog("smtp", self.reactor, log)
+        self.answer_deadlines = Deadlines(self.reactor, self.consumer_timeout)
 
     def allow_log(self, reason: str) -> bool:
         """Whether a line about a refusal for ``reason`` may be logged now (rate-limited)."""
@@ -398,7 +402,7 @@ class SMTPProtocol(Protocol):
         self._started = time.perf_counter()
         instance = self.instance = EmailInstance(
             settings.app, scope, raw, receiver=self, loop=settings.loop, clock=settings.reactor,
-            counters=settings.stats.instances, answer_timeout=settings.consumer_timeout,
+            counters=settings.stats.instances, deadlines=settings.answer_deadlines,
             close_timeout=settings.close_timeout, sender=settings.sender,
         )
         instance.start()

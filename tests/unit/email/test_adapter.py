@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from gateway.metrics.stats import InstanceStats
+from gateway.protocols.deadlines import Deadlines
 from gateway.protocols.email.adapter import EmailInstance
 from gateway.protocols.email.asgi import ACCEPTED, FAILED, REJECTED, Outcome
 from gateway.protocols.errors import LocalProtocolError
@@ -36,8 +37,10 @@ class Run:
         self.clock = MemoryReactorClock()
         self.outcomes: list[Outcome] = []
         self.counters = InstanceStats()
+        self.deadlines = Deadlines(self.clock, answer_timeout)
         self.instance = EmailInstance(app, {"type": "email"}, b"raw bytes", receiver=self, loop=self.loop,  # type: ignore[arg-type]
-                                      clock=self.clock, counters=self.counters, answer_timeout=answer_timeout,
+                                      clock=self.clock, counters=self.counters,
+                                      deadlines=self.deadlines,
                                       close_timeout=close_timeout, sender=sender)
         self.instance.start()
         self.spin()
@@ -89,7 +92,9 @@ def test_receive_gives_the_message_then_disconnect_after_the_answer(run):
     r = run(app)
     assert seen == [{"type": "email.receive", "raw": b"raw bytes"}, {"type": "email.disconnect"}]
     assert [o.kind for o in r.outcomes] == [ACCEPTED]
-    assert r.finished and not r.clock.getDelayedCalls()  # the one timer is gone
+    assert r.finished and len(r.deadlines) == 0  # the answer deadline is cleared
+    r.advance(10.0)  # the listener's one timer finds nothing due
+    assert not r.clock.getDelayedCalls()
 
 
 def test_a_second_answer_is_an_error(run):
