@@ -275,7 +275,8 @@ class SmsOrder:
 
     :meth:`app_send` checks one message and returns the action: :data:`ACK` for the first
     ``sms.ack`` (a later one returns None), :class:`Held` for a reply kept for the outcome,
-    :class:`Send` for a text to send now. It raises :class:`LocalProtocolError` for an unknown or
+    :class:`Send` for a text to send now, None for a reply to an event that was not handled
+    (dropped: the provider delivers the event again). It raises :class:`LocalProtocolError` for an unknown or
     malformed message, for a reply in a ``status`` scope or to a sender that is not a number, and
     for a reply the provider's answer could not carry (``check_inline``); then it changes nothing.
 
@@ -320,7 +321,7 @@ class SmsOrder:
             return self._reply(message)
         raise LocalProtocolError(f"unexpected ASGI message {kind!r} in an sms scope (expected sms.ack, sms.reply or sms.send)")
 
-    def _reply(self, message: Mapping[str, Any]) -> Held | Send:
+    def _reply(self, message: Mapping[str, Any]) -> Held | Send | None:
         text = reply_text(message)
         event = self.event
         if not isinstance(event, InboundMessage):
@@ -328,7 +329,9 @@ class SmsOrder:
         if event.from_.kind not in (PHONE, SHORT_CODE):
             raise LocalProtocolError(f"cannot reply to {event.from_.value!r}: an {event.from_.kind} sender is not a number")
         request_id = message.get("id")
-        if self.handled is not None:
+        if self.handled is False:
+            return None  # the event was not handled: the provider delivers it again
+        if self.handled:
             return Send(request_id, OutboundMessage(to=event.from_.value, text=text, from_=event.to.value))
         if self.inline and self.check_inline is not None:
             self.check_inline([*(t for _, t in self.held), text])
