@@ -276,7 +276,7 @@ class SMTPProtocol(Protocol):
     def _update_reading(self) -> None:
         """Read from the client unless a decision it sent more behind is pending, or it does not
         read our replies."""
-        if self._lost:
+        if self._lost or self._closing:
             return
         if self._wait_decision or self.writes_paused:
             if not self._reading_paused:
