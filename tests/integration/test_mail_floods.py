@@ -123,7 +123,6 @@ def test_smtp_pipelining_without_reading_replies_keeps_memory_bounded(daemon_for
         grown = rss(pid) - before
     finally:
         sock.close()
-    print("SMTP", sent, grown)
     assert blocked, f"the daemon read all {sent} bytes without the client reading a reply"
     assert grown < BOUND, f"RSS grew by {grown / 2**20:.1f} MiB after {sent / 2**20:.1f} MiB of pipelined commands"
 
