@@ -21,6 +21,14 @@ CHECKED = [
     "gateway/reactor.py",
     "gateway/tls.py",
     "gateway/_compat",
+    "gateway/asgi/types.py",
+    "gateway/protocols/deadlines.py",
+    "gateway/protocols/email",
+    "gateway/protocols/smtp",
+    "gateway/protocols/imap",
+    "gateway/protocols/sms",
+    "gateway/testing/email.py",
+    "gateway/testing/sms.py",
 ]
 
 

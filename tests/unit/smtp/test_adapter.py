@@ -502,3 +502,40 @@ def test_closing_while_the_client_does_not_read_aborts_after_the_command_timeout
     assert not h.transport.disconnected
     h.advance(2)
     assert h.transport.disconnected  # a client that never reads is not waited for forever
+
+
+def test_a_client_that_leaves_before_the_answer_is_not_an_application_error(make):
+    """The application's answer raises ClientDisconnected (the sender will send the message
+    again); ending on it is counted as a client that left, not logged as an application error."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from gateway.asgi.instance import ClientDisconnected
+
+    gate = asyncio.Event()
+    raised: list[BaseException] = []
+    events: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await gate.wait()
+        events.append(await receive())  # the client left: email.disconnect
+        try:
+            await send({"type": "email.accept"})
+        except ClientDisconnected as exc:
+            raised.append(exc)
+            raise
+
+    logged: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        h = make(app)
+        h.send(EHLO + transaction())
+        h.lose()
+        gate.set()
+        h.run()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    stats = h.settings.stats
+    assert events == [{"type": "email.disconnect"}] and len(raised) == 1
+    assert (stats.instances.client_left, stats.instances.errors, stats.accepted, stats.tempfailed) == (1, 0, 0, 1)
+    assert not [e for e in logged if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
