@@ -2,7 +2,8 @@
 
 Behaviour matches ``channels.consumer``: a message ``{"type": "chat.message"}`` (from the client or
 from the channel layer) calls ``chat_message(message)``; events from the client and from the layer
-are handled strictly one at a time; ``StopConsumer`` ends the instance cleanly. The thread model
+are handled strictly one at a time; ``StopConsumer`` ends the instance cleanly, and so does a
+``send()`` after the client left (its disconnect handler runs first). The thread model
 of :class:`SyncConsumer` differs on purpose (see :mod:`gateway.consumers.threads`).
 """
 
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 
+from gateway.asgi.instance import ClientDisconnected
 from gateway.consumers.threads import SerialExecutor, run_sync_handler
 from gateway.exceptions import StopConsumer
 from gateway.layers.registry import DEFAULT_CHANNEL_LAYER, get_channel_layer
@@ -101,8 +103,20 @@ class AsyncConsumer:
             await await_many_dispatch(sources, self._dispatch_async)
         except StopConsumer:
             pass
+        except ClientDisconnected:
+            # A handler sent after the client left (ASGI www 2.4): not an error. The disconnect
+            # event is waiting; its handler still runs, then the instance ends cleanly.
+            await self._after_client_left(receive)
         finally:
             await self._on_exit()
+
+    async def _after_client_left(self, receive: Receive) -> None:
+        message = await receive()
+        if str(message.get("type", "")).endswith(".disconnect"):
+            try:
+                await self._dispatch_async(message)
+            except (StopConsumer, ClientDisconnected):
+                pass
 
     async def _on_exit(self) -> None:
         """Cleanup after the last handler, however the instance ended (generic consumers leave

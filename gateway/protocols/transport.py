@@ -8,6 +8,7 @@ measured, this doubles the requests per second of a plain Twisted server on the 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from twisted.internet import tcp
@@ -150,3 +151,30 @@ def _cipher_id(connection: Any) -> int | None:
             pass
         _CIPHER_IDS = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
     return _CIPHER_IDS.get(name)
+
+
+class Drain:
+    """The ``send()`` calls waiting for a connection's write buffer to drain.
+
+    An adapter registered as a streaming producer learns from ``pauseProducing`` that the buffer
+    is full and from ``resumeProducing`` that it drained; meanwhile each ``send()`` awaits
+    :meth:`wait`, and :meth:`release` (on resume, and when the connection is lost) wakes them all.
+    """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future that completes when the buffer drained (or the connection was lost)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def release(self) -> None:
+        """Wake every waiting ``send()``."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -139,10 +139,10 @@ def test_denial_response_extension(ws: Daemon) -> None:
     assert response.body == b"no entry"
 
 
-def test_application_exception_before_accept_gives_500(ws: Daemon) -> None:
+def test_application_exception_before_accept_gives_403(ws: Daemon) -> None:
     raw = RawClient(ws.port(), "/raise-before")
     try:
-        assert raw.status == 500
+        assert raw.status == 403
     finally:
         raw.close()
     assert "boom before accept" in ws.output()

@@ -362,12 +362,12 @@ class HTTPConnection:
         Raises:
             LocalProtocolError: the header fields are invalid (only when given as pairs).
         """
-        if fields.__class__ is not ResponseFields:
-            fields = response_fields(fields)  # type: ignore[arg-type]
+        if fields.__class__ is not tuple:
+            fields = response_fields(fields)
+        block, length, close, _, _ = fields  # type: ignore[misc]
         self._head_request = request.method == "HEAD"
-        keep_alive = request.keep_alive and not fields.close  # type: ignore[union-attr]
-        length = fields.content_length  # type: ignore[union-attr]
-        parts = [status_line(status), fields.block]  # type: ignore[union-attr]
+        keep_alive = request.keep_alive and not close
+        parts = [status_line(status), block]
         if extra:
             parts.append(extra)
         no_body = status in _NO_BODY_STATUS or status < 200
@@ -498,26 +498,14 @@ def is_valid_header_value(value: bytes) -> bool:
     return _BAD_VALUE.search(value) is None
 
 
-class ResponseFields:
-    """An application's response header fields, checked and encoded in one pass.
-
-    Attributes:
-        block: the fields as header lines (names lower-cased, each line ending in CRLF), without
-            ``Transfer-Encoding`` (the connection frames the body itself).
-        content_length: the ``Content-Length`` the application gave, if any.
-        close: whether the application asked for ``Connection: close``.
-        has_server: whether it set ``Server`` itself.
-        has_date: whether it set ``Date`` itself.
-    """
-
-    __slots__ = ("block", "close", "content_length", "has_date", "has_server")
-
-    def __init__(self, block: bytes, content_length: int | None, close: bool, has_server: bool, has_date: bool) -> None:
-        self.block = block
-        self.content_length = content_length
-        self.close = close
-        self.has_server = has_server
-        self.has_date = has_date
+#: An application's response header fields, checked and encoded in one pass by
+#: :func:`response_fields`: ``(block, content_length, close, has_server, has_date)``, where
+#: ``block`` holds the fields as header lines (names lower-cased, each line ending in CRLF, without
+#: ``Transfer-Encoding``: the connection frames the body itself), ``content_length`` is the
+#: ``Content-Length`` the application gave (or None), ``close`` whether it asked for
+#: ``Connection: close``, ``has_server``/``has_date`` whether it set those itself. (A tuple: one is
+#: built per response.)
+ResponseFields = tuple[bytes, int | None, bool, bool, bool]
 
 
 def response_fields(headers: Any) -> ResponseFields:
@@ -564,7 +552,7 @@ def response_fields(headers: Any) -> ResponseFields:
             lines.append(b"%s: %s\r\n" % (name, value))
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None
-    return ResponseFields(b"".join(lines), length, close, has_server, has_date)
+    return b"".join(lines), length, close, has_server, has_date
 
 
 def _describe(exc: Exception) -> str:

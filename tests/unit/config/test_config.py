@@ -82,7 +82,7 @@ def test_unknown_key_names_line_path_and_suggestion() -> None:
         """)
     assert found == [
         "gw.yaml:7: listeners[0].limits.max_body_sise: unknown key (did you mean 'max_body_size'?); allowed keys: "
-        "max_body_size, max_connections, max_header_size, max_headers, max_pipelined_requests, max_request_line, "
+        "lingering_size, max_body_size, max_connections, max_header_size, max_headers, max_pipelined_requests, max_request_line, "
         "read_high_water, write_high_water"
     ]
 

@@ -438,3 +438,28 @@ def test_write_through_respects_start_tls() -> None:
     transport = FakeServer()
     write_through(transport, b"secret")
     assert transport.written == [b"secret"]
+
+
+# -- lingering close after an error answer ---------------------------------------------------------
+
+
+def test_after_an_error_answer_the_rest_of_the_request_is_read_and_thrown_away(make: Any) -> None:
+    h = make(hello, limits=HTTPLimits(max_body_size=10), lingering_size=1000, lingering_timeout=5.0)
+    h.send(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
+    [(status, headers, _)] = responses(h.output())
+    assert status == 413 and headers[b"connection"] == b"close"
+    assert h.closed and not h.transport.disconnecting  # lingering: still reading
+    h.send(b"x" * 800)
+    assert not h.transport.disconnecting and h.output() == b""
+    h.send(b"x" * 300)  # past lingering_size: closed now
+    assert h.transport.disconnecting
+
+
+def test_lingering_ends_after_its_timeout(make: Any) -> None:
+    h = make(hello, limits=HTTPLimits(max_body_size=10), lingering_timeout=2.0)
+    h.send(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    assert responses(h.output())[0][0] == 413 and not h.transport.disconnecting
+    h.advance(1.9)
+    assert not h.transport.disconnecting
+    h.advance(0.2)
+    assert h.transport.disconnecting
