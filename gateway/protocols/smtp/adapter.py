@@ -162,9 +162,13 @@ class SMTPProtocol(Protocol):
                 transport.write(refusal.to_bytes())
                 transport.loseConnection()
                 return
-        transport.registerProducer(self, True)
         self.session = SMTPServer(self.settings.server, tls_active=self._tls)
         self._flush()
+        # Told when the write buffer fills (from now on: over implicit TLS, the greeting waits in
+        # the TLS layer until the handshake is done, and it pauses its producer meanwhile, which
+        # would stop the reading the handshake needs).
+        if not self._closing:
+            transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Any = None) -> None:
         self._lost = True
