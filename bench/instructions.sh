@@ -3,7 +3,7 @@
 # echo round trip, SMTP message or SMS webhook of one server, counted by valgrind's callgrind:
 # unlike rates, this does not move with the machine's other load (a few tenths of a percent
 # between runs). Needs valgrind.
-#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | hs | echo | smtp | sms
+#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | conn | hs | echo | smtp | sms
 # smtp and sms run the gateway with bench/conf/mail.yaml (a router and an accepting consumer:
 # asgi_apps:mail): smtp is one smtplib session sending N 2 KB messages, sms N signed generic
 # webhooks on one keep-alive connection.
@@ -11,7 +11,7 @@
 # are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER get|post|hs|echo|smtp|sms [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|conn|hs|echo|smtp|sms [N]}; MODE=${2:?}; N=${3:-300}
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 SMS_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

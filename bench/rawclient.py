@@ -1,8 +1,10 @@
 """A minimal sequential client for instruction counting (bench/instructions.sh).
 
-usage: rawclient.py PORT N get|post|hs|echo|smtp|sms
+usage: rawclient.py PORT N get|post|conn|hs|echo|smtp|sms
   get:  one keep-alive connection, N requests ``GET /`` (each answered before the next)
   post: one keep-alive connection, N requests ``POST /`` with a 64-byte body
+  conn: N times: connect, ``GET /`` with ``Connection: close``, read until the server closes
+        (connection set-up and tear-down: reactor registration, per-connection timers)
   hs:   N times: connect, WebSocket handshake, send a close frame (1000), read until the server closes
   echo: one connection, N WebSocket round trips of a 32-byte text message
   smtp: one SMTP session (smtplib), N messages of about 2 KB, each answered before the next
@@ -41,10 +43,12 @@ def handshake(port: int) -> socket.socket:
     return sock
 
 
-def http(port: int, n: int, request: bytes | Callable[[], bytes]) -> None:
+def http(port: int, n: int, request: bytes | Callable[[], bytes], per_connection: bool = False) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for _ in range(n):
+    for i in range(n):
+        if per_connection and i:
+            sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(request if isinstance(request, bytes) else request())
         got = b""
         while True:
@@ -59,6 +63,10 @@ def http(port: int, n: int, request: bytes | Callable[[], bytes]) -> None:
                     length = int(value)
             if len(body) >= length:
                 break
+        if per_connection:
+            while sock.recv(65536):  # the server closes
+                pass
+            sock.close()
     sock.close()
 
 
@@ -93,6 +101,9 @@ def main() -> None:
         return
     if mode == "get":
         http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rawclient\r\nAccept: */*\r\n\r\n" % port)
+        return
+    if mode == "conn":
+        http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port, per_connection=True)
         return
     if mode == "post":
         http(port, n, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/octet-stream\r\n"

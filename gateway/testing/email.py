@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.protocols.email.asgi import ACCEPTED, EmailOrder, Outcome, Send, email_scope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
@@ -46,12 +47,12 @@ class EmailOutcome:
     accepted: bool = False
     code: int = 451
     text: str = "4.3.0 Temporary failure, please try again later"
-    sends: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[Message] = field(default_factory=list)
     error: BaseException | None = None
     fate: str = "retried"
 
     @classmethod
-    def of(cls, outcome: Outcome, sends: list[dict[str, Any]], error: BaseException | None = None) -> EmailOutcome:
+    def of(cls, outcome: Outcome, sends: list[Message], error: BaseException | None = None) -> EmailOutcome:
         """The outcome as the listeners read it (:meth:`Outcome.smtp_reply`, :attr:`Outcome.fate`)."""
         reply = outcome.smtp_reply()
         text = " ".join(reply.lines)
@@ -83,7 +84,7 @@ class EmailCommunicator(ProtocolCommunicator):
 
     scope_type = "email"
 
-    def __init__(self, application: Any, message: bytes | str | EmailMessage, *, sender: str = "sender@example.org",
+    def __init__(self, application: ASGIApp, message: bytes | str | EmailMessage, *, sender: str = "sender@example.org",
                  recipients: Sequence[str] = ("recipient@example.org",), source: str = "smtp",
                  helo: str | None = "client.example.org", client: tuple[str, int] | None = ("192.0.2.1", 40000),
                  server: tuple[str, int | None] | None = ("192.0.2.25", 25), tls: dict[str, Any] | None = None,
@@ -99,7 +100,7 @@ class EmailCommunicator(ProtocolCommunicator):
                          source=source, helo=helo, client=client, server=server, tls=tls, auth_user=auth_user,
                          mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
 
-    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,  # type: ignore[override]
+    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,
                     client: Any, server: Any, tls: Any, auth_user: str | None, mailbox: str, uid: int,
                     uidvalidity: int) -> dict[str, Any]:
         """An ``email`` scope as the listener builds it (:func:`~gateway.protocols.email.asgi.email_scope`)."""
@@ -108,7 +109,7 @@ class EmailCommunicator(ProtocolCommunicator):
                             client=client, auth_user=auth_user, mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
         return dict(scope)
 
-    def check(self, message: dict[str, Any]) -> Any:
+    def check(self, message: Message) -> Any:
         """What the listener makes of a message from the application (the order's action).
 
         Raises:
@@ -131,7 +132,7 @@ class EmailCommunicator(ProtocolCommunicator):
             raise RuntimeError("deliver() is called once per communicator")
         self.delivered = True
         await self.send_input({"type": "email.receive", "raw": self.raw})
-        sends: list[dict[str, Any]] = []
+        sends: list[Message] = []
         error: BaseException | None = None
         order = self.order
         while order.outcome is None:
@@ -149,9 +150,9 @@ class EmailCommunicator(ProtocolCommunicator):
         await self.send_input({"type": "email.send.result", "id": message_id, "ok": ok, "code": code, "text": text,
                                "temporary": temporary, "refused": dict(refused or {})})
 
-    async def collect_sends(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+    async def collect_sends(self, timeout: float = 0.1) -> list[Message]:
         """The ``email.send`` messages sent since, until ``timeout`` passes quietly."""
-        sends = []
+        sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
             if not isinstance(self.check(message), Send):

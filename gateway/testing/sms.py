@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.sms import asgi
 from gateway.protocols.sms.asgi import SmsOrder
@@ -41,7 +42,7 @@ class SmsOutcome:
 
     acked: bool = False
     replies: list[str] = field(default_factory=list)
-    sends: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[Message] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -61,7 +62,7 @@ class SmsCommunicator(ProtocolCommunicator):
 
     scope_type = "sms"
 
-    def __init__(self, application: Any, text: str = "", *, from_: str | None = "+447400123456",
+    def __init__(self, application: ASGIApp, text: str = "", *, from_: str | None = "+447400123456",
                  to: str | None = "+441134960000", kind: str = "message", provider: str = "generic",
                  account: str = "test", message_id: str = "m-1", country: str | None = None,
                  media: list[dict[str, Any]] | None = None, status: str = "delivered",
@@ -93,7 +94,7 @@ class SmsCommunicator(ProtocolCommunicator):
                               media=tuple(Media(m["url"], m.get("content_type")) for m in self.media),
                               country=sender.country if sender is not None else None)
 
-    def build_scope(self, *, kind: str, provider: str, account: str, sender: Address | None,  # type: ignore[override]
+    def build_scope(self, *, kind: str, provider: str, account: str, sender: Address | None,
                     recipient: Address | None, message_id: str, country: str | None) -> dict[str, Any]:
         """An ``sms`` scope as the listener builds it (:func:`~gateway.protocols.sms.asgi.build_scope`)."""
         scope = asgi.build_scope(
@@ -111,7 +112,7 @@ class SmsCommunicator(ProtocolCommunicator):
             return dict(asgi.status_event(event))
         return dict(asgi.receive_event(event))
 
-    def check(self, message: dict[str, Any]) -> Any:
+    def check(self, message: Message) -> Any:
         """What the listener makes of a message from the application (the order's action).
 
         Raises:
@@ -160,9 +161,9 @@ class SmsCommunicator(ProtocolCommunicator):
                                                 "retryable": False}),
         })
 
-    async def collect_sends(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+    async def collect_sends(self, timeout: float = 0.1) -> list[Message]:
         """The ``sms.send`` / ``sms.reply`` messages sent since, until ``timeout`` passes quietly."""
-        sends = []
+        sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
             if isinstance(self.check(message), asgi.Send):

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from gateway._compat.tcp import set_write_high_water, write_through
 from gateway.asgi.app import ASGIApp, Message
 from gateway.asgi.instance import RETURNED, ApplicationInstance, Ending
 from gateway.logs import RejectionLog
@@ -33,15 +34,7 @@ from gateway.protocols.http.accesslog import AccessLog
 from gateway.protocols.http.asgi import BODY, START, TRAILERS, ResponseState, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.transport import (
-    Drain,
-    address_tuple,
-    is_tls,
-    server_tuple,
-    set_write_high_water,
-    tls_extension,
-    write_through,
-)
+from gateway.protocols.transport import Drain, address_tuple, is_tls, server_tuple, tls_extension
 
 log = Logger(namespace="gateway.http")
 
@@ -326,6 +319,9 @@ class ContinueExchange(Exchange):
 class HTTPProtocol(Protocol):
     """One HTTP/1.1 connection: requests in order, one application instance per request."""
 
+    #: A TCP, UNIX or TLS transport (Twisted types it as the bare ITransport).
+    transport: Any
+
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
         self.conn = HTTPConnection(settings.limits)
@@ -411,7 +407,7 @@ class HTTPProtocol(Protocol):
                 if event.__class__ is Data:
                     receiving = self.receiving
                     if receiving is not None:
-                        receiving.feed(event.data)  # type: ignore[union-attr]
+                        receiving.feed(event.data)
                         self._deadline_kind = _BODY
                 elif event is END_OF_MESSAGE:
                     receiving = self.receiving

@@ -115,8 +115,9 @@ class MailboxReader:
         self.stopping = True
         if self.instance is not None:
             self.instance.give_up("cancelled: the listener is closing")
-        if self.client is not None and self.client.transport is not None:
-            self.client.transport.abortConnection()
+        transport: Any = self.client.transport if self.client is not None else None
+        if transport is not None:
+            transport.abortConnection()  # a TCP (or TLS) transport: ITCPTransport
         if self.task is not None:
             self.task.cancel()
 

@@ -82,7 +82,7 @@ class SmsSender:
             quiet_pool(self.pool)  # no "Starting factory" line per request
             policy = BrowserLikePolicyForHTTPS(trustRoot=load_trust_root(ca_file) if ca_file else None)
             agent = Agent(reactor, contextFactory=policy, pool=self.pool, connectTimeout=min(10.0, self.timeout))
-            client = treq.client.HTTPClient(agent)  # type: ignore[arg-type]
+            client = treq.client.HTTPClient(agent)
         self.client = client
 
     async def send(self, provider: Provider, message: OutboundMessage) -> SendResult:

@@ -31,11 +31,13 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 
+from gateway._compat.tcp import write_through
 from gateway.asgi.app import ASGIApp
+from gateway.asgi.types import EmailConnection
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
+from gateway.protocols.deadlines import Deadlines, Timer
 from gateway.protocols.email.adapter import EmailInstance, Sender
-from gateway.asgi.types import EmailConnection
 from gateway.protocols.email.asgi import ACCEPTED, DEFAULT_ACCEPT, Outcome, email_scope, recipient_probe, smtp_connection
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.core import ServerConfig, SMTPServer
@@ -49,8 +51,7 @@ from gateway.protocols.smtp.events import (
     StartTLS,
 )
 from gateway.protocols.smtp.replies import Reply, soften
-from gateway.protocols.deadlines import Deadlines, Timer
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
 __all__ = ["SMTPSettings", "SMTPProtocol"]
 

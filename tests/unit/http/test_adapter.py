@@ -384,17 +384,6 @@ def test_asgi2_double_callable_application(make: Any) -> None:
         del sys.modules["asgi2_probe"]
 
 
-def test_write_high_water_reaches_the_tcp_transport_under_tls() -> None:
-    from types import SimpleNamespace
-
-    from gateway.protocols.transport import set_write_high_water
-
-    tcp = SimpleNamespace(bufferSize=65536)
-    tls = SimpleNamespace(transport=tcp)
-    set_write_high_water(tls, 4096)
-    assert tcp.bufferSize == 4096
-
-
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
@@ -411,33 +400,6 @@ def test_arbitrary_bytes_never_escape_the_adapter(chunks: list[bytes]) -> None:
         assert out == b"" or out.startswith(b"HTTP/1.1 ")
     finally:
         h.close()
-
-
-def test_write_through_respects_start_tls() -> None:
-    """After startTLS() a plain TCP transport must encrypt: no direct socket writes."""
-    from twisted.internet import tcp
-
-    from gateway.protocols.transport import write_through
-
-    class FakeServer(tcp.Server):
-        def __init__(self) -> None:  # no socket: only the attributes write_through reads
-            self.connected = True
-            self.disconnecting = False
-            self._writeDisconnected = False
-            self._tempDataLen = 0
-            self.dataBuffer = b""
-            self.TLS = True
-            self.written: list[bytes] = []
-
-        def writeSomeData(self, data: bytes) -> int:  # type: ignore[override]
-            raise AssertionError("bypassed the TLS layer")
-
-        def write(self, data: bytes) -> None:  # type: ignore[override]
-            self.written.append(data)
-
-    transport = FakeServer()
-    write_through(transport, b"secret")
-    assert transport.written == [b"secret"]
 
 
 # -- lingering close after an error answer ---------------------------------------------------------
