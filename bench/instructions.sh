@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # instructions.sh PEER MODE [N] - user-space instructions per HTTP request, WebSocket handshake or
-# echo round trip, or MQTT publish of one server, counted by valgrind's callgrind: unlike rates,
-# this does not move with the machine's other load (a few tenths of a percent between runs).
-# Needs valgrind.
+# echo round trip, SMTP message, SMS webhook or MQTT publish of one server, counted by valgrind's
+# callgrind: unlike rates, this does not move with the machine's other load (a few tenths of a
+# percent between runs). Needs valgrind.
 #   PEER: gateway | daphne | uvicorn-wsproto
-#   MODE: get | post | conn | hs | echo | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
+#   MODE: get | post | conn | hs | echo | smtp | sms | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
+# smtp and sms run the gateway with bench/conf/mail.yaml (a router and an accepting consumer:
+# asgi_apps:mail): smtp is one smtplib session sending N 2 KB messages, sms N signed generic
+# webhooks on one keep-alive connection.
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
 # are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
 # MQTT modes (gateway only): 1 publisher -> 1 subscriber of one topic, MQTT 3.1.1, 32-byte
@@ -14,13 +17,16 @@
 # GATEWAY_SRC=DIR measures another checkout of the gateway with this one's venv (before/after).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER get|post|conn|hs|echo|mqtt-qos0|mqtt-qos1|mqtt-app-qos0|mqtt-app-qos1 [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|conn|hs|echo|smtp|sms|mqtt-qos0|mqtt-qos1|mqtt-app-qos0|mqtt-app-qos1 [N]}; MODE=${2:?}; N=${3:-300}
 SRC=$(cd "${GATEWAY_SRC:-$HERE/..}" && pwd)
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+SMS_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 OUT=$(mktemp -d)
-CONF=hello.yaml
+CONF=hello.yaml; APP=asgi_apps:echo; TARGET=$PORT
 case $MODE in
+  smtp) CONF=mail.yaml; APP=asgi_apps:mail;;
+  sms) CONF=mail.yaml; APP=asgi_apps:mail; TARGET=$SMS_PORT;;
   mqtt-qos*) CONF=mqtt.yaml;;
   mqtt-app-qos*) CONF=mqtt-app.yaml;;
 esac
@@ -32,7 +38,7 @@ case $PEER in
   *) echo "unknown peer $PEER" >&2; exit 2;;
 esac
 cd "$SRC" || exit 1
-env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_APP=asgi_apps:echo PYTHONPATH="$HERE/apps" \
+env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_SMS_PORT="$SMS_PORT" GATEWAY_BENCH_APP="$APP" PYTHONPATH="$HERE/apps" \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "${CMD[@]}" >"$OUT/server.log" 2>&1 &
 VPID=$!
 case $MODE in
@@ -42,10 +48,10 @@ case $MODE in
       "callgrind_control -z $VPID >/dev/null 2>&1" "callgrind_control -d $VPID >/dev/null 2>&1" || { cat "$OUT/server.log"; exit 1; }
     ;;
   *)
-    for _ in $(seq 600); do curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && break; sleep 0.5; done
-    python3 "$HERE/rawclient.py" "$PORT" 30 "$MODE"
+    for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$TARGET") 2>/dev/null && break; sleep 0.5; done
+    python3 "$HERE/rawclient.py" "$TARGET" 30 "$MODE"
     callgrind_control -z "$VPID" >/dev/null
-    python3 "$HERE/rawclient.py" "$PORT" "$N" "$MODE"
+    python3 "$HERE/rawclient.py" "$TARGET" "$N" "$MODE"
     callgrind_control -d "$VPID" >/dev/null
     ;;
 esac
