@@ -205,7 +205,7 @@ class EmailInstance(ApplicationInstance):
             log.warn("The application did not answer {what} within {seconds:g}s", what=self.describe(), seconds=seconds)
             self._settle(failure)
         if not self.sends:
-            self.close_after()
+            self.close_after(since="its answer was due")
 
     def _clear_deadline(self) -> None:
         deadline = self._deadline
@@ -240,4 +240,4 @@ class EmailInstance(ApplicationInstance):
         if not self.sends:
             self._wake_for_disconnect()
             if self.deadline_passed:
-                self.close_after()
+                self.close_after(since="its last email.send result")

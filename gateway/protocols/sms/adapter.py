@@ -271,7 +271,7 @@ class SmsInstance(ApplicationInstance):
     def _close_due(self) -> None:
         self._deadline = None
         if self.ended is None:
-            self.close_after(0.0)
+            self.time_out(self.close_timeout, "sms.disconnect")
 
     def _due(self) -> None:
         """The consumer timeout: not handled yet, so the provider is told to retry; the instance
