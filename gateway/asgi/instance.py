@@ -376,37 +376,3 @@ class ApplicationInstance:
         if waiter is not None and not waiter.done():
             waiter.cancel()
         self.app_ended(ending)
-
-
-# -- being retired: the bridges not yet on ApplicationInstance still use these ----------------
-
-#: Called with (exception or None, result) when an instance ends.
-DoneCallback = Callable[[BaseException | None, Any], None]
-
-
-def start_instance(
-    loop: asyncio.AbstractEventLoop, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: DoneCallback
-) -> asyncio.Task[Any]:
-    """Start ``app(scope, receive, send)`` as a task and call ``on_done`` when it ends."""
-    task: asyncio.Task[Any] = loop.create_task(app(scope, receive, send))  # type: ignore[arg-type]
-
-    def done(finished: asyncio.Task[Any]) -> None:
-        if finished.cancelled():
-            on_done(asyncio.CancelledError(), None)
-            return
-        exc = finished.exception()
-        on_done(exc, None if exc is not None else finished.result())
-
-    task.add_done_callback(done)
-    return task
-
-
-def describe_failure(exc: BaseException | None, result: Any) -> str | None:
-    """A log-friendly reason when an instance ended badly, else ``None``."""
-    if exc is not None:
-        if isinstance(exc, asyncio.CancelledError):
-            return None
-        return f"{type(exc).__name__}: {exc}"
-    if result is not None:
-        return f"the application returned {result!r}; an ASGI application must return None"
-    return None

@@ -125,12 +125,16 @@ class AsyncConsumer:
             await self._on_exit()
 
     async def _after_client_left(self, receive: Receive) -> None:
-        message = await receive()
-        if str(message.get("type", "")).endswith(".disconnect"):
-            try:
-                await self._dispatch_async(message)
-            except (StopConsumer, ClientDisconnected):
-                pass
+        # The events still queued ahead of the disconnect are the client's last words; it left,
+        # so they go unanswered. (The queue is bounded, and ends with the disconnect event.)
+        while True:
+            message = await receive()
+            if str(message.get("type", "")).endswith(".disconnect"):
+                break
+        try:
+            await self._dispatch_async(message)
+        except (StopConsumer, ClientDisconnected):
+            pass
 
     async def _on_exit(self) -> None:
         """Cleanup after the last handler, however the instance ended (generic consumers leave
