@@ -2,7 +2,8 @@
 """Client-to-server flow state of one connection: packet identifiers, QoS 1/2 acknowledgement
 after handling, Receive Maximum, topic aliases and subscription requests awaiting an answer.
 
-Used by :class:`~gateway.protocols.mqtt.core.MqttServerConnection`; the methods either
+Used by :class:`~gateway.protocols.mqtt.core.MqttServerConnection`, and (``from_server=True``)
+by the connector's client core for the messages a broker sends it; the methods either
 raise :class:`RemoteProtocolError` (the client broke the protocol) or
 :class:`LocalProtocolError` (the upper layer misused the API), and never write bytes.
 """
@@ -33,8 +34,10 @@ def _error(message: str, reason: ReasonCode) -> RemoteProtocolError:
 class InboundFlow:
     """The client-to-server half of a session (see the module documentation)."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, *, from_server: bool = False) -> None:
         self._options = options
+        #: The peer is a server (a broker's PUBLISH may carry Subscription Identifiers).
+        self._from_server = from_server
         self.level = 4
         self._states: dict[int, int] = {}  # packet id -> _QOS1 / _QOS2 / _RELEASE
         #: QoS 1/2 publishes delivered and not yet acknowledged by the upper layer.
@@ -98,7 +101,7 @@ class InboundFlow:
         props = packet.properties
         if props is EMPTY_PROPERTIES:
             return packet
-        if props.subscription_identifiers:
+        if props.subscription_identifiers and not self._from_server:
             # [MQTT-3.3.4-6]: a client's PUBLISH carries no Subscription Identifier.
             raise _error("subscription identifier from a client", ReasonCode.PROTOCOL_ERROR)
         alias = props.topic_alias

@@ -63,6 +63,8 @@ class OutboundFlow:
         self._queue: deque[Publish] = deque()
         self._inflight = 0  # messages sent on this connection and not completed
         self._next_id = 1
+        #: Identifiers taken by other packets (a client's SUBSCRIBE/UNSUBSCRIBE, §2.2.1).
+        self._reserved: set[int] = set()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -128,12 +130,29 @@ class OutboundFlow:
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id
+        reserved = self._reserved
         for _ in range(65535):
-            if packet_id not in self._messages:
+            if packet_id not in self._messages and (not reserved or packet_id not in reserved):
                 self._next_id = packet_id % 65535 + 1
                 return packet_id
             packet_id = packet_id % 65535 + 1
         raise LocalProtocolError("all 65535 packet identifiers are in use")  # pragma: no cover
+
+    def reserve_id(self) -> int:
+        """Take a packet identifier for a packet other than PUBLISH (a client's SUBSCRIBE or
+        UNSUBSCRIBE): unused by any message in flight, and not handed out until
+        :meth:`release_id` (§2.2.1: identifiers are unique across the three)."""
+        packet_id = self._allocate_id()
+        self._reserved.add(packet_id)
+        return packet_id
+
+    def release_id(self, packet_id: int) -> bool:
+        """Give back an identifier from :meth:`reserve_id` (its answer arrived); False if it
+        was not reserved."""
+        if packet_id in self._reserved:
+            self._reserved.discard(packet_id)
+            return True
+        return False
 
     def pump(self) -> None:
         """Send re-sends, then queued messages, while the send quota allows (§4.9)."""
