@@ -442,6 +442,15 @@ class GatewayListener(Service):
         """How many connections are open."""
         return 0
 
+    def readiness_problem(self) -> str | None:
+        """Why this listener cannot serve now (for ``/readyz`` and ``gateway_listener_up``), or
+        None. A listener with an endpoint is ready once bound; one without a socket says for
+        itself (an MQTT connector: while it is not connected to its broker)."""
+        config = self.config
+        if config is not None and config.endpoint is not None and not self.addresses():
+            return "is not bound"
+        return None
+
     def max_connections(self) -> int | None:
         """The most connections this listener opens at once (``None``: no socket, or no limit)."""
         return None

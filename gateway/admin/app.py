@@ -5,7 +5,8 @@ Routes:
     ``GET /metrics``     Prometheus text format (:meth:`MetricsHub.exposition`)
     ``GET /healthz``     200 ``{"status": "alive"}`` while the process runs
     ``GET /readyz``      200 ``{"status": "ready"}``, or 503 with the reasons: starting or stopping,
-                         a listener not bound, a channel layer not reachable
+                         a listener not bound, an MQTT connector not connected, a channel layer
+                         not reachable
     ``GET /``            the live status page (assets from :mod:`gateway.admin.page`)
     ``WS  /ws``          the status page's stream: the samples kept since start, then one a second
 """
@@ -139,9 +140,9 @@ async def readiness(service: Any, timeout: float = 2.0) -> list[str]:
     elif not service.ready:
         reasons.append("starting")
     for listener in service.listeners:
-        config = listener.config
-        if config is not None and config.endpoint is not None and not listener.addresses():
-            reasons.append(f"listener {listener.name} is not bound")
+        problem = listener.readiness_problem()
+        if problem is not None:
+            reasons.append(f"listener {listener.name} {problem}")
     layers = getattr(service, "layers", None)
     if layers is not None:
         for alias in layers.aliases:

@@ -124,7 +124,7 @@ class MetricsHub(Collector):
             for proto, count in open_connections(listener, protocol).items():
                 opened[(listener.name, proto)] = opened.get((listener.name, proto), 0) + count
             if listener in getattr(service, "listeners", ()):
-                up = 1 if service.ready and (listener.addresses() or listener.config.endpoint is None) else 0
+                up = 1 if service.ready and listener.readiness_problem() is None else 0
                 yield "listener_up", (("listener", listener.name), ("protocol", protocol)), up
         for (name, proto), count in opened.items():
             yield "connections_open", (("listener", name), ("protocol", proto)), count

@@ -15,12 +15,12 @@ protocol labels are added by the collector.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
-    "LATENCY_BUCKETS", "HTTPStats", "Histogram", "ImapStats", "ListenerStats", "MqttStats", "SmsStats",
-    "SmtpStats", "stats_class",
+    "LATENCY_BUCKETS", "ConnectorStats", "HTTPStats", "Histogram", "ImapStats", "ListenerStats", "MqttStats",
+    "SmsStats", "SmtpStats", "stats_class",
 ]
 
 #: Upper bounds in seconds of the latency histograms (Prometheus ``le``; +Inf is implicit).
@@ -292,6 +292,58 @@ class SmsStats(HTTPStats):
         return {"sms": (received, sent)}
 
 
+class ConnectorStats(ListenerStats):
+    """MQTT connectors (the gateway as a client of a broker): whether it is connected, messages
+    in (from the broker) and out (published to it), reconnections, the outgoing queue.
+
+    ``connections`` counts connections the broker accepted; ``reconnects`` the connections lost
+    or refused that were followed by a new attempt; ``queued`` is the connector's outgoing QoS
+    1/2 messages not yet completed by the broker (read at scrape time from ``queued_source``).
+    """
+
+    __slots__ = ("connected", "publish_in", "publish_out", "reconnects", "connect_failures", "dropped",
+                 "queued_source", "connect_latency")
+
+    protocol = "mqtt-connector"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connected = 0
+        self.publish_in = 0
+        self.publish_out = 0
+        self.reconnects = 0
+        self.connect_failures = 0
+        self.dropped = 0
+        self.queued_source: Callable[[], int] | None = None
+        self.connect_latency = Histogram()
+
+    @property
+    def queued(self) -> int:
+        """Outgoing QoS 1/2 messages not yet completed by the broker."""
+        source = self.queued_source
+        return source() if source is not None else 0
+
+    def samples(self, protocol: str) -> Iterator[Sample]:
+        yield from super().samples(protocol)
+        proto = (("protocol", protocol),)
+        yield "events_in", (*proto, ("type", "mqtt.publish")), self.publish_in
+        yield "events_out", (*proto, ("type", "mqtt.publish")), self.publish_out
+        yield "connector_up", (), self.connected
+        yield "connector_reconnects", (), self.reconnects
+        yield "connector_connect_failures", (), self.connect_failures
+        yield "connector_queued", (), self.queued
+        yield "connector_dropped", (), self.dropped
+        yield "handshake_latency", proto, self.connect_latency
+
+    def messages(self) -> dict[str, tuple[int, int]]:
+        return {"mqtt-connector": (self.publish_in, self.publish_out)}
+
+    def details(self) -> dict[str, int]:
+        """The connector's row on the status page."""
+        return {"up": self.connected, "received": self.publish_in, "sent": self.publish_out,
+                "reconnects": self.reconnects, "queued": self.queued, "dropped": self.dropped}
+
+
 _CLASSES: dict[str, type[ListenerStats]] = {
     "http": HTTPStats,
     "admin": HTTPStats,
@@ -299,6 +351,7 @@ _CLASSES: dict[str, type[ListenerStats]] = {
     "mqtt": MqttStats,
     "smtp": SmtpStats,
     "imap": ImapStats,
+    "mqtt-connector": ConnectorStats,
 }
 
 

@@ -1,5 +1,5 @@
-"""Client TLS for the email listeners' outbound connections (the smarthost, the IMAP server):
-the server's certificate is always verified, with service-identity."""
+"""Client TLS for outbound connections (the smarthost, the IMAP server, an MQTT connector's
+broker): the server's certificate is always verified, with service-identity."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Any
 __all__ = ["client_tls_options", "pem_certificates"]
 
 
-def client_tls_options(hostname: str, ca_file: str | None) -> Any:
+def client_tls_options(hostname: str, ca_file: str | None, cert_file: str | None = None,
+                       key_file: str | None = None) -> Any:
     """Twisted client TLS options that verify the server's certificate for ``hostname``.
 
     Verification uses service-identity (through :func:`twisted.internet.ssl.optionsForClientTLS`)
     against the platform's trust store, or only the CA certificates in ``ca_file`` (PEM, one or
-    more) when it is given.
+    more) when it is given. ``cert_file`` (PEM; with its key unless ``key_file`` holds it) is a
+    client certificate to present to servers that ask for one.
     """
     from twisted.internet import ssl
 
@@ -25,7 +27,15 @@ def client_tls_options(hostname: str, ca_file: str | None) -> Any:
         if not certificates:
             raise ValueError(f"{ca_file} holds no PEM certificate")
         trust = ssl.trustRootFromCertificates(certificates)
-    return ssl.optionsForClientTLS(hostname, trustRoot=trust)
+    client = None
+    if cert_file is not None:
+        with open(cert_file, "rb") as handle:
+            pem = handle.read()
+        if key_file is not None:
+            with open(key_file, "rb") as handle:
+                pem += b"\n" + handle.read()
+        client = ssl.PrivateCertificate.loadPEM(pem)
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client)
 
 
 def pem_certificates(pem: bytes) -> list[bytes]:

@@ -36,7 +36,9 @@ class InboundFlow:
 
     def __init__(self, options: ServerOptions, *, from_server: bool = False) -> None:
         self._options = options
-        #: The peer is a server (a broker's PUBLISH may carry Subscription Identifiers).
+        #: The peer is a server: its PUBLISH may carry Subscription Identifiers, and one beyond
+        #: our Receive Maximum is tolerated (Mosquitto 2.0 sends one more after acknowledgements;
+        #: the adapter stops reading at the maximum, which bounds what a server makes us hold).
         self._from_server = from_server
         self.level = 4
         self._states: dict[int, int] = {}  # packet id -> _QOS1 / _QOS2 / _RELEASE
@@ -75,7 +77,7 @@ class InboundFlow:
         if state is None:
             if packet_id in self._subscribes or packet_id in self._unsubscribes:
                 raise _error(f"packet id {packet_id} is in use", ReasonCode.PROTOCOL_ERROR)
-            if self.level == 5 and len(self._states) >= self._options.receive_maximum:
+            if self.level == 5 and len(self._states) >= self._options.receive_maximum and not self._from_server:
                 # §3.3.4 [MQTT-3.3.4-9]: more unacknowledged QoS > 0 than our Receive Maximum.
                 raise _error("receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
             self._states[packet_id] = _QOS1 if qos == 1 else _QOS2

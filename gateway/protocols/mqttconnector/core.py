@@ -200,6 +200,9 @@ class MqttClientConnection:
         self._level = 5
         self._connect: Connect | None = None
         self._session: SessionState | None = None
+        self._subscriptions: tuple[Subscription, ...] = ()
+        #: The packet identifier of the SUBSCRIBE sent on the CONNACK, if any.
+        self.subscribe_packet_id: int | None = None
         self._buffer = bytearray()
         self._events: list[ClientEvent] = []
         self._out: list[bytes] = []
@@ -262,8 +265,11 @@ class MqttClientConnection:
 
     # -- the contract -------------------------------------------------------------------------
 
-    def connect(self, packet: Connect, session: SessionState | None = None) -> None:
-        """Send the CONNECT; resume ``session`` (see the module documentation) once accepted.
+    def connect(self, packet: Connect, session: SessionState | None = None,
+                subscriptions: tuple[Subscription, ...] = ()) -> None:
+        """Send the CONNECT; once accepted, SUBSCRIBE to ``subscriptions`` (its packet identifier
+        is :attr:`subscribe_packet_id`) and resume ``session`` (see the module documentation),
+        in that order, so that the session's messages reach subscriptions of our own.
 
         The 5.0 limits of :class:`ClientOptions` (Receive Maximum, Maximum Packet Size, Topic
         Alias Maximum) are added here and may not be set in ``packet.properties``. Then call
@@ -290,8 +296,11 @@ class MqttClientConnection:
             ))
         self._out.append(encode(packet, packet.protocol_level))
         self._level = self._inbound.level = self._outbound.level = packet.protocol_level
+        if subscriptions:
+            encode(Subscribe(1, subscriptions), packet.protocol_level)  # checked now, sent on the CONNACK
         self._connect = packet
         self._session = session
+        self._subscriptions = subscriptions
         self._keep_alive = packet.keep_alive
         self._state = AWAITING_CONNACK
 
@@ -550,6 +559,8 @@ class MqttClientConnection:
             if props.server_keep_alive is not None:
                 self._keep_alive = props.server_keep_alive
         self._events.append(ConnAckReceived(packet))
+        if self._subscriptions:
+            self.subscribe_packet_id = self.subscribe(self._subscriptions)
         session = self._session
         if session is not None:
             if packet.session_present:

@@ -10,18 +10,26 @@ from twisted.internet.task import Clock
 
 from gateway.admin.app import AdminApp, readiness
 from gateway.admin.sampler import Sampler
+from gateway.listener import GatewayListener
 from gateway.metrics.hub import MetricsHub
 from gateway.testing import HttpCommunicator
 
 
-class Listener:
+class Listener(GatewayListener):
     def __init__(self, name: str, bound: bool, endpoint: str | None = "tcp:0") -> None:
-        self.name = name
+        super().__init__(name)
         self.config = type("C", (), {"endpoint": endpoint, "protocol": "http"})()
         self._bound = bound
 
     def addresses(self) -> list[str]:
         return ["127.0.0.1:1"] if self._bound else []
+
+
+class Connector(Listener):
+    """A listener without a socket that says when it cannot serve (an MQTT connector)."""
+
+    def readiness_problem(self) -> str | None:
+        return "is not connected to mqtt://broker:1883 (last error: connection refused)"
 
 
 class Layers:
@@ -68,6 +76,8 @@ def test_readiness_reasons() -> None:
     assert reasons(Service(stopping=True)) == ["stopping"]
     assert reasons(Service(listeners=[Listener("web", False), Listener("reader", False, endpoint=None)])) == [
         "listener web is not bound"]
+    assert reasons(Service(listeners=[Connector("sensors", False, endpoint=None)])) == [
+        "listener sensors is not connected to mqtt://broker:1883 (last error: connection refused)"]
     assert reasons(Service(layer=DownLayer())) == ["layer default: ConnectionRefusedError: connection refused"]
     assert reasons(Service(layer=SlowLayer())) == ["layer default: no answer within 0.05s"]
     assert reasons(Service(layer=ShardsDown())) == ["layer default: 2 shard(s) down"]
