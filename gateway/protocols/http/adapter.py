@@ -451,6 +451,7 @@ class HTTPProtocol(Protocol):
             scheme = "wss" if scheme in ("https", "wss") else "ws"
         elif scheme in ("ws", "wss"):
             scheme = "https" if scheme == "wss" else "http"
+        scope: Any  # an HTTPScope, turned into a WebSocketScope on upgrade
         try:
             scope = http_scope(
                 method=request.method,

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
+from gateway.asgi.types import HTTPScope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.core import ResponseFields, is_valid_header_name, is_valid_header_value, response_fields
 
@@ -193,7 +194,7 @@ def http_scope(
     server: tuple[str, int | None] | None,
     state: dict[str, Any] | None,
     extensions: dict[str, Any],
-) -> dict[str, Any]:
+) -> HTTPScope:
     """Build an ASGI ``http`` scope (www spec 2.5).
 
     ``path`` and ``raw_path`` include ``root_path`` (as the current spec and Uvicorn do), so
@@ -203,7 +204,7 @@ def http_scope(
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    scope = {
+    scope: HTTPScope = {
         "type": "http",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": http_version,
