@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Pattern
 
@@ -148,6 +149,18 @@ class BaseChannelLayer:
         for name in names:
             self.require_valid_channel_name(name, receive=receive)
         return True
+
+    def valid_channel_name(self, channel_name: object, receive: bool = False) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_channel_name`."""
+        warnings.warn("valid_channel_name is deprecated, use require_valid_channel_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_channel_name(channel_name)
+
+    def valid_group_name(self, group_name: object) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_group_name`."""
+        warnings.warn("valid_group_name is deprecated, use require_valid_group_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_group_name(group_name)
 
     def non_local_name(self, name: str) -> str:
         """The part of a process-specific name up to and including ``!``; other names whole."""

@@ -15,18 +15,20 @@ reader never errors (channels_redis#422), and a connection that stops answering 
 reply timeout and reconnected. A reader blocked on keys that changed is woken by a member pushed
 on its own wake key, which it pops and ignores. Popped messages are passed to ``dispatch(key,
 [(member, score), ...])``. A connection lost with a reply in flight loses that reply (at most
-``batch`` messages); the reader reconnects with backoff and re-issues its read.
+``batch`` messages); the reader reconnects with backoff and re-issues its read. On a Redis
+Cluster a reader's keys share one hash slot (with its wake key); when the slot moves (``MOVED``,
+a failover) the reader reconnects to the slot's new owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.layers.redis.connection import RedisConnection
-from gateway.layers.redis.errors import RedisLayerError, RedisLayerUnavailable
+from gateway.layers.redis.errors import RedisLayerError, RedisLayerUnavailable, RedisRedirect
 from gateway.layers.redis.scripts import DRAIN
 
 __all__ = ["Reader"]
@@ -46,7 +48,8 @@ class Reader:
     Args:
         kind: ``process`` or ``normal``.
         connection: this reader's own connection (blocking commands hold it).
-        command: the shard's command connection (to push wake-ups).
+        wake: ``await wake(wake_key)`` pushes a member on the wake key (through a command
+            connection to the same server).
         wake_key: this reader's wake key (bytes).
         keys: ``keys()`` -> ``[(key, count), ...]`` to read now (empty: nothing to wait for).
         dispatch: ``dispatch(key, pairs)`` for popped messages.
@@ -54,12 +57,12 @@ class Reader:
         block_timeout: seconds a blocking pop waits before it is re-issued.
     """
 
-    def __init__(self, kind: str, connection: RedisConnection, command: RedisConnection, wake_key: bytes,
-                 keys: Callable[[], list[tuple[bytes, int]]], dispatch: Callable[[bytes, _Pairs], None],
+    def __init__(self, kind: str, connection: RedisConnection, wake: Callable[[bytes], Awaitable[object]],
+                 wake_key: bytes, keys: Callable[[], list[tuple[bytes, int]]], dispatch: Callable[[bytes, _Pairs], None],
                  stats: dict[str, int], batch: int, block_timeout: float) -> None:
         self.kind = kind
         self.connection = connection
-        self.command = command
+        self.wake = wake
         self.wake_key = wake_key
         self.keys = keys
         self.dispatch = dispatch
@@ -84,9 +87,11 @@ class Reader:
         self.closed = True
         self._idle.set()
         await self.connection.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._wakes) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def notify(self, key: bytes) -> None:
         """``key`` has new demand: make sure the next (or current) pop covers it."""
@@ -103,7 +108,7 @@ class Reader:
 
     async def _wake(self) -> None:
         try:
-            await self.command.call("ZADD", self.wake_key, 0, b"w")
+            await self.wake(self.wake_key)
         except RedisLayerError as exc:  # the reader re-issues on its own after block_timeout
             logger.debug("Redis reader wake-up failed: %s", exc)
 
@@ -132,6 +137,12 @@ class Reader:
                 self._blocked_on = None
                 need_drain = True
                 await asyncio.sleep(0.01)  # wait_ready() then waits through the outage
+                continue
+            except RedisRedirect as exc:  # the slot moved: reconnect to its new owner
+                self._blocked_on = None
+                need_drain = True
+                self.connection.drop(f"slot moved ({exc})")
+                await asyncio.sleep(0.01)
                 continue
             except RedisLayerError as exc:
                 self._blocked_on = None

@@ -215,3 +215,102 @@ def test_group_send_script_builds_channels_redis_bodies(server: RedisServer, run
     run(main)
     (member,) = server.command("ZRANGE", "asgispecific.remoteproc!", 0, -1)
     assert msgpack.unpackb(member[12:]) == {"type": "t", **message, "__asgi_channel__": names}
+
+
+# -- channels_redis' behaviour where code relies on it --------------------------------------------
+
+
+def test_close_right_after_receive_returns_from_other_loops(server: RedisServer, reactor_loop: Any) -> None:
+    """channels_redis' test_double_receive, repeated: send, receive and close_pools() each from
+    a fresh event loop in another thread (async_to_sync), the layer reopening connections each
+    time. Every close_pools() returns."""
+    from asgiref.sync import async_to_sync
+
+    for _ in range(10):
+        layer = RedisChannelLayer(hosts=[server.url], capacity=3)
+        sender = RedisChannelLayer(hosts=[server.url])
+
+        async def send_and_close(channel: str, message: dict[str, Any]) -> None:
+            await sender.send(channel, message)
+            await sender.close_pools()
+
+        async def listen(channel: str, kind: str) -> None:
+            assert (await asyncio.wait_for(layer.receive(channel), 10))["type"] == kind
+            await asyncio.wait_for(layer.close_pools(), 10)
+
+        first, second = async_to_sync(layer.new_channel)(), async_to_sync(layer.new_channel)()
+        async_to_sync(send_and_close)(first, {"type": "test.message.1"})
+        async_to_sync(send_and_close)(second, {"type": "test.message.2"})
+        async_to_sync(listen)(second, "test.message.2")
+        async_to_sync(listen)(first, "test.message.1")
+        async_to_sync(layer.flush)()
+        async_to_sync(layer.close)()
+
+
+def test_a_message_taken_by_this_process_is_delivered_after_its_expiry(server: RedisServer, run: Any) -> None:
+    """Once the reader took a message out of Redis it is this process's: a consumer that comes
+    late still gets it (channels_redis delivers what its receive buffer holds)."""
+
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url], expiry=0.5)
+        receiver = RedisChannelLayer(hosts=[server.url], expiry=0.5)
+        a, b = await receiver.new_channel(), await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(a))  # the reader is blocked on the process key
+        await sender.send(b, {"type": "m", "to": "b"})
+        await sender.send(a, {"type": "m", "to": "a"})
+        assert (await asyncio.wait_for(waiting, 5))["to"] == "a"  # b came in the same pop
+        await until(lambda: receiver.stats()["local_queued"] == 1)
+        await asyncio.sleep(0.8)  # b is older than expiry now, and still queued here
+        assert (await recv(receiver, b))["to"] == "b"
+        assert receiver.stats()["expired"] == 0
+        await sender.close()
+        await receiver.flush()
+        await receiver.close()
+
+    run(main)
+
+
+def test_local_messages_expire_like_channels_redis_keys(server: RedisServer, run: Any) -> None:
+    """A message sent to a channel of this process (never in Redis) is dropped as channels_redis
+    drops it from its sorted set: when a newer message is put there after its expiry."""
+
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url], expiry=0.4)
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "m", "n": 1})
+        await asyncio.sleep(0.5)
+        await layer.send(channel, {"type": "m", "n": 2})
+        assert (await recv(layer, channel))["n"] == 2
+        assert layer.stats()["expired"] == 1
+        await layer.send(channel, {"type": "m", "n": 3})
+        await asyncio.sleep(0.5)  # nothing newer came: a receive still takes it (a BZPOPMIN would)
+        assert (await recv(layer, channel))["n"] == 3
+        await layer.close()
+
+    run(main)
+
+
+def test_channels_redis_names_and_errors(server: RedisServer, run: Any) -> None:
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="test_prefix")
+        assert layer._group_key("test_group") == b"test_prefix:group:test_group"
+        with pytest.raises(AssertionError, match="another process"):  # channels_redis asserts here
+            await layer.receive("not-client-prefix!local_part")
+        with pytest.raises(ValueError, match="another process"):
+            await layer.receive("not-client-prefix!local_part")
+        member = layer.serialize({"a": True, "b": None, "c": {"d": []}})
+        assert member[12:] == b"\x83\xa1a\xc3\xa1b\xc0\xa1c\x81\xa1d\x90"
+        assert layer.deserialize(member) == {"a": True, "b": None, "c": {"d": []}}
+        with pytest.warns(DeprecationWarning, match="require_valid_channel_name"):
+            assert layer.valid_channel_name("ok.name") is True
+        with pytest.warns(DeprecationWarning, match="require_valid_group_name"):
+            with pytest.raises(TypeError, match="Group name must be"):
+                layer.valid_group_name("bad name")
+        buffer = layer.receive_buffer["buffered"]
+        for i in range(150):
+            buffer.put_nowait(i)
+        assert buffer.full() and buffer.qsize() == 100
+        assert [buffer.get_nowait() for _ in range(100)] == list(range(50, 150))
+        await layer.close()
+
+    run(main)
