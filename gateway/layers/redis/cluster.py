@@ -111,8 +111,9 @@ class ClusterClient:
         reactor, loop: the Twisted asyncio reactor and its loop.
         settings: timeouts and reconnection backoff.
         scripts: Lua scripts loaded on every connection.
-        on_node_ready: ``await on_node_ready(address, first)`` after each (re)connection to a
-            primary, before commands use it (the channel layer re-adds memberships there).
+        on_node_ready: ``await on_node_ready(address, commands, first)`` after each (re)connection
+            to a primary, before commands use it (the channel layer re-adds memberships there);
+            ``commands`` run on the new connection.
         refresh_interval: seconds between map refreshes while a primary is unreachable.
     """
 
@@ -120,7 +121,7 @@ class ClusterClient:
 
     def __init__(self, seeds: Sequence[RedisAddress], reactor: Any, loop: asyncio.AbstractEventLoop,
                  settings: ConnectionSettings | None = None, scripts: Sequence[Script] = (),
-                 on_node_ready: Callable[[Address, bool], Awaitable[None]] | None = None,
+                 on_node_ready: Callable[[Address, RedisCommands, bool], Awaitable[None]] | None = None,
                  refresh_interval: float = 0.25) -> None:
         if not seeds or not all(seed.cluster for seed in seeds):
             raise ValueError("ClusterClient needs redis+cluster:// seed addresses")
@@ -219,8 +220,8 @@ class ClusterClient:
             if self.on_node_ready is not None:
                 callback = self.on_node_ready
 
-                async def on_ready(first: bool, node: Address = node) -> None:
-                    await callback(node, first)
+                async def on_ready(commands: RedisCommands, first: bool, node: Address = node) -> None:
+                    await callback(node, commands, first)
 
             connection = self.nodes[node] = RedisConnection(
                 self.address_of(node), "command", self.reactor, self.loop, self.settings, self.scripts,

@@ -162,7 +162,8 @@ class RedisConnection:
         settings: timeouts and backoff.
         scripts: Lua scripts to load on every (re)connection.
         reply_timeout: seconds a reply may take before the connection is considered dead.
-        on_ready: ``await on_ready(first)`` after each (re)connection, before callers get it.
+        on_ready: ``await on_ready(commands, first)`` after each (re)connection, before callers
+            get it (they wait meanwhile); ``commands`` run on the new connection.
         locate: ``await locate()`` -> ``(host, port)`` to connect to, asked before every
             attempt (a Redis Cluster reader follows its slot's owner this way); default: the
             address (or the Sentinel master).
@@ -172,7 +173,7 @@ class RedisConnection:
 
     def __init__(self, address: RedisAddress, role: str, reactor: Any, loop: asyncio.AbstractEventLoop,
                  settings: ConnectionSettings, scripts: Sequence[Script] = (), reply_timeout: float | None = None,
-                 on_ready: Callable[[bool], Awaitable[None]] | None = None,
+                 on_ready: Callable[[_Direct, bool], Awaitable[None]] | None = None,
                  locate: Callable[[], Awaitable[tuple[str, int]]] | None = None,
                  on_down: Callable[[RedisConnection], None] | None = None) -> None:
         self.address = address
@@ -286,7 +287,6 @@ class RedisConnection:
                 self._down()
                 await asyncio.sleep(self.settings.backoff.delay(self.failures))
                 continue
-            self._attempting = False
             if self.closed:  # closed while the last step of connecting completed
                 self._abort(proto)
                 return
@@ -302,15 +302,18 @@ class RedisConnection:
             if not proto.connected:
                 continue
             proto.on_lost = self._lost
-            self.protocol = proto
-            if self.on_ready is not None:
+            if self.on_ready is not None:  # callers keep waiting (still "attempting") meanwhile
                 try:
-                    await self.on_ready(first)
+                    await self.on_ready(_Direct(self, proto), first)
                 except Exception as exc:  # noqa: BLE001 - logged; the connection stays usable
                     logger.warning("Redis %s (%s): after connecting: %s", self.describe(), self.role, exc)
+            self._attempting = False
             if self.closed:
                 self._abort(proto)
                 return
+            if not proto.connected:  # lost during on_ready
+                continue
+            self.protocol = proto
             self._wake()
             up_since = time.monotonic()
             await lost
@@ -450,7 +453,10 @@ class RedisConnection:
             RedisRedirect: a cluster node sent the key elsewhere (``MOVED``/``ASK``).
             RedisLayerError: Redis answered with another error.
         """
-        proto = self.protocol or await self.get()
+        return await self.call_on(self.protocol or await self.get(), args)
+
+    async def call_on(self, proto: LayerProtocol, args: tuple[Any, ...]) -> Any:
+        """Run one command on ``proto`` (this connection's current or new protocol)."""
         try:
             return await proto.call(args, self.reply_timeout)
         except txredisapi.ResponseError as exc:
@@ -475,6 +481,27 @@ class RedisConnection:
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a script by SHA (falling back to EVAL once if the server forgot it)."""
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RedisLayerError as exc:
+            if isinstance(exc, (RedisLayerUnavailable, RedisRedirect)) or "NOSCRIPT" not in str(exc):
+                raise
+        return await self.call("EVAL", script.source, len(keys), *keys, *args)
+
+
+class _Direct:
+    """Commands on a connection's new protocol before callers get it (for ``on_ready``)."""
+
+    __slots__ = ("connection", "proto")
+
+    def __init__(self, connection: RedisConnection, proto: LayerProtocol) -> None:
+        self.connection = connection
+        self.proto = proto
+
+    async def call(self, *args: Any) -> Any:
+        return await self.connection.call_on(self.proto, args)
+
+    async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except RedisLayerError as exc:

@@ -176,11 +176,13 @@ class Groups:
         counters["group_sends"] += 1
         shard = topology.group_shard(group)
         gkey = topology.group_key(group)
-        if shard is not None and self.held_until:
-            await self._wait_for_restore(shard)
         command = topology.for_group(group, gkey)
-        now = time.time()
         try:
+            if shard is not None:
+                await topology.shard_ready(shard)  # a reconnection's set-up may start a hold
+                if self.held_until:
+                    await self._wait_for_restore(shard)
+            now = time.time()
             if settings.patchable and shard is not None:
                 entries_count, entries = split_map(self.serializer.dumps(message))
                 queued, full, expired, local_text, others = await command.evalsha(GROUP_SEND, [gkey], [

@@ -84,6 +84,15 @@ class Topology(Protocol):
         """The ring index of a group's server (``None`` on a cluster)."""
         ...
 
+    async def shard_ready(self, shard: int) -> None:
+        """Return once ring server ``shard``'s command connection is ready (it waits for a
+        connection being opened, and for its set-up).
+
+        Raises:
+            RedisLayerUnavailable: the server is down.
+        """
+        ...
+
     def bucket(self, non_local: str, key: bytes) -> int:
         """Keys with the same bucket can be written by one script (same server / same slot)."""
         ...
@@ -132,8 +141,8 @@ class Shard:
         def owns(group: str) -> bool:
             return consistent_hash(group, ring.ring_size) == index
 
-        async def on_ready(first: bool) -> None:
-            await side.connected(self.command, owns, index, first)
+        async def on_ready(commands: RedisCommands, first: bool) -> None:
+            await side.connected(commands, owns, index, first)
 
         self.command = RedisConnection(address, "command", ring.reactor, ring.loop, ring.settings, COMMAND_SCRIPTS,
                                        on_ready=on_ready)
@@ -207,6 +216,11 @@ class ShardRing:
     def group_shard(self, group: str) -> int | None:
         return consistent_hash(group, self.ring_size)
 
+    async def shard_ready(self, shard: int) -> None:
+        command = self.shards[shard].command
+        if command.protocol is None:
+            await command.get()
+
     def bucket(self, non_local: str, key: bytes) -> int:
         return consistent_hash(non_local, self.ring_size)
 
@@ -257,13 +271,13 @@ class ClusterKeyspace:
         self.client = ClusterClient(seeds, reactor, loop, settings, COMMAND_SCRIPTS, on_node_ready=self._node_ready)
         self.readers: dict[tuple[str, int], Reader] = {}
 
-    async def _node_ready(self, node: tuple[str, int], first: bool) -> None:
+    async def _node_ready(self, node: tuple[str, int], commands: RedisCommands, first: bool) -> None:
         client = self.client
 
         def owns(group: str) -> bool:
             return client.slots[key_slot(self.group_key(group))] == node
 
-        await self.side.connected(client.node(node), owns, None, first)
+        await self.side.connected(commands, owns, None, first)
 
     def channel_key(self, non_local: str) -> bytes:
         if non_local.endswith("!"):  # a process's channels share the client prefix's slot
@@ -284,6 +298,9 @@ class ClusterKeyspace:
         return self.client.route(key)
 
     def group_shard(self, group: str) -> int | None:
+        return None
+
+    async def shard_ready(self, shard: int) -> None:
         return None
 
     def bucket(self, non_local: str, key: bytes) -> int:
