@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -147,6 +148,8 @@ class ClusterClient:
         self._last_refresh = 0.0
         self._watch_task: asyncio.Task[None] | None = None
         self._routes = [SlotRoute(self, slot) for slot in range(SLOTS)]
+        self._slot_connections: weakref.WeakSet[RedisConnection] = weakref.WeakSet()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<ClusterClient {len(self.primaries())} primaries via {self.template.describe()}>"
@@ -239,8 +242,10 @@ class ClusterClient:
         async def locate() -> Address:
             return await self.owner(slot)
 
-        return RedisConnection(self.template, role, self.reactor, self.loop, self.settings, scripts,
-                               reply_timeout=reply_timeout, locate=locate, on_down=self._down)
+        connection = RedisConnection(self.template, role, self.reactor, self.loop, self.settings, scripts,
+                                     reply_timeout=reply_timeout, locate=locate, on_down=self._down)
+        self._slot_connections.add(connection)
+        return connection
 
     def primaries(self) -> set[Address]:
         return {node for node in self.slots if node is not None}
@@ -256,7 +261,7 @@ class ClusterClient:
         tasks = [t for t in (self._refresh_task, self._watch_task) if t is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        await asyncio.gather(*(c.close() for c in list(self.nodes.values())), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in list(self.nodes.values())), *self._closing, return_exceptions=True)
 
     # -- the slot map -------------------------------------------------------------------------
 
@@ -360,7 +365,8 @@ class ClusterClient:
             node = (host or asked[0], int(primary[1]))
             for slot in range(start, end + 1):
                 slots[slot] = node
-        if slots != self.slots:
+        changed = slots != self.slots
+        if changed:
             before = self.primaries()
             self.slots = slots
             self.topology_changes += 1
@@ -370,7 +376,12 @@ class ClusterClient:
                                ", ".join(f"{h}:{p}" for h, p in sorted(after)))
         primaries = self.primaries()
         for node in [n for n in self.nodes if n not in primaries]:
-            connection = self.nodes.pop(node)
-            self.loop.create_task(connection.close())
+            task = self.loop.create_task(self.nodes.pop(node).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         for node in primaries:
             self.node(node)  # connect to every primary now
+        if changed:  # readers waiting out a backoff to a node that is gone: follow their slot now
+            for connection in list(self._slot_connections):
+                if not connection.up:
+                    connection.retry_now()

@@ -201,7 +201,7 @@ class RedisConnection:
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._sentinel: Any = None
-        self._drop: LayerProtocol | None = None
+        self._nudge: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<RedisConnection {self.role} {self.describe()} {'up' if self.up else 'down'}>"
@@ -285,7 +285,7 @@ class RedisConnection:
                            self.role, self.failures, self.last_error)
                 self._wake(self.unavailable())
                 self._down()
-                await asyncio.sleep(self.settings.backoff.delay(self.failures))
+                await self._pause(self.settings.backoff.delay(self.failures))
                 continue
             if self.closed:  # closed while the last step of connecting completed
                 self._abort(proto)
@@ -326,7 +326,21 @@ class RedisConnection:
                 self._down()
                 if self.down_since - up_since < 1.0:  # dropped right away (maxclients, a proxy): back off
                     self.failures += 1
-                    await asyncio.sleep(self.settings.backoff.delay(self.failures))
+                    await self._pause(self.settings.backoff.delay(self.failures))
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff wait before the next attempt (cut short by :meth:`retry_now`)."""
+        nudge = self._nudge = self.loop.create_future()
+        try:
+            await asyncio.wait([nudge], timeout=delay)
+        finally:
+            self._nudge = None
+
+    def retry_now(self) -> None:
+        """Skip the rest of the backoff wait: try to connect now (the topology changed)."""
+        nudge = self._nudge
+        if nudge is not None and not nudge.done():
+            nudge.set_result(None)
 
     async def _connect(self) -> LayerProtocol:
         host, port = self.address.host, self.address.port

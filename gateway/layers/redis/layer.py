@@ -471,4 +471,6 @@ class RedisChannelLayer(BaseChannelLayer):
         result["connect_failures"] = sum(c.total_failures for c in conns)
         result["local_channels"] = len(self.local.channels)
         result["local_queued"] = self.local.queued()
+        if topology is not None:
+            result.update(topology.topology_counters())
         return result

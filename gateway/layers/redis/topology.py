@@ -114,6 +114,10 @@ class Topology(Protocol):
     def servers_down(self) -> int:
         ...
 
+    def topology_counters(self) -> dict[str, int]:
+        """The topology's own counters (a cluster's redirections and map changes)."""
+        ...
+
     async def close(self) -> None:
         ...
 
@@ -242,6 +246,9 @@ class ShardRing:
     def servers_down(self) -> int:
         return sum(1 for shard in self.shards if not shard.command.up)
 
+    def topology_counters(self) -> dict[str, int]:
+        return {}
+
     async def close(self) -> None:
         await asyncio.gather(*(shard.close() for shard in self.shards), return_exceptions=True)
 
@@ -344,6 +351,11 @@ class ClusterKeyspace:
 
     def servers_down(self) -> int:
         return sum(1 for c in self.client.connections() if not c.up)
+
+    def topology_counters(self) -> dict[str, int]:
+        client = self.client
+        return {"cluster_primaries": len(client.primaries()), "cluster_redirects": client.redirects,
+                "cluster_refreshes": client.refreshes, "cluster_topology_changes": client.topology_changes}
 
     async def close(self) -> None:
         await asyncio.gather(*(r.close() for r in self.readers.values()), return_exceptions=True)
