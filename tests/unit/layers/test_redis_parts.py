@@ -262,3 +262,28 @@ def test_another_installed_reactor_is_a_clear_error() -> None:
     assert out.returncode == 0, out.stderr
     assert "ERROR RedisChannelLayer runs on Twisted's asyncio reactor" in out.stdout
     assert "(installed: SelectReactor)" in out.stdout
+
+
+def test_cluster_seed_urls() -> None:
+    seeds = decode_hosts(["redis+cluster://app:pw@10.0.0.5:7000", "rediss+cluster://10.0.0.6?ssl_cert_reqs=none"])
+    assert [(a.cluster, a.scheme, a.host, a.port) for a in seeds] == [(True, "redis", "10.0.0.5", 7000),
+                                                                      (True, "rediss", "10.0.0.6", 6379)]
+    assert (seeds[0].username, seeds[0].password, seeds[1].ssl_verify) == ("app", "pw", False)
+    assert seeds[0].describe() == "redis+cluster://app@10.0.0.5:7000"
+    with pytest.raises(ValueError, match="only database 0"):
+        parse_url("redis+cluster://10.0.0.5:7000/3")
+    with pytest.raises(ValueError, match="do not mix them"):
+        decode_hosts(["redis+cluster://10.0.0.5:7000", "redis://10.0.0.6"])
+    with pytest.raises(ValueError, match="Sentinel and Redis Cluster"):
+        decode_hosts(["redis+cluster://mymaster"], sentinels=["10.0.0.7:26379"])
+    layer = RedisChannelLayer(hosts=["redis+cluster://10.0.0.5:7000"])
+    assert layer.cluster and layer.ring_size == 1 and layer.group_key("room") == b"asgi:group:{room}"
+
+
+def test_yaml_accepts_cluster_seeds_and_refuses_a_mix() -> None:
+    from gateway.config.schema import RedisLayerConfig
+
+    ok = RedisLayerConfig(backend="redis", hosts=("redis+cluster://10.0.0.5:7000", "redis+cluster://10.0.0.6:7000"))
+    assert list(ok.check()) == []
+    mixed = RedisLayerConfig(backend="redis", hosts=("redis+cluster://10.0.0.5:7000", "redis://10.0.0.6"))
+    assert [field for field, _ in mixed.check()] == ["hosts"]
