@@ -28,6 +28,7 @@ from gateway.layers.redis.serializer import CHANNEL_KEY, Serializer
 
 if TYPE_CHECKING:  # (importing them imports txredisapi: done at first use, on the installed reactor)
     from gateway.layers.redis.client import RedisCommands
+    from gateway.layers.redis.marks import RedisMarks
     from gateway.layers.redis.topology import Topology
 
 __all__ = ["RedisChannelLayer", "consistent_hash"]
@@ -434,6 +435,30 @@ class RedisChannelLayer(BaseChannelLayer):
     async def close_pools(self) -> None:
         """channels_redis' name for :meth:`close`."""
         await self.close()
+
+    # -- other uses of the same Redis --------------------------------------------------------
+
+    async def execute(self, key: bytes, *args: bytes | str | int | float) -> Any:
+        """Run one Redis command on the server holding ``key`` (a ring hashes the key; a cluster
+        routes it to the key's slot), from any loop or thread.
+
+        Raises:
+            RedisLayerUnavailable: that server is down.
+            RedisLayerError: Redis answered with an error.
+        """
+        if not self._at_home():
+            return await run_on(self._home_loop(), self._execute(key, args))
+        return await self._execute(key, args)
+
+    async def _execute(self, key: bytes, args: tuple[bytes | str | int | float, ...]) -> Any:
+        return await self._started().for_key(key.decode("utf-8", "replace"), key).call(*args)
+
+    def marks(self, namespace: str) -> RedisMarks:
+        """:class:`~gateway.layers.marks.SharedMarks` on this layer's Redis (e.g. webhook
+        de-duplication across processes)."""
+        from gateway.layers.redis.marks import RedisMarks
+
+        return RedisMarks(self, namespace)
 
     # -- channels_redis' helpers -------------------------------------------------------------
 

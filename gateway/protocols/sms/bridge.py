@@ -25,7 +25,7 @@ from gateway.metrics.stats import SmsStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.sms import asgi
-from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
+from gateway.protocols.sms.dedup import ConcatBuffer, DedupStore
 from gateway.protocols.sms.model import Event, InboundMessage, OtherEvent, StatusUpdate, WebhookResponse
 from gateway.protocols.sms.session import Account, SmsSession
 from gateway.protocols.sms.webhook import WebhookRequest
@@ -101,7 +101,7 @@ class WebhookBridge:
         proxies: the trusted proxies (``None``: none).
         consumer_timeout: seconds an application has to handle an event.
         application_close: seconds an instance may run on after ``sms.disconnect``.
-        dedup: the handled-deliveries cache.
+        dedup: where handled deliveries are remembered (this process, or shared).
         concat: the buffer of split messages' parts.
         max_body: largest webhook body in bytes.
         unrouted: ``"drop"`` or ``"retry"``.
@@ -111,7 +111,7 @@ class WebhookBridge:
 
     def __init__(self, app: Any, accounts: Iterable[Account], *, loop: asyncio.AbstractEventLoop,
                  public_base: str | None, proxies: TrustedProxies | None, consumer_timeout: float,
-                 application_close: float, dedup: DedupCache, concat: ConcatBuffer, max_body: int,
+                 application_close: float, dedup: DedupStore, concat: ConcatBuffer, max_body: int,
                  unrouted: str = "drop", state: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.app = app
@@ -217,7 +217,7 @@ class WebhookBridge:
         provider = account.provider
         now = self.clock()
         part_key = f"{account.name}:part:{part.dedup_key}"
-        if self.dedup.seen(part_key, now):
+        if await self.dedup.check(part_key, now):
             self.stats.webhook(provider.name, "duplicate")
             return provider.respond(None)
         try:
@@ -245,7 +245,7 @@ class WebhookBridge:
         key = f"{account.name}:{event.dedup_key}"
         timeout = effective_timeout(self.consumer_timeout, provider.retry_policy.deadline)
         stats = self.stats
-        if self.dedup.seen(key, self.clock()):
+        if await self.dedup.check(key, self.clock()):
             stats.webhook(provider.name, "duplicate")
             log.info("sms {account}: {id} was already handled; acknowledged the redelivery",
                      account=account.name, id=event.message_id)

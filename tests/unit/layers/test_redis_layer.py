@@ -375,3 +375,40 @@ def test_channels_redis_names_and_errors(server: RedisServer, run: Any) -> None:
         await layer.close()
 
     run(main)
+
+
+# -- shared marks (SMS de-duplication across processes) --------------------------------------------
+
+
+def test_shared_dedup_across_two_layers_and_without_redis(server: RedisServer, run: Any) -> None:
+    from gateway.layers import LayerRegistry
+    from gateway.layers.marks import SharedMarks, shared_marks
+    from gateway.protocols.sms.dedup import DedupCache, SharedDedup
+
+    assert shared_marks(LayerRegistry({"default": {"backend": "memory"}}), "sms:x") is None
+
+    async def main() -> None:
+        one, two = (RedisChannelLayer(hosts=[server.url], prefix="p") for _ in range(2))
+        registry = LayerRegistry({})
+        registry.set("events", one)
+        marks = shared_marks(registry, "sms:hooks")
+        assert isinstance(marks, SharedMarks)
+        first = SharedDedup(DedupCache(60, 10), marks)
+        second = SharedDedup(DedupCache(60, 10), two.marks("sms:hooks"))
+        assert not await first.check("tw:SM1", time.time())
+        first.remember("tw:SM1", time.time())
+        await until(lambda: server.command("EXISTS", "p:marks:sms:hooks:tw:SM1") == 1)
+        assert 0 < server.command("PTTL", "p:marks:sms:hooks:tw:SM1") <= 60_000
+        assert await second.check("tw:SM1", time.time())
+        assert "tw:SM1" in second.local  # remembered here now: no round trip next time
+        await one.close()
+        await two.close()
+        down = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"], connect_timeout=1.0)
+        alone = SharedDedup(DedupCache(60, 10), down.marks("sms:hooks"))
+        assert not await alone.check("tw:SM2", time.time())  # unreachable: answered from memory
+        alone.remember("tw:SM2", time.time())  # written in the background; the failure is logged
+        assert await alone.check("tw:SM2", time.time())
+        await down.marks("x").flush()
+        await down.close()
+
+    run(main)
