@@ -16,14 +16,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Editable in "compat" mode puts the checkout on sys.path, so twistd also finds
-# twisted/plugins/gateway_plugin.py from this tree.
+# A normal editable install: setup.cfg's package_dir makes it put the checkout on sys.path,
+# so twistd also finds twisted/plugins/gateway_plugin.py from this tree.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[uvloop]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[uvloop]'
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[uvloop,test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[uvloop,test]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -43,8 +43,11 @@ test: install-test
 dropin-cache: install
 	$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 
+# Every side-by-side benchmark suite (bench/README.md; the peers come from bench/setup_peers.sh).
+BENCH_OUT ?= bench/results/$(shell date -u +%Y%m%dT%H%M%SZ)
+BENCH_REPS ?= 3
 bench: install
-	bench/run.sh
+	bench/run.sh $(BENCH_OUT) $(BENCH_REPS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis twisted/plugins/dropin.cache

@@ -1,6 +1,9 @@
 """Logging through twisted.logger: level, text or JSON lines, and stdlib ``logging`` routed in.
 
 Applications that log with the standard library end up in the same stream, format and level.
+Rejected input (a bad request, a webhook with a wrong signature, a WebSocket protocol error) is
+logged through a :class:`RejectionLog`: a few lines per listener and reason, then one summary, so
+that a client cannot flood the log.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     Logger,
     LogLevel,
@@ -25,7 +29,7 @@ from twisted.logger import (
     globalLogBeginner,
     globalLogPublisher,
 )
-from zope.interface import provider
+from zope.interface import provider  # type: ignore[import-untyped]
 
 _LEVELS = {
     "debug": LogLevel.debug,
@@ -64,7 +68,7 @@ def _failure_text(event: dict[str, Any]) -> str | None:
     return out.getvalue().rstrip()
 
 
-def text_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
+def text_observer(stream: IO[str]) -> ILogObserver:
     """One line per event: time, level, namespace and message (plus a traceback)."""
 
     @provider(ILogObserver)
@@ -82,10 +86,10 @@ def text_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
         except (OSError, ValueError):
             pass
 
-    return observe
+    return cast(ILogObserver, observe)
 
 
-def json_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
+def json_observer(stream: IO[str]) -> ILogObserver:
     """One JSON object per line: ``time``, ``level``, ``namespace``, ``message``, ``traceback``."""
 
     @provider(ILogObserver)
@@ -106,7 +110,7 @@ def json_observer(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
         except (OSError, ValueError):
             pass
 
-    return observe
+    return cast(ILogObserver, observe)
 
 
 #: Twisted's own lines about ports and factories ("HTTPFactory starting on 8000", "(TCP Port
@@ -134,6 +138,16 @@ _predicates: list[LogLevelFilterPredicate] = []
 _chatter_filters: list[PortChatterFilter] = []
 
 
+class _Level:
+    """Whether debug lines are written (:class:`AutobahnLog` drops autobahn's debug chatter
+    before formatting anything otherwise)."""
+
+    debug = False
+
+
+_level = _Level()
+
+
 def make_observer(level: str = "info", format: str = "text", output: str = "stderr") -> Any:
     """A filtering observer for the ``logging`` section of the configuration."""
     stream = _open(output)
@@ -142,16 +156,18 @@ def make_observer(level: str = "info", format: str = "text", output: str = "stde
     chatter = PortChatterFilter(level)
     _predicates.append(predicate)
     _chatter_filters.append(chatter)
-    return FilteringLogObserver(base, [chatter, predicate])
+    _level.debug = _LEVELS[level] == LogLevel.debug
+    return FilteringLogObserver(base, [cast(ILogFilterPredicate, chatter), cast(ILogFilterPredicate, predicate)])
 
 
 def set_level(level: str) -> None:
     """Change the lowest level logged, for twisted.logger and stdlib logging (on reload)."""
     for predicate in _predicates:
         predicate.defaultLogLevel = _LEVELS[level]
-        predicate.setLogLevelForNamespace(None, _LEVELS[level])
+        predicate.setLogLevelForNamespace("", _LEVELS[level])
     for chatter in _chatter_filters:
         chatter.debug = _LEVELS[level] == LogLevel.debug
+    _level.debug = _LEVELS[level] == LogLevel.debug
     logging.getLogger().setLevel(_STDLIB_LEVELS[_LEVELS[level]])
 
 
@@ -200,3 +216,186 @@ def start_logging(level: str = "info", format: str = "text", output: str = "stde
 def add_observer(observer: Any) -> None:
     """Add an observer to the already started global log (under twistd)."""
     globalLogPublisher.addObserver(observer)
+
+
+# -- rejected input ------------------------------------------------------------------------------
+
+
+@dataclass
+class RejectionLimits:
+    """How much rejected input is logged (the ``logging.rejections`` settings).
+
+    Attributes:
+        lines: lines logged per listener and reason in each period.
+        period: seconds; at its end one summary line counts what was not logged.
+    """
+
+    lines: int = 5
+    period: float = 10.0
+
+
+#: The daemon's limits, read when a listener's window for a reason opens (so a reload applies).
+REJECTION_LIMITS = RejectionLimits()
+
+
+def configure_rejections(lines: int, period: float) -> None:
+    """Set :data:`REJECTION_LIMITS` (from the configuration, at start-up and on reload)."""
+    REJECTION_LIMITS.lines = int(lines)
+    REJECTION_LIMITS.period = float(period)
+
+
+#: The reason every further one is counted under once a listener has this many.
+_MAX_REASONS = 32
+_OTHER = "other"
+
+
+class RejectionLog:
+    """Rate-limits the log lines about one listener's rejected input, per reason.
+
+    The first rejection of a reason opens a window of ``period`` seconds (a reactor timer); in it
+    ``lines`` rejections are logged and the rest only counted; when it closes, one summary line
+    ("``web: 412 more rejected (bad request) in the last 10 s``") is written at the level of the
+    lines it stands for, and the next rejection opens a new window. Log lines are built only
+    when they are written::
+
+        if rejections.allow("bad signature"):
+            log.warn("...", ...)
+
+    A throttled rejection costs one dict lookup and one store. ``reason`` must come from the
+    code's own small vocabulary, never from the client (after 32 reasons, the rest count as
+    ``other``).
+
+    Args:
+        listener: the listener's name (in the summary lines).
+        reactor: for ``callLater`` (tests pass a fake clock).
+        logger: where summaries go (the namespace of the lines they summarise).
+        limits: lines and period (default: :data:`REJECTION_LIMITS`, the daemon's settings).
+    """
+
+    __slots__ = ("listener", "reactor", "logger", "limits", "_counts", "_windows")
+
+    def __init__(self, listener: str, reactor: Any, logger: Logger | None = None,
+                 limits: RejectionLimits | None = None) -> None:
+        self.listener = listener
+        self.reactor = reactor
+        self.logger = logger if logger is not None else Logger(namespace="gateway")
+        self.limits = limits if limits is not None else REJECTION_LIMITS
+        #: reason -> (rejections in the open window) minus the lines allowed in it.
+        self._counts: dict[str, int] = {}
+        #: reason -> (level, period, timer) of its open window.
+        self._windows: dict[str, tuple[LogLevel, float, Any]] = {}
+
+    def allow(self, reason: str, level: LogLevel = LogLevel.warn) -> bool:
+        """Count one rejection; whether to log it now.
+
+        ``level``: the level the caller logs it at (the window's summary uses the first one).
+        """
+        count = self._counts.get(reason)
+        if count is None:
+            return self._open(reason, level)
+        self._counts[reason] = count + 1
+        return count < 0
+
+    def summaries_pending(self) -> int:
+        """Rejections counted but not logged yet (their summaries are still to come)."""
+        return sum(max(0, count) for count in self._counts.values())
+
+    def flush(self) -> None:
+        """Close every open window now (writing its summary), say when the listener stops."""
+        for reason in list(self._windows):
+            _, _, timer = self._windows[reason]
+            if timer.active():
+                timer.cancel()
+            self._close(reason)
+
+    def _open(self, reason: str, level: LogLevel) -> bool:
+        if len(self._counts) >= _MAX_REASONS and reason != _OTHER:
+            return self.allow(_OTHER, level)
+        limits = self.limits
+        # Counts from -lines up: negative while lines may still be written.
+        self._counts[reason] = 1 - limits.lines
+        timer = self.reactor.callLater(limits.period, self._close, reason)
+        self._windows[reason] = (level, limits.period, timer)
+        return limits.lines > 0
+
+    def _close(self, reason: str) -> None:
+        count = self._counts.pop(reason, 0)
+        level, period, _ = self._windows.pop(reason)
+        if count > 0:
+            self.logger.emit(level, "{listener}: {count} more rejected ({reason}) in the last {period:g} s",
+                             listener=self.listener, count=count, reason=reason, period=period)
+
+
+# -- autobahn's own log lines --------------------------------------------------------------------
+
+#: autobahn's lines (by format string) about a client's bad input: the reason they count under.
+_AUTOBAHN_REJECTIONS = {
+    'failing WebSocket connection (code={code}): "{reason}"': "WebSocket protocol error",
+    "failing WebSocket opening handshake ('{reason}')": "WebSocket handshake refused",
+}
+#: autobahn's warnings that say nothing an operator can act on: logged at debug.
+_AUTOBAHN_DEBUG = frozenset({
+    "dropping connection to peer {peer} with abort={abort}: {reason}",
+})
+
+
+class AutobahnLog:
+    """Stands in for autobahn's txaio logger (the ``log`` class attribute of a WebSocket protocol
+    class) so that autobahn's per-connection lines follow the daemon's rules:
+
+    * ``failing WebSocket connection (code=…)`` (a client's protocol error) and ``failing
+      WebSocket opening handshake`` go through the listener's :class:`RejectionLog`, at info;
+    * ``dropping connection to peer … with abort=…`` (written on every refused handshake) and
+      autobahn's debug chatter are written only when the daemon logs at debug;
+    * anything else (errors, failures) is written as autobahn wrote it.
+
+    The methods are those autobahn calls (txaio's logger interface).
+    """
+
+    def __init__(self, rejections: RejectionLog, logger: Logger | None = None) -> None:
+        self.rejections = rejections
+        self.logger = logger if logger is not None else Logger(namespace="gateway.websocket")
+
+    def emit(self, level: LogLevel, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        """Write (or count, or drop) one of autobahn's lines."""
+        if level is LogLevel.debug or format in _AUTOBAHN_DEBUG:
+            if _level.debug:
+                self.logger.emit(LogLevel.debug, format, **kwargs)
+            return
+        reason = _AUTOBAHN_REJECTIONS.get(format or "")
+        if reason is None:
+            self.logger.emit(level, format, **kwargs)
+        elif self.rejections.allow(reason, LogLevel.info):
+            self.logger.emit(LogLevel.info, "{listener}: " + (format or ""), listener=self.rejections.listener,
+                             **kwargs)
+
+    def debug(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        if _level.debug:
+            self.logger.emit(LogLevel.debug, format, **kwargs)
+
+    def trace(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def info(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.emit(LogLevel.info, format, **kwargs)
+
+    def warn(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.emit(LogLevel.warn, format, **kwargs)
+
+    def error(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.emit(LogLevel.error, format, **kwargs)
+
+    def critical(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.emit(LogLevel.critical, format, **kwargs)
+
+    def failure(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.logger.failure(format or "", **kwargs)
+
+    def set_log_level(self, level: str, keep: bool = True) -> None:
+        """txaio's interface; the daemon's ``logging.level`` decides instead."""
+
+
+def autobahn_log(rejections: RejectionLog) -> AutobahnLog:
+    """The ``log`` class attribute for a listener's autobahn protocol class (see
+    :class:`AutobahnLog`): ``type(name, bases, {..., "log": autobahn_log(rejections)})``."""
+    return AutobahnLog(rejections)

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
-from http.cookies import _unquote  # type: ignore[attr-defined]
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from email.utils import formatdate
+from http.cookies import SimpleCookie, _unquote  # type: ignore[attr-defined]
 from typing import Any
 from urllib.parse import urlparse
 
@@ -165,11 +168,75 @@ def parse_cookie(cookie: str) -> dict[str, str]:
 
 
 class CookieMiddleware(BaseMiddleware):
-    """Sets ``scope["cookies"]`` (``{name: value}``) from every ``Cookie`` request header."""
+    """Sets ``scope["cookies"]`` (``{name: value}``) from every ``Cookie`` request header.
+
+    :meth:`set_cookie` and :meth:`delete_cookie` add ``Set-Cookie`` headers to a response
+    message (``http.response.start`` or ``websocket.accept``), with Channels' signatures.
+    """
 
     async def resolve_scope(self, scope: dict[str, Any]) -> None:
         values = [v.decode("latin-1") for n, v in scope.get("headers", []) if n.lower() == b"cookie"]
         scope["cookies"] = parse_cookie("; ".join(values)) if values else {}
+
+    @classmethod
+    def set_cookie(
+        cls,
+        message: MutableMapping[str, Any],
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: str | datetime.datetime | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool | None = False,
+        httponly: bool | None = False,
+        samesite: str | None = "lax",
+    ) -> None:
+        """Append a ``Set-Cookie`` header to ``message["headers"]``.
+
+        ``expires`` is a ready string or a ``datetime`` (naive = UTC; then ``max_age`` is
+        computed from it). A ``max_age`` without ``expires`` sets both.
+
+        Raises:
+            ValueError: ``samesite`` is not ``strict``, ``lax`` or ``none``.
+        """
+        cookies: SimpleCookie = SimpleCookie()
+        cookies[key] = str(value)
+        morsel = cookies[key]
+        if isinstance(expires, datetime.datetime):
+            if expires.tzinfo is not None:
+                expires = expires.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            delta = expires - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+            delta += datetime.timedelta(seconds=1)  # the fraction lost on the way
+            max_age = max(0, delta.days * 86400 + delta.seconds)
+            expires = None
+        if expires is not None:
+            morsel["expires"] = expires
+        if max_age is not None:
+            morsel["max-age"] = str(max_age)
+            if not expires:
+                morsel["expires"] = formatdate(time.time() + max_age, usegmt=True)
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError("samesite must be either 'strict', 'lax' or 'none'")
+            morsel["samesite"] = samesite
+        headers = message.setdefault("headers", [])
+        headers.append((b"Set-Cookie", morsel.output(header="").strip().encode("latin-1")))
+
+    @classmethod
+    def delete_cookie(cls, message: MutableMapping[str, Any], key: str, path: str | None = "/",
+                      domain: str | None = None) -> None:
+        """Append a ``Set-Cookie`` header that removes cookie ``key`` from the client."""
+        cls.set_cookie(message, key, max_age=0, path=path, domain=domain,
+                       expires="Thu, 01 Jan 1970 00:00:00 GMT")
 
 
 class UserMiddleware(BaseMiddleware):

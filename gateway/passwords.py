@@ -105,10 +105,14 @@ def verify_password(password: str | bytes, encoded: str) -> bool:
 DUMMY_HASH = "scrypt$16384$timing-equaliser$8$1$" + _b64(bytes(_KEY))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: print the hash of a password read from the terminal or stdin."""
+def main(argv: Sequence[str] | None = None, prog: str = "gateway hash-password") -> int:
+    """Command line: print the hash of a password read from the terminal or stdin.
+
+    Without ``--stdin`` the password is asked twice on the terminal; with no terminal (a pipe,
+    a script) the command says to use ``--stdin`` and exits 2.
+    """
     parser = argparse.ArgumentParser(
-        prog="gateway hash-password",
+        prog=prog,
         description="Hash a password for the users of an SMTP or MQTT listener.",
     )
     parser.add_argument("--stdin", action="store_true", help="read the password from standard input")
@@ -117,12 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            print("the passwords differ", file=sys.stderr)
+        if not sys.stdin.isatty():
+            print(f"{prog}: standard input is not a terminal: to read the password from it, use --stdin "
+                  f"(echo \"$PASSWORD\" | {prog} --stdin)", file=sys.stderr)
+            return 2
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Again: ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 1
+        if again != password:
+            print(f"{prog}: the passwords differ", file=sys.stderr)
             return 1
     if not password:
-        print("empty password", file=sys.stderr)
+        print(f"{prog}: the password is empty", file=sys.stderr)
         return 1
     print(hash_password(password, "pbkdf2_sha256" if args.pbkdf2 else "scrypt"))
     return 0

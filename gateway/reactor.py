@@ -1,7 +1,11 @@
 """Installing Twisted's asyncio reactor (optionally on uvloop).
 
-Only the entry points (``gateway run``, the twistd tap) call :func:`install_reactor`; importing
-any gateway module never installs a reactor.
+Only the entry points (the ``gateway`` commands, the twistd tap) call :func:`install_reactor`,
+and they call it *before* importing any application: an application, or a library it imports
+(treq, txredisapi, ``twisted.mail.smtp``), may run ``from twisted.internet import reactor`` at
+module level, which installs Twisted's default reactor when none is installed yet. The loop kind
+comes from :func:`gateway.config.read_loop_kind`, which reads it without importing anything.
+Importing any gateway module never installs a reactor.
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ from typing import Any
 
 class ReactorError(Exception):
     """The reactor that is installed cannot run the gateway; the message names the fix."""
+
+
+#: What ``install_reactor`` suggests when another reactor is installed already, unless the caller
+#: (the twistd tap, whose users can pass ``--reactor``) names its own fix.
+_DEFAULT_FIX = (
+    "something imported twisted.internet.reactor before the gateway could install it "
+    "(a sitecustomize, usercustomize or .pth file that imports Twisted?)"
+)
 
 
 def installed_reactor() -> Any | None:
@@ -39,28 +51,30 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             raise ReactorError("loop: uvloop needs the uvloop package: pip install 'gateway[uvloop]'") from None
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
-def install_reactor(loop_kind: str = "asyncio") -> Any:
+def install_reactor(loop_kind: str = "asyncio", *, fix: str = _DEFAULT_FIX) -> Any:
     """Install the asyncio reactor on a new loop of ``loop_kind`` and return it.
 
     If the asyncio reactor is already installed (``twistd --reactor=asyncio``), it is returned
     as it is.
 
+    Args:
+        loop_kind: ``asyncio`` or ``uvloop``.
+        fix: what the error says to do when another reactor is installed already (the twistd
+            tap names its ``--reactor`` option; the ``gateway`` commands have none).
+
     Raises:
-        ReactorError: another reactor is already installed.
+        ReactorError: another reactor is already installed, or uvloop is missing.
     """
     current = installed_reactor()
     if current is not None:
         if is_asyncio_reactor(current):
             return current
         name = type(current).__module__ + "." + type(current).__name__
-        raise ReactorError(
-            f"the {name} reactor is installed, but gateway runs on Twisted's asyncio reactor: "
-            "drop --reactor (gateway installs it) or pass --reactor=asyncio"
-        )
+        raise ReactorError(f"the {name} reactor is installed, but gateway runs on Twisted's asyncio reactor: {fix}")
     loop = new_loop(loop_kind)
     asyncio.set_event_loop(loop)
     from twisted.internet.main import installReactor
@@ -85,7 +99,7 @@ def _reactor_class() -> type:
 
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-    class GatewayReactor(AsyncioSelectorReactor):  # type: ignore[misc]
+    class GatewayReactor(AsyncioSelectorReactor):
         def _cancelCallLater(self, delayedCall: Any) -> None:
             # Twisted leaves a cancelled call in its lists until runUntilCurrent() sweeps them,
             # and on asyncio that only runs when a timer is due: with per-connection timeouts of
@@ -134,4 +148,4 @@ def _reactor_class() -> type:
 
 def reactor_loop(reactor: Any) -> asyncio.AbstractEventLoop:
     """The asyncio loop under an asyncio reactor."""
-    return reactor._asyncioEventloop  # type: ignore[no-any-return]
+    return reactor._asyncioEventloop

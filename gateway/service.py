@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_daemon -*-
+# -*- test-case-name: tests.integration.test_daemon, tests.integration.test_reload -*-
 """The daemon as one Twisted service: listeners, lifespan, signals, systemd.
 
 Start-up order: bind every listener (``privilegedStartService``, before twistd drops
@@ -22,12 +22,14 @@ from twisted.logger import Logger
 from gateway import systemd
 from gateway.asgi.app import ASGIApp, load_application
 from gateway.asgi.lifespan import Lifespan, LifespanFailure
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.listener import GatewayListener, ListenerContext
 from gateway.protocols.registry import listener_builder
 from gateway.reactor import reactor_loop
+from gateway.reload import ListenerStep, ReloadPlan, plan_reload
 
 log = Logger(namespace="gateway")
+reload_log = Logger(namespace="gateway.reload")
 
 
 class GatewayService(MultiService):
@@ -53,7 +55,8 @@ class GatewayService(MultiService):
         self.install_signal_handlers = install_signal_handlers
         #: The file SIGHUP re-reads (None: reload is not available).
         self.config_path = config_path
-        #: Exit status for the process: 0, or 1 when start-up failed.
+        #: Exit status for the process: 0, 1 when start-up failed, 3 when a forced stop (a
+        #: second SIGTERM/SIGINT) cut connections short.
         self.exit_code = 0
         self.ready = False
         self.stopping = False
@@ -71,8 +74,10 @@ class GatewayService(MultiService):
         self.metrics = MetricsHub(self)
         from gateway.consumers import configure_sync_threads
         from gateway.layers import LayerRegistry
+        from gateway.logs import configure_rejections
 
         configure_sync_threads(config.threads)
+        configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
         #: The channel layers by alias: this service's own; its applications see them through
         #: get_channel_layer() (gateway/layers/registry.py), another service's do not.
         self.layers = LayerRegistry(config.layers_mapping())
@@ -136,14 +141,12 @@ class GatewayService(MultiService):
         results = await defer.DeferredList(self._binding, consumeErrors=True).asFuture(self.loop)
         failed = [(listener, result) for listener, (ok, result) in zip(self.listeners, results) if not ok]
         for listener, failure in failed:
-            error = failure.getErrorMessage()
-            if failure.check(IndexError) and "systemd:" in getattr(listener, "endpoint_description", ""):
-                error = "no socket was passed by systemd (is the .socket unit enabled and LISTEN_FDS set?)"
             log.critical("Cannot listen on {name} ({endpoint}): {error}", name=listener.name,
-                         endpoint=getattr(listener, "endpoint_description", "-"), error=error)
+                         endpoint=getattr(listener, "endpoint_description", "-"), error=bind_error(listener, failure))
         if failed:
             self.fail(1)
             return
+        check_file_limit(self.listeners)
         try:
             for reference, lifespan in self.lifespans.items():
                 await lifespan.startup()
@@ -204,10 +207,13 @@ class GatewayService(MultiService):
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped")
 
-    def force_stop(self) -> None:
-        """Close every connection now (a second signal during a drain)."""
-        for listener in [*self.listeners, *self.retiring]:
+    def force_stop(self) -> int:
+        """Close every connection now (a second signal during a drain); returns how many were open."""
+        listeners = [*self.listeners, *self.retiring]
+        cut = sum(listener.connection_count() for listener in listeners)
+        for listener in listeners:
             listener.force_close()
+        return cut
 
     # -- signals -------------------------------------------------------------------------
 
@@ -220,12 +226,6 @@ class GatewayService(MultiService):
 
     def _signal_handler(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self._signal_received, signum)
-
-    def reload(self) -> defer.Deferred[bool]:
-        """Re-read the configuration file and apply it (SIGHUP, ``systemctl reload``)."""
-        from gateway.reload import reload
-
-        return defer.Deferred.fromFuture(asyncio.ensure_future(reload(self), loop=self.loop))
 
     def _signal_received(self, signum: int) -> None:
         if signum == signal.SIGHUP:
@@ -243,7 +243,184 @@ class GatewayService(MultiService):
                 self.reactor.stop()
         else:
             log.warn("Received {signal} again: closing all connections now", signal=name)
-            self.force_stop()
+            cut = self.force_stop()
+            if cut:
+                log.error("Forced stop: {count} connection(s) were cut before they finished; exiting with status {code}",
+                          count=cut, code=EXIT_FORCED)
+                if not self.exit_code:
+                    self.exit_code = EXIT_FORCED
+
+    # -- reload --------------------------------------------------------------------------
+
+    def reload(self) -> defer.Deferred[bool]:
+        """Re-read the configuration file and apply it (SIGHUP, ``systemctl reload``); fires
+        with whether it was applied (see :mod:`gateway.reload`)."""
+        return defer.Deferred.fromFuture(asyncio.ensure_future(self._reload(), loop=self.loop))
+
+    async def _reload(self) -> bool:
+        path = self.config_path
+        if path is None:
+            return False
+        systemd.notify("RELOADING=1")
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                reload_log.error("{problem}", problem=str(problem))
+            reload_log.error("Reload refused: {count} problem(s) in {path}; the running configuration is kept",
+                             count=len(exc.problems), path=path)
+            systemd.notify(f"READY=1\nSTATUS={self.status_line()} (reload refused: {len(exc.problems)} problem(s) in {path})")
+            return False
+        try:
+            return await self.apply_reload(plan_reload(self.config, new), path)
+        finally:
+            systemd.notify("READY=1\nSTATUS=" + self.status_line())
+
+    async def apply_reload(self, plan: ReloadPlan, path: str = "the configuration") -> bool:
+        """Carry out a reload plan; returns whether every step succeeded."""
+        for key in plan.kept:
+            reload_log.warn("Reload: changing '{key}' needs a restart; keeping the running value", key=key)
+        if plan.log_level is not None:
+            from gateway.logs import set_level
+
+            set_level(plan.log_level)
+        if plan.rejections is not None:
+            from gateway.logs import configure_rejections
+
+            configure_rejections(plan.rejections.lines, plan.rejections.period)
+        if plan.threads is not None:
+            from gateway.consumers import configure_sync_threads
+
+            configure_sync_threads(plan.threads)
+        try:
+            for step in plan.listeners:
+                await self._apply_step(step, plan.config)
+        except Exception:
+            reload_log.failure("Reload failed part way; listeners may be partly updated")
+            return False
+        self.config = plan.config
+        reload_log.info("Reloaded {path}", path=path)
+        return True
+
+    async def _apply_step(self, step: ListenerStep, config: GatewayConfig) -> None:
+        current = next((listener for listener in self.listeners if listener.name == step.name), None)
+        if step.action == "remove":
+            if current is not None:
+                reload_log.info("Reload: removing listener {name}; it drains its connections", name=step.name)
+                self.listeners.remove(current)
+                self._retire(current, drain=True)
+            return
+        assert step.config is not None
+        if current is None:
+            await self._start_new(config, step.config)
+            return
+        if step.action == "update" and current.reconfigure(step.config, self.listener_context(step.config, config)):
+            current.config = step.config
+            reload_log.info("Reload: listener {name} updated in place", name=current.name)
+            return
+        reload_log.info("Reload: replacing listener {name}; its open connections carry on", name=current.name)
+        await defer.maybeDeferred(current.stop_listening).asFuture(self.loop)
+        index = self.listeners.index(current)
+        self.listeners.remove(current)
+        self._retire(current, drain=False)
+        if await self._start_new(config, step.config, index) is None:
+            reload_log.error("Reload: listener {name} could not be replaced; restoring the old one", name=current.name)
+            if await self._start_new(self.config, current.config, index) is None:
+                reload_log.critical("Reload: listener {name} is not listening any more", name=current.name)
+
+    async def _start_new(self, config: GatewayConfig, listener_config: Any, index: int | None = None) -> GatewayListener | None:
+        reference = config.application_for(listener_config)
+        try:
+            is_new_app = reference is not None and reference not in self.apps
+            listener = self.build_listener(listener_config, config)
+            if is_new_app and reference is not None:
+                await self.lifespans[reference].startup()
+            await listener.bind().asFuture(self.loop)
+        except Exception as exc:
+            reload_log.error("Reload: cannot start listener {name}: {error}", name=listener_config.name,
+                             error=f"{type(exc).__name__}: {exc}")
+            return None
+        listener.setServiceParent(self)
+        self.listeners.insert(len(self.listeners) if index is None else index, listener)
+        listener.start_accepting()
+        for address in listener.addresses():
+            log.info("Listening: {name} ({protocol}) on {address}", name=listener.name,
+                     protocol=listener_config.protocol, address=address)
+        return listener
+
+    def _retire(self, listener: GatewayListener, *, drain: bool) -> None:
+        """Stop a listener that is no longer configured: drain it, or let its connections end.
+
+        It leaves the service tree at once (so a replacement can take its name) and stays in
+        ``retiring`` until its connections are gone, so the daemon's own stop drains it too.
+        """
+        self.retiring.add(listener)
+        if listener.parent is not None:
+            listener.disownServiceParent()
+
+        def finished(_: object) -> None:
+            self.retiring.discard(listener)
+
+        if drain:
+            listener.drain(self.config.timeouts.drain, self.reactor).addBoth(finished)
+        else:
+            factory = getattr(listener, "factory", None)
+            waiter = factory.when_empty() if factory is not None else defer.succeed(None)
+            waiter.addBoth(finished)
+
+
+#: The exit status after a second SIGTERM/SIGINT cut connections short (README, exit statuses).
+EXIT_FORCED = 3
+#: File descriptors the daemon needs besides its connections: its listening sockets, logs,
+#: the loop's epoll, Redis and smarthost connections, files served with pathsend.
+FD_MARGIN = 128
+
+
+def bind_error(listener: GatewayListener, failure: Any) -> str:
+    """Why ``listener`` could not bind, in words that say how to fix it."""
+    error = str(failure.getErrorMessage())
+    endpoint = getattr(listener, "endpoint_description", "")
+    if failure.check(IndexError) and "systemd:" in endpoint:
+        return "no socket was passed by systemd (is the .socket unit enabled and LISTEN_FDS set?)"
+    from twisted.internet.error import CannotListenError
+
+    config = listener.config
+    variables = getattr(config, "environment", {}).get("endpoint", ()) if config is not None else ()
+    if failure.check(CannotListenError) and variables:
+        names = " or ".join(variables)
+        error += f"; this endpoint reads {names}: set {variables[0]}=... to choose another port"
+    return error
+
+
+def check_file_limit(listeners: list[GatewayListener]) -> None:
+    """Raise the soft limit of open files to what the listeners need (their ``max_connections``
+    plus :data:`FD_MARGIN`) when the hard limit allows, as systemd advises daemons to; warn when
+    it does not."""
+    import resource
+
+    limits = {listener.name: listener.max_connections() for listener in listeners}
+    wanted = sum(limit for limit in limits.values() if limit is not None)
+    if not wanted:
+        return
+    needed = wanted + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        except (ValueError, OSError):
+            pass
+        else:
+            log.info("Raised the open file limit from {soft} to {needed} for the listeners' max_connections",
+                     soft=soft, needed=needed)
+            return
+    detail = ", ".join(f"{name} {limit}" for name, limit in limits.items() if limit is not None)
+    log.warn("ulimit -n is {soft} (hard limit {hard}), below the {wanted} connections the listeners allow ({detail}) "
+             "plus {margin} for the daemon itself: new connections fail once about {usable} are open; raise "
+             "LimitNOFILE= in the systemd unit (or ulimit -n), or lower max_connections",
+             soft=soft, hard="unlimited" if hard == resource.RLIM_INFINITY else hard, wanted=wanted, detail=detail,
+             margin=FD_MARGIN, usable=max(0, soft - FD_MARGIN))
 
 
 def _protocol_of(config: GatewayConfig, name: str) -> str:

@@ -1,8 +1,9 @@
 """The twistd plugin's tap: ``twistd -n gateway -c conf/gateway.yaml``.
 
 With no ``--reactor`` flag the tap installs the asyncio reactor itself (on uvloop when the
-configuration asks for it). ``--reactor=asyncio`` is accepted; any other reactor is refused with
-a one-line error naming the fix.
+configuration asks for it), before it imports any application. ``--reactor=asyncio`` is
+accepted; any other reactor is refused with a one-line error naming the fix. A bad command line
+or configuration exits 2, as ``gateway run`` does.
 """
 
 from __future__ import annotations
@@ -22,36 +23,46 @@ class Options(usage.Options):
     optParameters = [["config", "c", None, "Configuration file (YAML)."]]
 
     def postOptions(self) -> None:
+        # twistd exits 1 on a UsageError; the README promises 2 for a bad command line.
         if not self["config"]:
-            raise usage.UsageError("the configuration file is required: twistd -n gateway -c conf/gateway.yaml")
+            print("twistd gateway: the configuration file is required: twistd -n gateway -c conf/gateway.yaml",
+                  file=sys.stderr)
+            raise SystemExit(2)
         from gateway.reactor import installed_reactor, is_asyncio_reactor
 
         current = installed_reactor()
         if current is not None and not is_asyncio_reactor(current):
             name = type(current).__module__
-            print(
-                f"twistd gateway: the {name} reactor is installed, but gateway needs the asyncio reactor; "
-                "drop --reactor (gateway installs it) or use --reactor=asyncio",
-                file=sys.stderr,
-            )
+            print(f"twistd gateway: the {name} reactor is installed, but gateway needs the asyncio reactor; {_FIX}",
+                  file=sys.stderr)
             raise SystemExit(2)
 
 
-def makeService(options: Options) -> Any:
-    """Build the daemon's service from the configuration file (exits 2 if it is invalid)."""
-    from gateway.cli import _load
+#: What to do when twistd installed another reactor (``--reactor`` is twistd's option).
+_FIX = "drop --reactor (gateway installs it) or use --reactor=asyncio"
 
-    config = _load(options["config"])
-    if config is None:
-        raise SystemExit(2)
+
+def makeService(options: Options) -> Any:
+    """Build the daemon's service from the configuration file (exits 2 if it is invalid).
+
+    The reactor is installed first, then the configuration is loaded and its applications
+    imported: an application may import ``twisted.internet.reactor`` at module level.
+    """
+    from gateway.config import read_loop_kind
     from gateway.reactor import ReactorError, install_reactor, installed_reactor
 
+    path = options["config"]
     preinstalled = installed_reactor() is not None
     try:
-        reactor = install_reactor(config.loop)
+        reactor = install_reactor(read_loop_kind(path), fix=_FIX)
     except ReactorError as exc:
-        print(f"twistd gateway: {exc}", file=sys.stderr)
+        print(f"twistd gateway: {path}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from gateway.cli import _load
+
+    config = _load(path)
+    if config is None:
+        raise SystemExit(2)
     if preinstalled and config.loop == "uvloop":
         print("twistd gateway: --reactor=asyncio chose the standard loop; drop --reactor to run on uvloop",
               file=sys.stderr)

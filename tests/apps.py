@@ -54,6 +54,11 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if marker:
             with open(marker, "w") as f:
                 f.write("shutdown")
+        delay = float(os.environ.get("GATEWAY_TEST_SHUTDOWN_DELAY", "0"))
+        if delay:
+            with open(marker + ".started" if marker else os.devnull, "w"):
+                pass
+            await asyncio.sleep(delay)
         await send({"type": "lifespan.shutdown.complete"})
 
 

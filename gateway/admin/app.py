@@ -7,7 +7,7 @@ Routes:
     ``GET /readyz``      200 ``{"status": "ready"}``, or 503 with the reasons: starting or stopping,
                          a listener not bound, a channel layer not reachable
     ``GET /``            the live status page (assets from :mod:`gateway.admin.page`)
-    ``WS  /ws``          the status page's stream: the sample history, then one sample a second
+    ``WS  /ws``          the status page's stream: the samples kept since start, then one a second
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from gateway import __version__
 from gateway.admin import page
 from gateway.admin.sampler import Sampler
+from gateway.asgi.app import Receive, Scope, Send
 
 __all__ = ["AdminApp", "readiness"]
 
@@ -50,7 +51,7 @@ class AdminApp:
         self.sampler = sampler
         self.readiness_timeout = readiness_timeout
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
@@ -59,7 +60,7 @@ class AdminApp:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one HTTP request."""
         path, method = scope["path"], scope["method"]
         if method not in ("GET", "HEAD"):
@@ -84,8 +85,9 @@ class AdminApp:
 
     # -- the status page's WebSocket -----------------------------------------------------
 
-    async def websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Stream samples to one status page until it leaves."""
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream samples to one status page until it leaves: first the kept history, then one
+        sample a second."""
         message = await receive()
         if message["type"] != "websocket.connect":
             return
@@ -93,17 +95,19 @@ class AdminApp:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE)
+        queue: asyncio.Queue[str] = asyncio.Queue(_QUEUE)
 
-        def push(point: dict[str, Any]) -> None:
+        def push(sample: str) -> None:
             if queue.full():
                 queue.get_nowait()  # a page that does not keep up sees the newest numbers
-            queue.put_nowait(point)
+            queue.put_nowait(sample)
 
-        hello = {"version": __version__, "history": list(self.sampler.history),
-                 "interval": self.sampler.interval, "keep": self.sampler.history.maxlen}
-        await send({"type": "websocket.send", "text": json.dumps(hello, separators=(",", ":"))})
-        self.sampler.subscribe(push)
+        sampler = self.sampler
+        meta = json.dumps({"version": __version__, "interval": sampler.interval, "keep": sampler.keep},
+                          separators=(",", ":"))
+        hello = meta[:-1] + ',"history":' + sampler.history_json() + "}"
+        await send({"type": "websocket.send", "text": hello})
+        sampler.subscribe(push)
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         try:
             while True:
@@ -112,16 +116,15 @@ class AdminApp:
                 if disconnected in done:
                     getting.cancel()
                     return
-                point = getting.result()
-                await send({"type": "websocket.send", "text": json.dumps({"sample": point}, separators=(",", ":"))})
+                await send({"type": "websocket.send", "text": '{"sample":' + getting.result() + "}"})
         except OSError:  # ClientDisconnected: the page went away while we sent
             return
         finally:
-            self.sampler.unsubscribe(push)
+            sampler.unsubscribe(push)
             disconnected.cancel()
 
 
-async def _until_disconnect(receive: Any) -> None:
+async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "websocket.disconnect":
         pass
 
@@ -172,21 +175,22 @@ async def _layer_problem(layer: Any, timeout: float) -> str | None:
     return None
 
 
-def _same_origin(scope: dict[str, Any]) -> bool:
+def _same_origin(scope: Scope) -> bool:
     """A browser's WebSocket from another site must not read the numbers (no Origin: a tool)."""
-    headers = dict(scope.get("headers") or [])
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
     origin = headers.get(b"origin")
     if origin is None:
         return True
     host = headers.get(b"host", b"").decode("latin-1").lower()
-    return urlsplit(origin.decode("latin-1")).netloc.lower() == host
+    netloc: str = urlsplit(origin.decode("latin-1")).netloc.lower()
+    return netloc == host
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
-async def _respond(send: Any, status: int, body: bytes, content_type: bytes,
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.admin.app import AdminApp
 from gateway.admin.config import AdminListenerConfig
-from gateway.admin.sampler import Sampler
+from gateway.admin.sampler import Sampler, sampler_for
 from gateway.listener import ListenerContext
 from gateway.protocols.http.listener import HTTPListener
 from gateway.protocols.http.listener import build_listener as build_http_listener
@@ -16,14 +16,19 @@ __all__ = ["AdminListener", "build_listener"]
 
 
 class AdminListener(HTTPListener):
-    """An HTTP listener serving the admin application; stops its sampler when it stops."""
+    """An HTTP listener serving the admin application; samples the status page's history from
+    the moment it starts (the daemon's :class:`Sampler`, shared with other admin listeners)."""
 
     sampler: Sampler | None = None
 
-    def stopService(self) -> Any:
+    def startService(self) -> None:
+        super().startService()
         if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler.subscribers.clear()
+            self.sampler.start()
+
+    def stopService(self) -> Any:
+        if self.sampler is not None and self.running:
+            self.sampler.release()
         return super().stopService()
 
 
@@ -40,10 +45,10 @@ def build_listener(config: AdminListenerConfig, context: ListenerContext) -> Adm
         from gateway.metrics.hub import MetricsHub
 
         hub = MetricsHub(service)
-    sampler = Sampler(hub.summary, context.reactor, history=max(1, int(config.history)),
-                      ready=lambda: bool(service is not None and service.ready and not service.stopping))
+    sampler = sampler_for(hub, context.reactor, history=max(1, int(config.history)),
+                          ready=lambda: bool(service is not None and service.ready and not service.stopping))
     app = AdminApp(service, hub, sampler, readiness_timeout=float(config.readiness_timeout))
-    http = build_http_listener(config, dataclasses.replace(context, app=app, state={}))  # type: ignore[arg-type]
+    http = build_http_listener(config, dataclasses.replace(context, app=app, state={}))
     listener = AdminListener(config.name, http.endpoint_description, http.factory, context.reactor)
     listener.sampler = sampler
     return listener

@@ -4,7 +4,8 @@ layout is one column that stays readable on a phone-sized screen.
 
 Element ids the tests read: ``state`` (live / disconnected), ``ready``, and per protocol row
 ``open-<p>``, ``cps-<p>``, ``mps-<p>``, ``total-<p>`` (messages received + sent since start),
-``conns-<p>`` (connections since start).
+``conns-<p>`` (connections since start); the chart ``chart`` (one ``path.series`` per protocol,
+``g.y-axis`` and ``g.x-axis`` with one ``text`` per tick, ``text.unit``).
 """
 
 from __future__ import annotations
@@ -34,21 +35,25 @@ th{font-size:.75rem;color:var(--muted);font-weight:600;text-transform:uppercase}
 .tabs button{font:inherit;font-size:.85rem;padding:4px 10px;border:1px solid var(--line);border-radius:6px;
   background:transparent;color:var(--fg)}
 .tabs button[aria-pressed=true]{background:var(--fg);color:var(--bg)}
-svg{width:100%;height:180px;display:block;border:1px solid var(--line);border-radius:6px}
+svg{width:100%;height:220px;display:block;border:1px solid var(--line);border-radius:6px}
+svg text{fill:var(--muted);font-size:11px;font-variant-numeric:tabular-nums}
+svg .grid{stroke:var(--line);stroke-width:1}
+svg .axis{stroke:var(--muted);stroke-width:1}
 small{color:var(--muted)}
 @media (max-width:420px){body{font-size:14px;padding:8px}th,td{padding:5px 2px}.wide{display:none}}
 </style></head>
 <body><main>
 <header><h1>gateway</h1>
 <span><span id="ready" class="badge">&hellip;</span> <span id="state" class="badge">connecting</span></span></header>
-<small>version <span id="version">?</span>; one sample a second while this page is open</small>
+<small>version <span id="version">?</span>; the daemon samples once a second and keeps the last
+<span id="keep">?</span></small>
 <table><thead><tr><th>protocol</th><th>open</th><th>conn/s</th><th>msg/s</th>
 <th>messages</th><th class="wide">connections</th></tr></thead><tbody id="rows"></tbody></table>
 <div class="tabs" id="tabs">
 <button data-m="mps" aria-pressed="true">messages/s</button>
 <button data-m="cps" aria-pressed="false">connections/s</button>
 <button data-m="open" aria-pressed="false">open connections</button></div>
-<svg id="chart" viewBox="0 0 600 180" preserveAspectRatio="none" role="img" aria-label="chart"></svg>
+<svg id="chart" role="img" aria-label="chart"></svg>
 <small id="axis"></small>
 </main><script src="/status.js"></script></body></html>
 """
@@ -58,13 +63,24 @@ SCRIPT = b"""'use strict';
   var ORDER = ['http', 'websocket', 'mqtt', 'smtp', 'imap', 'sms'];
   var COLORS = {http: '#2563eb', websocket: '#16a34a', mqtt: '#d97706', smtp: '#dc2626',
                 imap: '#7c3aed', sms: '#0891b2'};
+  var UNITS = {mps: 'messages/s', cps: 'connections/s', open: 'connections'};
+  var NS = 'http://www.w3.org/2000/svg';
+  // Plot margins inside the chart, in pixels: room for the y labels and the unit (left, top)
+  // and for the time labels (bottom).
+  var LEFT = 46, RIGHT = 10, TOP = 20, BOTTOM = 22;
   var history = [], keep = 300, interval = 1, metric = 'mps';
   var $ = function (id) { return document.getElementById(id); };
 
   function color(p) { return COLORS[p] || '#6b7280'; }
   function fmt(v) {
     if (v === null || v === undefined) { return '\\u2013'; }
+    if (v >= 10000) { return Math.round(v / 1000) + 'k'; }
     return v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
+  }
+  function duration(seconds) {
+    if (seconds >= 3600 && seconds % 3600 === 0) { return seconds / 3600 + ' h'; }
+    if (seconds >= 60) { return Math.round(seconds / 60 * 10) / 10 + ' min'; }
+    return Math.round(seconds) + ' s';
   }
   function value(item, m) {
     if (m === 'open') { return item.open; }
@@ -108,40 +124,82 @@ SCRIPT = b"""'use strict';
     ready.textContent = sample.ready ? 'ready' : 'not ready';
     ready.className = 'badge ' + (sample.ready ? 'ok' : 'bad');
   }
+  // A round step (1, 2 or 5 times a power of ten) giving about `count` intervals up to `top`.
+  function step(top, count) {
+    var raw = top / count, power = Math.pow(10, Math.floor(Math.log(raw) / Math.LN10)), unit = raw / power;
+    return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
+  }
+  // A round time step in seconds for about `count` intervals over `span` seconds.
+  function timeStep(span, count) {
+    var steps = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+    for (var i = 0; i < steps.length; i++) { if (span / steps[i] <= count) { return steps[i]; } }
+    return steps[steps.length - 1];
+  }
+  function svg(kind, attrs, parent, text) {
+    var node = document.createElementNS(NS, kind);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined) { node.textContent = text; }
+    parent.appendChild(node);
+    return node;
+  }
   function chart() {
-    var svg = $('chart'), ns = 'http://www.w3.org/2000/svg';
-    svg.textContent = '';
-    if (!history.length) { return; }
-    var end = history[history.length - 1].t, span = keep * interval * 1000, start = end - span;
-    var top = 1, series = {};
+    var box = $('chart');
+    var width = box.clientWidth || 600, height = box.clientHeight || 220;
+    box.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+    box.textContent = '';
+    var plotW = Math.max(10, width - LEFT - RIGHT), plotH = Math.max(10, height - TOP - BOTTOM);
+    var end = history.length ? history[history.length - 1].t : Date.now();
+    var first = history.length ? history[0].t : end;
+    // The chart covers what is kept, at least a minute, at most the configured history.
+    var span = Math.min(keep * interval, Math.max(60, (end - first) / 1000));
+    var start = end - span * 1000;
+    var top = 0;
     history.forEach(function (s) {
+      if (s.t < start) { return; }
       Object.keys(s.protocols).forEach(function (p) {
         var v = value(s.protocols[p], metric);
         if (v !== null && v !== undefined) { top = Math.max(top, v); }
       });
     });
-    var last = {};
+    var tick = step(Math.max(top, metric === 'open' ? 4 : 1), 4);
+    top = Math.max(tick, Math.ceil(top / tick) * tick);
+    var y = function (v) { return TOP + plotH - v / top * plotH; };
+    var x = function (t) { return LEFT + (t - start) / (span * 1000) * plotW; };
+    // y axis: grid lines and labels at round values, the unit above.
+    var yAxis = svg('g', {'class': 'y-axis'}, box);
+    for (var v = 0; v <= top + tick / 2; v += tick) {
+      svg('line', {'class': v === 0 ? 'axis' : 'grid', x1: LEFT, x2: LEFT + plotW, y1: y(v), y2: y(v)}, yAxis);
+      svg('text', {x: LEFT - 6, y: y(v) + 4, 'text-anchor': 'end'}, yAxis, fmt(v));
+    }
+    svg('text', {'class': 'unit', x: 4, y: 13}, box, UNITS[metric]);
+    // x axis: ticks at round times before now, labelled by how long ago.
+    var xAxis = svg('g', {'class': 'x-axis'}, box), every = timeStep(span, width < 480 ? 3 : 6);
+    svg('line', {'class': 'axis', x1: LEFT, x2: LEFT, y1: TOP, y2: TOP + plotH}, xAxis);
+    for (var ago = 0; ago <= span + 0.001; ago += every) {
+      var at = x(end - ago * 1000);
+      svg('line', {'class': 'axis', x1: at, x2: at, y1: TOP + plotH, y2: TOP + plotH + 4}, xAxis);
+      svg('text', {x: at, y: height - 5, 'text-anchor': ago === 0 ? 'end' : 'middle'}, xAxis,
+          ago === 0 ? 'now' : '\\u2212' + duration(ago));
+    }
+    // One line per protocol; a gap in the samples is a gap in the line.
+    var series = {}, last = {};
     history.forEach(function (s) {
       if (s.t < start) { return; }
-      var x = (s.t - start) / span * 600;
       Object.keys(s.protocols).forEach(function (p) {
         var v = value(s.protocols[p], metric);
         if (v === null || v === undefined) { return; }
-        var y = 176 - v / top * 170, gap = last[p] === undefined || s.t - last[p] > 2500 * interval;
-        series[p] = (series[p] || '') + (gap ? 'M' : 'L') + x.toFixed(1) + ' ' + y.toFixed(1);
+        var gap = last[p] === undefined || s.t - last[p] > 2500 * interval;
+        series[p] = (series[p] || '') + (gap ? 'M' : 'L') + x(s.t).toFixed(1) + ' ' + y(v).toFixed(1);
         last[p] = s.t;
       });
     });
     Object.keys(series).forEach(function (p) {
-      var path = document.createElementNS(ns, 'path');
-      path.setAttribute('d', series[p]);
-      path.setAttribute('fill', 'none');
-      path.setAttribute('stroke', color(p));
-      path.setAttribute('stroke-width', '2');
-      path.setAttribute('vector-effect', 'non-scaling-stroke');
-      svg.appendChild(path);
+      svg('path', {'class': 'series', 'data-protocol': p, d: series[p], fill: 'none', stroke: color(p),
+                   'stroke-width': '2', 'stroke-linejoin': 'round'}, box);
     });
-    $('axis').textContent = 'last ' + Math.round(span / 60000) + ' min; top of the chart: ' + fmt(top);
+    var text = UNITS[metric] + ' over the last ' + duration(span) + '; top of the chart: ' + fmt(top);
+    box.setAttribute('aria-label', text);
+    $('axis').textContent = text;
   }
   function render() {
     if (history.length) { table(history[history.length - 1]); }
@@ -155,6 +213,7 @@ SCRIPT = b"""'use strict';
       if (message.history) {
         history = message.history; keep = message.keep || keep; interval = message.interval || 1;
         $('version').textContent = message.version;
+        $('keep').textContent = duration(keep * interval);
       }
       if (message.sample) {
         history.push(message.sample);
@@ -176,6 +235,7 @@ SCRIPT = b"""'use strict';
     });
     chart();
   });
+  window.addEventListener('resize', chart);
   connect();
 }());
 """

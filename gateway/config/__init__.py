@@ -17,6 +17,8 @@ import yaml
 from gateway.config.binder import INVALID, Binder
 from gateway.config.errors import ConfigError, ConfigProblem, InvalidValue
 from gateway.config.schema import (
+    DJANGO_APPLICATION,
+    DjangoConfig,
     GatewayConfig,
     LayerConfig,
     ListenerConfig,
@@ -26,6 +28,7 @@ from gateway.config.schema import (
     TimeoutsConfig,
 )
 from gateway.config.units import Duration, Size
+from gateway.config.yamlerrors import explain
 
 
 def load_config(
@@ -55,6 +58,22 @@ def load_config(
     return load_config_text(text, name, environ=environ, import_applications=import_applications)
 
 
+def read_loop_kind(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> str:
+    """The ``loop`` a configuration file asks for (``asyncio`` or ``uvloop``), read without
+    validating the rest or importing anything, so that the entry points can install the reactor
+    before anything imports an application. A file that cannot be read, or a value that is not a
+    loop, gives ``asyncio``; :func:`load_config` reports the problem afterwards."""
+    try:
+        root = yaml.compose(Path(os.fspath(path)).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        node = _find_node(root, "loop") if root is not None else None
+        if not isinstance(node, yaml.ScalarNode):
+            return "asyncio"
+        value = Binder(os.fspath(path), environ).scalar(node, "loop")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, InvalidValue):
+        return "asyncio"
+    return "uvloop" if value == "uvloop" else "asyncio"
+
+
 def load_config_text(
     text: str,
     filename: str | None = None,
@@ -66,9 +85,8 @@ def load_config_text(
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc.problem or exc}", filename, line)]) from None
+        line, message = explain(exc)
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {message}", filename, line)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem("", f"not valid YAML: {exc}", filename)]) from None
     if node is None:
@@ -91,6 +109,12 @@ def _check_applications(config: GatewayConfig, root: yaml.Node, binder: Binder) 
     for index, listener in enumerate(config.listeners):
         if listener.application:
             references.append((f"listeners[{index}].application", listener.application))
+        elif listener.protocol != "admin" and config.application_for(listener) == DJANGO_APPLICATION:
+            entry = ("django" if config.django else "application", DJANGO_APPLICATION)
+            if entry not in references:
+                references.append(entry)
+    if references:
+        config.use_django_settings()
     for path, reference in references:
         try:
             import_application(reference)
@@ -118,11 +142,12 @@ def _find_node(root: yaml.Node, path: str) -> yaml.Node | None:
                     break
             else:
                 return None
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 __all__ = [
     "ConfigError",
+    "DjangoConfig",
     "ConfigProblem",
     "Duration",
     "GatewayConfig",
@@ -136,4 +161,5 @@ __all__ = [
     "TimeoutsConfig",
     "load_config",
     "load_config_text",
+    "read_loop_kind",
 ]

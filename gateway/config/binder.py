@@ -34,6 +34,10 @@ import yaml
 from gateway.config.errors import ConfigProblem, InvalidValue
 from gateway.config.units import Duration, Size, parse_duration, parse_size
 
+#: A dataclass with a non-init field of this name gets, by field name, the environment
+#: variables its values were read from (see :attr:`gateway.config.schema.ListenerConfig.environment`).
+ENVIRONMENT_FIELD = "environment"
+
 #: Returned by :meth:`Binder.bind` when the value was invalid (the problem is already recorded).
 INVALID: Any = type("Invalid", (), {"__repr__": lambda self: "<invalid>"})()
 
@@ -54,6 +58,9 @@ class Binder:
         self.file = file
         self.environ = os.environ if environ is None else environ
         self.problems: list[ConfigProblem] = []
+        #: The environment variables each interpolated value read, by key path
+        #: (``listeners[0].endpoint`` -> ``("GATEWAY_PORT",)``).
+        self.variables: dict[str, tuple[str, ...]] = {}
         self._constructor = yaml.SafeLoader("")
 
     # -- problems ------------------------------------------------------------------------
@@ -72,7 +79,9 @@ class Binder:
             raise InvalidValue(f"expected a single value, got {kind}")
         if "$" not in node.value:
             return self._constructor.construct_object(node, deep=True)
-        text = self._interpolate(node.value)
+        text, names = self._interpolate(node.value)
+        if names:
+            self.variables[path] = names
         if node.style is None:
             # A plain scalar: resolve the interpolated text the way YAML would have (so that
             # ``port: ${PORT}`` becomes an int).
@@ -82,11 +91,14 @@ class Binder:
             node = yaml.ScalarNode(_STR_TAG, text, node.start_mark, node.end_mark, node.style)
         return self._constructor.construct_object(node, deep=True)
 
-    def _interpolate(self, text: str) -> str:
+    def _interpolate(self, text: str) -> tuple[str, tuple[str, ...]]:
+        names: list[str] = []
+
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
+            names.append(name)
             value = self.environ.get(name)
             if value is None or (value == "" and default is not None):
                 if default is None:
@@ -96,7 +108,7 @@ class Binder:
                 return default
             return value
 
-        return _ENV_PATTERN.sub(replace, text)
+        return _ENV_PATTERN.sub(replace, text), tuple(names)
 
     # -- binding -------------------------------------------------------------------------
 
@@ -150,7 +162,7 @@ class Binder:
         if tp is str:
             if value is None or isinstance(value, (bool, list, dict)):
                 raise InvalidValue(f"expected a string, got {value!r}")
-            return value if isinstance(value, str) else node.value  # type: ignore[union-attr]
+            return value if isinstance(value, str) else node.value
         if tp is Any:
             return value
         raise TypeError(f"unsupported configuration type {tp!r} at {path}")
@@ -162,7 +174,7 @@ class Binder:
             raise InvalidValue("expected a list")
         items = [self.bind(item_type, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
         if any(item is INVALID for item in items):
-            return INVALID  # type: ignore[no-any-return]
+            return INVALID
         return tuple(items)
 
     def _bind_mapping(self, value_type: Any, node: yaml.Node, path: str) -> Mapping[str, Any]:
@@ -180,7 +192,7 @@ class Binder:
                 continue
             result[key] = self.bind(value_type, value_node, _join(path, key))
         if any(value is INVALID for value in result.values()):
-            return INVALID  # type: ignore[no-any-return]
+            return INVALID
         return types.MappingProxyType(result)
 
     def _key(self, key_node: yaml.Node, path: str) -> str | None:
@@ -231,6 +243,10 @@ class Binder:
         if not ok:
             return INVALID
         instance = cls(**values)
+        if ENVIRONMENT_FIELD in {f.name for f in dataclasses.fields(cls) if not f.init}:
+            read = {key: self.variables[_join(path, key)] for key in values if _join(path, key) in self.variables}
+            # A frozen dataclass: the field is not an init argument (nobody sets it in the YAML).
+            object.__setattr__(instance, ENVIRONMENT_FIELD, types.MappingProxyType(read))
         check = getattr(instance, "check", None)
         if callable(check):
             for field_name, message in check():

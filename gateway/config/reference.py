@@ -103,6 +103,9 @@ def section(title: str, cls: Any, prefix: str, level: int = 2) -> Iterator[str]:
         inner = tp
         if get_origin(tp) is tuple:
             inner = get_args(tp)[0]
+        elif get_origin(tp) in (Union, UnionType):  # X | None: a section that may be null
+            options = [arg for arg in get_args(tp) if arg is not type(None)]
+            inner = options[0] if len(options) == 1 else tp
         if dataclasses.is_dataclass(inner) and not hasattr(inner, "variants"):
             nested.append((field.name, inner))
     yield ""
@@ -126,10 +129,15 @@ def render() -> str:
     lines.append("")
     lines.append("`layers` maps an alias (`default` is the one consumers use) to a layer.")
     lines.append("")
+    lines.append("With a Django project (`django.settings`, or the `DJANGO_SETTINGS_MODULE` environment variable),")
+    lines.append("the aliases of its `CHANNEL_LAYERS` setting are added, Channels' and channels_redis' `BACKEND`")
+    lines.append("paths naming the gateway's layers. **When both name an alias, the YAML entry wins**: the")
+    lines.append("file is the deployment's, the setting the project's (see [django.md](django.md)).")
+    lines.append("")
     lines += list(section("Keys of every layer", LayerConfig, "", 3))
     base = {f.name for f in dataclasses.fields(LayerConfig)}
-    for name, cls in sorted(LayerConfig.variants().items()):
-        lines += list(_variant(f"`backend: {name}`", cls, base, 3))
+    for name, layer_class in sorted(LayerConfig.variants().items()):
+        lines += list(_variant(f"`backend: {name}`", layer_class, base, 3))
     return "\n".join(lines).rstrip() + "\n"
 
 

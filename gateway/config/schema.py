@@ -8,6 +8,7 @@ a listener's ``protocol`` key chooses its class.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,6 +46,57 @@ def positive(value: float) -> None:
         raise InvalidValue(f"must be greater than zero, got {value}")
 
 
+def check_ciphers(value: str) -> None:
+    """A named policy or a cipher string the local OpenSSL accepts."""
+    from gateway.tls import TLSPolicyError, cipher_string
+
+    try:
+        cipher_string(value)
+    except TLSPolicyError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def parse_tls_version(value: Any) -> str:
+    """``1.2``/``"1.2"``/``TLSv1.2`` -> ``"1.2"`` (YAML reads an unquoted 1.2 as a number)."""
+    text = str(value).strip().lower().removeprefix("tlsv").removeprefix("tls")
+    if text not in ("1.2", "1.3"):
+        raise InvalidValue(f"{value!r} is not a TLS version the gateway accepts: 1.2 or 1.3")
+    return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSPolicy:
+    """Which TLS versions and cipher suites a server accepts (see :mod:`gateway.tls`)."""
+
+    ciphers: str = field(
+        default="intermediate",
+        metadata={"doc": "TLS 1.2 cipher suites: intermediate (Mozilla's policy: ECDHE/DHE key exchange with AES-GCM or ChaCha20 "
+                         "only), or an OpenSSL cipher string. TLS 1.3 suites are OpenSSL's (all forward secret and AEAD).",
+                  "check": check_ciphers},
+    )
+    min_version: Literal["1.2", "1.3"] = field(
+        default="1.2", metadata={"doc": "Oldest TLS version accepted: 1.2, or 1.3 (Mozilla's modern policy).", "parse": parse_tls_version}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SslEndpointConfig(TLSPolicy):
+    """TLS of a listener's ssl: endpoint: the policy, and how many handshakes (about 50 KB each) may be pending, for how long.
+
+    A pending handshake holds OpenSSL's state until the client finishes it; the limit and the
+    timeout bound that memory whatever clients do.
+    """
+
+    handshake_timeout: Duration = field(
+        default=Duration(10.0), metadata={"doc": "A client that has not finished its TLS handshake in this time is disconnected.", "check": positive}
+    )
+    max_handshakes: int = field(
+        default=1024,
+        metadata={"doc": "TLS handshakes in progress at once on this listener; beyond it, new connections wait in the kernel's accept queue.",
+                  "check": positive},
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListenerConfig:
     """Settings every listener has; each protocol adds its own (see the registry)."""
@@ -64,6 +116,16 @@ class ListenerConfig:
         default=None,
         metadata={"doc": "module:attribute of an ASGI application for this listener only (default: the top-level application).", "check": check_app_path},
     )
+    ssl: SslEndpointConfig | None = field(
+        default=None,
+        metadata={"doc": "TLS of an ssl: endpoint: cipher policy, oldest version, handshake limits (default: Mozilla's intermediate policy, TLS 1.2 and 1.3)."},
+    )
+    #: The environment variables each key's value was read from (``endpoint`` ->
+    #: ``("GATEWAY_PORT",)`` for ``tcp:${GATEWAY_PORT:-8000}``), so errors can name them. Filled
+    #: in by the loader; not a configuration key.
+    environment: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), init=False, repr=False, compare=False
+    )
 
     @classmethod
     def variants(cls) -> Mapping[str, type[ListenerConfig]]:
@@ -76,6 +138,8 @@ class ListenerConfig:
         """Cross-field rules; protocols that need an endpoint say so here."""
         if self.needs_endpoint and not self.endpoint:
             yield "endpoint", f"a {self.protocol} listener needs an endpoint such as tcp:8000:interface=127.0.0.1"
+        if self.ssl is not None and self.endpoint and not self.endpoint.lower().startswith("ssl:"):
+            yield "ssl", "applies to ssl: endpoints only (like ssl:8443:privateKey=key.pem:certKey=cert.pem), and this endpoint is not one"
 
     #: Whether this kind of listener binds a socket (an IMAP reader, for one, does not).
     needs_endpoint: ClassVar[bool] = True
@@ -181,6 +245,20 @@ class RedisLayerConfig(LayerConfig):
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
 
 
+def not_negative(value: float) -> None:
+    """Reject negative numbers."""
+    if value < 0:
+        raise InvalidValue(f"must be zero or more, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectionsConfig:
+    """How much rejected input (bad requests, refused webhooks, protocol errors) is logged: per listener and reason, `lines` lines in each `period`, then one line counting the rest."""
+
+    lines: int = field(default=5, metadata={"doc": "Lines logged per listener and reason in each period (0: summaries only).", "check": not_negative})
+    period: Duration = field(default=Duration(10.0), metadata={"doc": "Length of a period; at its end one line says how many more were rejected.", "check": positive})
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     """Where and how the daemon logs (through twisted.logger)."""
@@ -190,6 +268,7 @@ class LoggingConfig:
     )
     format: Literal["text", "json"] = field(default="text", metadata={"doc": "text (one line per event) or json (one JSON object per line)."})
     output: str = field(default="stderr", metadata={"doc": "stderr, stdout or a file path."})
+    rejections: RejectionsConfig = field(default_factory=RejectionsConfig, metadata={"doc": "Rate limit on the lines about rejected input."})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +285,24 @@ class TimeoutsConfig:
     )
     lifespan_startup: Duration = field(default=Duration(60.0), metadata={"doc": "How long lifespan startup may take.", "check": positive})
     lifespan_shutdown: Duration = field(default=Duration(30.0), metadata={"doc": "How long lifespan shutdown may take.", "check": positive})
+
+
+def check_module_path(value: str) -> None:
+    """Check a dotted Python module path (``mysite.settings``)."""
+    if not value or not all(part.isidentifier() for part in value.split(".")):
+        raise InvalidValue(f"expected a dotted module path (like 'mysite.settings'), got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DjangoConfig:
+    """A Django project: ASGI_APPLICATION is the default application, CHANNEL_LAYERS add layers (docs/django.md).
+    """
+
+    settings: str = field(metadata={"doc": "The settings module (what DJANGO_SETTINGS_MODULE names), e.g. mysite.settings.", "check": check_module_path})
+
+
+#: The application reference that stands for Django's ``ASGI_APPLICATION``.
+DJANGO_APPLICATION = "gateway.django.asgi:application"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,15 +326,39 @@ class GatewayConfig:
         metadata={"doc": "Channel layers by alias; 'default' is the one consumers use. Default: an in-memory layer."},
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "Logging."})
+    django: DjangoConfig | None = field(
+        default=None,
+        metadata={"doc": "A Django project whose settings give the default application (ASGI_APPLICATION) and channel layers (CHANNEL_LAYERS); without it, the DJANGO_SETTINGS_MODULE environment variable does the same."},
+    )
+
+    def django_settings(self) -> str | None:
+        """The Django settings module: ``django.settings``, else ``$DJANGO_SETTINGS_MODULE``."""
+        if self.django is not None:
+            return self.django.settings
+        return os.environ.get("DJANGO_SETTINGS_MODULE") or None
+
+    def use_django_settings(self) -> bool:
+        """Point Django at :meth:`django_settings` (sets ``DJANGO_SETTINGS_MODULE``; the YAML's
+        module wins over the environment's). Returns whether a Django project is configured."""
+        module = self.django_settings()
+        if module is not None:
+            os.environ["DJANGO_SETTINGS_MODULE"] = module
+        return module is not None
 
     def layers_mapping(self) -> dict[str, dict[str, Any]]:
         """The ``layers`` section for :func:`gateway.layers.configure_layers`.
 
-        With no ``layers`` section, alias ``default`` is an in-memory layer.
+        With a Django project, ``CHANNEL_LAYERS`` adds its aliases; for an alias both name, the
+        YAML's entry wins. With neither, alias ``default`` is an in-memory layer.
         """
-        if not self.layers:
+        mapping = {alias: layer.layer_options() for alias, layer in self.layers.items()}
+        if self.use_django_settings():
+            from gateway.django.layers import merged_layers
+
+            mapping = merged_layers(mapping)
+        if not mapping:
             return {"default": {"backend": "memory"}}
-        return {alias: layer.layer_options() for alias, layer in self.layers.items()}
+        return mapping
 
     def check(self) -> Iterable[tuple[str, str]]:
         seen: set[str] = set()
@@ -245,18 +366,25 @@ class GatewayConfig:
             if listener.name in seen:
                 yield "listeners", f"two listeners are named {listener.name!r}; names must be unique"
             seen.add(listener.name)
-            if listener.application is None and self.application is None and listener.protocol != "admin":
+            if self.application_for(listener) is None and listener.protocol != "admin":
                 yield "application", f"listener {listener.name!r} has no application; set the top-level application or the listener's own"
         if not self.listeners:
             yield "listeners", "at least one listener is needed"
 
     def application_for(self, listener: ListenerConfig) -> str | None:
-        """The application reference a listener serves."""
-        return listener.application or self.application
+        """The application reference a listener serves: its own, the top-level one, or with a
+        Django project :data:`DJANGO_APPLICATION` (the settings' ``ASGI_APPLICATION``)."""
+        if listener.application or self.application:
+            return listener.application or self.application
+        return DJANGO_APPLICATION if self.django_settings() else None
 
 
 __all__ = [
+    "DJANGO_APPLICATION",
+    "DjangoConfig",
     "GatewayConfig",
+    "SslEndpointConfig",
+    "TLSPolicy",
     "LayerConfig",
     "ListenerConfig",
     "LoggingConfig",

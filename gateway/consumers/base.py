@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 
-from gateway.consumers.threads import SerialExecutor
+from gateway.consumers.threads import SerialExecutor, run_sync_handler
 from gateway.exceptions import StopConsumer
 from gateway.layers.registry import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
@@ -159,11 +159,11 @@ class SyncConsumer(AsyncConsumer):
 
     def _prepare(self, send: Send) -> Any:
         self._lane = SerialExecutor()
-        self._run_dispatch = sync_to_async(self.dispatch, thread_sensitive=False, executor=self._lane)
+        self._run_dispatch = sync_to_async(run_sync_handler, thread_sensitive=False, executor=self._lane)
         return async_to_sync(send)
 
     async def _dispatch_async(self, message: Message) -> None:
-        await self._run_dispatch(message)
+        await self._run_dispatch(self.dispatch, message)
 
     def dispatch(self, message: Message) -> None:  # type: ignore[override]
         """Call the handler named after ``message["type"]`` (runs in a pool thread)."""

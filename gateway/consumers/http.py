@@ -15,12 +15,31 @@ class AsyncHttpConsumer(AsyncConsumer):
     """Collects the request body, then calls :meth:`handle` with it.
 
     Respond with :meth:`send_headers` + :meth:`send_body` (streaming with ``more_body=True``) or
-    :meth:`send_response`. ``http.disconnect`` calls :meth:`disconnect` and stops the consumer;
-    the consumer also stops after :meth:`handle` returns, unless it raised.
+    :meth:`send_response`. The consumer stops (calling :meth:`disconnect` once) when:
+
+    * :meth:`handle` returns with the response complete, or without having started one (the
+      server then answers 500), or raises;
+    * the response completes later, from a channel layer handler: a response still open when
+      :meth:`handle` returns (headers sent, last body chunk with ``more_body=True``) keeps the
+      consumer receiving layer messages, for long polling and server-sent events;
+    * the client leaves (``http.disconnect``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.body: list[bytes] = []
+        self._response_started = False
+        self._response_complete = False
+        self._handled = False
+        self._disconnected = False
+
+    async def send(self, message: dict[str, Any]) -> None:  # type: ignore[override]
+        """Send an ASGI message, tracking whether the response started and completed."""
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self._response_started = True
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self._response_complete = True
+        await super().send(message)
 
     async def send_headers(
         self,
@@ -59,18 +78,37 @@ class AsyncHttpConsumer(AsyncConsumer):
     async def disconnect(self) -> None:
         """Cleanup hook, called once when the request is over or the client left."""
 
+    async def _finish(self) -> None:
+        if not self._disconnected:
+            self._disconnected = True
+            await self.disconnect()
+        raise StopConsumer()
+
+    @property
+    def response_open(self) -> bool:
+        """True while a started response still expects body chunks."""
+        return self._response_started and not self._response_complete
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Dispatch as usual; once :meth:`handle` has run and the response is complete, stop."""
+        await super().dispatch(message)
+        if self._handled and not self.response_open:
+            await self._finish()
+
     async def http_request(self, message: dict[str, Any]) -> None:
-        """Collect body chunks; at the last one call :meth:`handle`, then stop."""
+        """Collect body chunks; at the last one call :meth:`handle`."""
         if "body" in message:
             self.body.append(message["body"])
         if not message.get("more_body"):
             try:
                 await self.handle(b"".join(self.body))
-            finally:
-                await self.disconnect()
-            raise StopConsumer()
+            except BaseException:
+                if not self._disconnected:
+                    self._disconnected = True
+                    await self.disconnect()
+                raise
+            self._handled = True
 
     async def http_disconnect(self, message: dict[str, Any]) -> None:
         """The client left: call :meth:`disconnect` and stop."""
-        await self.disconnect()
-        raise StopConsumer()
+        await self._finish()

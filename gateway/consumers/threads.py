@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 __all__ = [
     "SerialExecutor",
+    "run_sync_handler",
+    "sync_handler_hooks",
     "configure_sync_threads",
     "default_sync_threads",
     "get_sync_executor",
@@ -52,6 +54,25 @@ def default_sync_threads() -> int:
             raise ValueError(f"GATEWAY_SYNC_THREADS must be >= 1, got {value}")
         return value
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+#: Called with no arguments in the handler's thread before and after every sync consumer handler
+#: (``gateway.django`` adds Django's ``close_old_connections``, as Channels runs each handler).
+sync_handler_hooks: list[Callable[[], None]] = []
+
+
+def run_sync_handler(handler: Callable[..., _T], *args: Any) -> _T:
+    """``handler(*args)`` between the :data:`sync_handler_hooks` (call it in the pool thread)."""
+    if not sync_handler_hooks:
+        return handler(*args)
+    hooks = list(sync_handler_hooks)
+    for hook in hooks:
+        hook()
+    try:
+        return handler(*args)
+    finally:
+        for hook in hooks:
+            hook()
 
 
 _pool_lock = threading.Lock()

@@ -1,6 +1,10 @@
 """The demo's pages, shipped as Python constants (no data files, no CDN): the index and the
 room page (plain JavaScript over a WebSocket). Element ids the tests use: ``name``, ``text``,
-``send`` (the form), ``messages`` (one ``li`` per message, ``data-source`` set), ``state``."""
+``send`` (the form), ``messages`` (one ``li`` per message, ``data-source`` set; its ``.who`` shows
+the sender, shortened when long, in full as its ``title``), ``state``.
+
+The room page fills the window: the heading and the form stay in view and the message list
+between them scrolls, following new messages while the reader is at the bottom."""
 
 from __future__ import annotations
 
@@ -26,30 +30,45 @@ INDEX = ("""<!doctype html><html lang="en"><head><meta charset="utf-8">
 ROOM = ("""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>#ROOM - gateway demo</title>""" + _STYLE + """
 <style>
-#messages{list-style:none;padding:0;margin:8px 0;min-height:40vh}
+html,body{height:100%}body{padding:0}
+main.room{display:flex;flex-direction:column;height:100vh;height:100dvh;padding:8px 12px 12px}
+.room h1{flex:none;margin:4px 0 8px;display:flex;align-items:baseline;gap:10px}
+#state{font-size:.8rem;font-weight:400;color:#6b7280}
+#messages{flex:1 1 auto;min-height:0;overflow-y:auto;overscroll-behavior:contain;list-style:none;padding:0;margin:0;
+  border:1px solid #e5e7eb;border-radius:6px}
 #messages li{padding:6px 8px;border-bottom:1px solid #e5e7eb;overflow-wrap:anywhere}
 .src{display:inline-block;min-width:3.6em;font-size:.75rem;padding:0 6px;border-radius:8px;color:#fff;margin-right:6px;text-align:center}
 .web{background:#2563eb}.mqtt{background:#d97706}.email{background:#dc2626}.sms{background:#0891b2}
 .who{font-weight:600;margin-right:6px}
-form{display:flex;gap:6px;flex-wrap:wrap}#name{flex:0 1 8em}#text{flex:1 1 12em}
-input,button{font:inherit;padding:6px}
-</style></head><body><main>
+#send{flex:none;display:flex;gap:6px;margin-top:8px}#name{flex:0 1 6.5em;min-width:3em}#text{flex:1 1 auto;min-width:0}
+input,button{font:inherit;padding:6px}button{flex:none}
+</style></head><body><main class="room">
 <h1>#ROOM <small id="state">connecting</small></h1>
-<ul id="messages"></ul>
+<ul id="messages" aria-live="polite"></ul>
 <form id="send"><input id="name" placeholder="name" value="web" aria-label="name">
 <input id="text" placeholder="message" autocomplete="off" aria-label="message"><button>send</button></form>
 </main><script>
 'use strict';
 (function () {
   var room = 'ROOM', list = document.getElementById('messages'), ws;
+  var KEEP = 500;  // messages kept on the page; older ones leave the list
+  // Server-assigned MQTT client ids (auto-<32 hex>) and other long names: shortened, in full on hover.
+  function short(user) {
+    var auto = /^auto-([0-9a-f]{32})$/i.exec(user);
+    if (auto) { return 'auto-' + auto[1].slice(0, 6) + '\\u2026'; }
+    return user.length > 24 ? user.slice(0, 20) + '\\u2026' : user;
+  }
   function show(m) {
+    // Follow new messages only while the reader is at the bottom (not reading older ones).
+    var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     var li = document.createElement('li'), src = document.createElement('span'), who = document.createElement('span');
     li.setAttribute('data-source', m.source);
     src.className = 'src ' + m.source; src.textContent = m.source;
-    who.className = 'who'; who.textContent = m.user;
+    who.className = 'who'; who.textContent = short(m.user); who.title = m.user;
     li.appendChild(src); li.appendChild(who); li.appendChild(document.createTextNode(m.text));
     list.appendChild(li);
-    li.scrollIntoView({block: 'nearest'});
+    while (list.children.length > KEEP) { list.removeChild(list.firstChild); }
+    if (atBottom) { list.scrollTop = list.scrollHeight; }
   }
   function connect() {
     ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/rooms/' + room + '/');

@@ -248,7 +248,7 @@ class EmailCycle:
         if self.outcome is None:
             log.warn("The application did not answer a message within {seconds}s", seconds=self.answer_timeout)
             if self.stats is not None:
-                self.stats.app_timeouts += 1
+                self.stats.instances.timeouts += 1
             self._settle(Outcome(FAILED, reason=f"no answer within {self.answer_timeout:g}s"))
         if self._sends:
             return  # re-armed when the last result is delivered
@@ -260,7 +260,7 @@ class EmailCycle:
             log.warn("Cancelling an email application still running {seconds}s after its answer",
                      seconds=self.close_timeout)
             if self.stats is not None:
-                self.stats.app_timeouts += 1
+                self.stats.instances.timeouts += 1
             self.task.cancel()
 
     def _instance_done(self, exc: BaseException | None, result: Any) -> None:
@@ -269,7 +269,7 @@ class EmailCycle:
         self._timer = None
         if exc is not None and not isinstance(exc, asyncio.CancelledError):
             if self.stats is not None:
-                self.stats.app_errors += 1
+                self.stats.instances.errors += 1
             log.failure("Application instance for an email raised", failure=Failure(exc, type(exc), exc.__traceback__),
                         level=LogLevel.error)
             self._settle(Outcome(FAILED, reason=f"{type(exc).__name__}: {exc}"))

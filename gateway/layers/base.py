@@ -142,6 +142,18 @@ class BaseChannelLayer:
             raise TypeError(self.invalid_name_error.format("Group") + f" Got {name!r}.")
         return True
 
+    def valid_channel_name(self, name: object, receive: bool = False) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_channel_name`."""
+        warnings.warn("valid_channel_name is deprecated, use require_valid_channel_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_channel_name(name, receive=receive)
+
+    def valid_group_name(self, name: object) -> bool:
+        """Deprecated (as in Channels): use :meth:`require_valid_group_name`."""
+        warnings.warn("valid_group_name is deprecated, use require_valid_group_name instead.",
+                      DeprecationWarning, stacklevel=2)
+        return self.require_valid_group_name(name)
+
     def valid_channel_names(self, names: list[str], receive: bool = False) -> bool:
         """Check a non-empty list of channel names."""
         if not isinstance(names, list) or not names:

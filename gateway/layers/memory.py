@@ -9,8 +9,9 @@ Costs:
   every ``send``/``receive``/``group_send`` that touches a channel drops expired messages from
   that head (O(expired)). Group memberships are checked against ``group_expiry`` as
   ``group_send`` walks the group. For channels and groups nobody touches any more, a sweep runs at
-  most once per ``min(expiry, group_expiry)`` seconds (amortised O(1) per operation), so memory
-  stays bounded without per-operation scans.
+  most once per ``min(expiry, group_expiry)`` seconds, on a ``send``, ``receive`` or
+  ``group_send`` (amortised O(1) per operation), so memory stays bounded without per-operation
+  scans.
 * As in Channels' in-memory layer, a channel on which a message expired is taken out of all its
   groups: nobody is reading it, so the consumer behind it is gone.
 
@@ -37,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -282,16 +283,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
         ``receive()`` never loses a message. Several receivers on one channel each get different
         messages; one receiver sees them in send order.
         """
+        now = self._clock()
         with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
             state = self._channels.get(channel)
             if state is None:  # a known state was validated when it was created
                 self.require_valid_channel_name(channel)
                 state = self._channels[channel] = _Channel(channel, self.get_capacity(channel))
             queue = state.queue
-            if queue:
-                now = self._clock()
-                if queue[0][0] <= now:
-                    self._purge(state, now)
+            if queue and queue[0][0] <= now:
+                self._purge(state, now)
             if queue:
                 entry = queue.popleft()
                 if not queue:
@@ -430,6 +432,21 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # -- introspection (tests, metrics) -------------------------------------------------------
 
+    @property
+    def channels(self) -> _ChannelsView:
+        """The live channels by name, each with its queued messages (Channels' ``channels``).
+
+        A channel is listed while it has queued messages, waiting receivers or group
+        memberships. ``del layer.channels[name]`` drops that channel's queued messages.
+        """
+        return _ChannelsView(self)
+
+    @property
+    def groups(self) -> dict[str, dict[str, float]]:
+        """A snapshot of the groups: ``{group: {channel: joined_at}}`` (Channels' ``groups``)."""
+        with self._lock:
+            return {group: dict(members) for group, members in self._groups.items()}
+
     def stats(self) -> dict[str, int]:
         """Counts of live channel states, queued messages, groups and memberships, and the
         :attr:`counters` since start."""
@@ -441,3 +458,33 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 "memberships": sum(len(m) for m in self._groups.values()),
                 **self.counters,
             }
+
+
+class _ChannelsView(MutableMapping[str, tuple[dict[str, Any], ...]]):
+    """``InMemoryChannelLayer.channels``: channel name -> its queued messages (a copy)."""
+
+    def __init__(self, layer: InMemoryChannelLayer) -> None:
+        self._layer = layer
+
+    def __getitem__(self, name: str) -> tuple[dict[str, Any], ...]:
+        with self._layer._lock:
+            return tuple(entry[1] for entry in self._layer._channels[name].queue)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        raise TypeError("channels are created by send() and receive(), not assigned")
+
+    def __delitem__(self, name: str) -> None:
+        """Drop the channel's queued messages. A message already handed to a waiting receiver
+        stays that receiver's; a channel that is gone already is no error."""
+        with self._layer._lock:
+            self._layer._channels.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        with self._layer._lock:
+            return iter(list(self._layer._channels))
+
+    def __len__(self) -> int:
+        return len(self._layer._channels)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._layer._channels

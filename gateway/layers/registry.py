@@ -59,6 +59,11 @@ DEFAULT_CHANNEL_LAYER = "default"
 BACKENDS: dict[str, str] = {
     "memory": "gateway.layers.memory:InMemoryChannelLayer",
     "redis": "gateway.layers.redis:RedisChannelLayer",
+    # Channels' and channels_redis' BACKEND paths, so a CHANNEL_LAYERS setting ports unchanged
+    # (the pub/sub layer's options are a subset of the Redis layer's).
+    "channels.layers.InMemoryChannelLayer": "gateway.layers.memory:InMemoryChannelLayer",
+    "channels_redis.core.RedisChannelLayer": "gateway.layers.redis:RedisChannelLayer",
+    "channels_redis.pubsub.RedisPubSubChannelLayer": "gateway.layers.redis:RedisChannelLayer",
 }
 
 _DEFAULT_CONFIG: dict[str, dict[str, Any]] = {DEFAULT_CHANNEL_LAYER: {"backend": "memory"}}
@@ -113,7 +118,7 @@ def _normalise(alias: str, entry: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(entry, Mapping):
         raise InvalidChannelLayerError(f"layers.{alias}: expected a mapping, got {entry!r}")
     if "BACKEND" in entry:  # Channels' CHANNEL_LAYERS shape
-        extra = set(entry) - {"BACKEND", "CONFIG"}
+        extra = set(entry) - {"BACKEND", "CONFIG", "TEST_CONFIG"}
         if extra:
             raise InvalidChannelLayerError(f"layers.{alias}: unknown keys {sorted(extra)}")
         config = entry.get("CONFIG") or {}
@@ -140,20 +145,22 @@ def _check_options(alias: str, backend: str, options: dict[str, Any]) -> None:
 
 
 class LayerRegistry:
-    """Channel layers by alias, built from a configuration mapping (thread-safe).
-
-    Args:
-        config: ``{alias: {backend: ..., **options}}``; ``None`` means alias ``default`` as an
-            in-memory layer.
-    """
+    """Channel layers by alias, built lazily from a configuration mapping (thread-safe)."""
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._config: dict[str, tuple[str, dict[str, Any]]] = {}
         self._layers: dict[str, BaseChannelLayer] = {}
+        #: Raw entries by alias (for Channels' TEST_CONFIG); with ``lazy=True``, the aliases not
+        #: parsed yet are also in ``_pending``.
+        self._entries: dict[str, Any] = {}
+        self._pending: dict[str, Any] = {}
         self.configure(_DEFAULT_CONFIG if config is None else config)
+        #: False while the registry holds its built-in default (``gateway.django`` then applies
+        #: Django's ``CHANNEL_LAYERS``); True once something configured it.
+        self.configured = config is not None
 
-    def configure(self, config: Mapping[str, Any]) -> None:
+    def configure(self, config: Mapping[str, Any], *, lazy: bool = False) -> None:
         """Replace the configuration with ``config`` (``{alias: {backend: ..., **options}}``).
 
         Every alias is checked (backend importable, option names known) and its layer built
@@ -161,11 +168,22 @@ class LayerRegistry:
         configuration leaves the old one in place. Layers of the old configuration are dropped,
         not closed: call :meth:`close_all` first if they hold connections.
 
+        With ``lazy=True`` (Django's ``CHANNEL_LAYERS``, as Channels reads it) nothing is checked
+        or built now: each alias is built on first use, which raises its problem then.
+
         Raises:
             InvalidChannelLayerError: listing every problem found, one per line.
         """
         if not isinstance(config, Mapping):
             raise InvalidChannelLayerError(f"layers: expected a mapping, got {config!r}")
+        if lazy:
+            self.configured = True
+            with self._lock:
+                self._config = {}
+                self._layers = {}
+                self._entries = dict(config)
+                self._pending = dict(config)
+            return
         parsed: dict[str, tuple[str, dict[str, Any]]] = {}
         built: dict[str, BaseChannelLayer] = {}
         errors: list[str] = []
@@ -186,23 +204,49 @@ class LayerRegistry:
         with self._lock:
             self._config = parsed
             self._layers = built
+            self._entries = dict(config)
+            self._pending = {}
+        self.configured = True
 
     @property
     def aliases(self) -> list[str]:
         """The configured aliases."""
-        return list(self._config)
+        return list(dict.fromkeys([*self._config, *self._pending]))
+
+    @property
+    def backends(self) -> dict[str, BaseChannelLayer]:
+        """The layers built so far, by alias (Channels' ``channel_layers.backends``)."""
+        return dict(self._layers)
 
     def __contains__(self, alias: object) -> bool:
-        return alias in self._config
+        return alias in self._config or alias in self._pending
+
+    def _parsed(self, alias: str) -> tuple[str, dict[str, Any]]:
+        found = self._config.get(alias)
+        if found is not None:
+            return found
+        if alias not in self._pending:
+            raise InvalidChannelLayerError(f"no channel layer configured for alias {alias!r}")
+        backend, options = _normalise(alias, self._pending[alias])
+        _check_options(alias, backend, options)
+        return backend, options
 
     def make_backend(self, alias: str) -> BaseChannelLayer:
         """Build a new layer for ``alias`` (not cached)."""
-        try:
-            backend, options = self._config[alias]
-        except KeyError:
-            raise InvalidChannelLayerError(f"no channel layer configured for alias {alias!r}") from None
-        layer: BaseChannelLayer = import_backend(backend)(**options)
-        return layer
+        backend, options = self._parsed(alias)
+        return import_backend(backend)(**options)
+
+    def make_test_backend(self, alias: str) -> BaseChannelLayer:
+        """Build a layer for ``alias`` from its Channels-style ``TEST_CONFIG`` options.
+
+        Raises:
+            InvalidChannelLayerError: the alias has no ``TEST_CONFIG``.
+        """
+        backend, _ = self._parsed(alias)
+        entry = self._entries.get(alias)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("TEST_CONFIG"), Mapping):
+            raise InvalidChannelLayerError(f"No TEST_CONFIG specified for {alias}")
+        return import_backend(backend)(**entry["TEST_CONFIG"])
 
     def __getitem__(self, alias: str) -> BaseChannelLayer:
         layer = self._layers.get(alias)
@@ -215,7 +259,7 @@ class LayerRegistry:
 
     def get(self, alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer | None:
         """The layer for ``alias``, or ``None`` when that alias is not configured."""
-        if alias not in self._config:
+        if alias not in self:
             return None
         return self[alias]
 
@@ -228,14 +272,11 @@ class LayerRegistry:
             old = self._layers.pop(alias, None)
             if layer is None:
                 self._config.pop(alias, None)
+                self._pending.pop(alias, None)
             else:
                 self._config.setdefault(alias, (type(layer).__module__ + ":" + type(layer).__qualname__, {}))
                 self._layers[alias] = layer
         return old
-
-    def layers(self) -> dict[str, BaseChannelLayer]:
-        """The layers built so far, by alias."""
-        return dict(self._layers)
 
     async def close_all(self) -> None:
         """Close every built layer (``close()``), e.g. at daemon shutdown."""

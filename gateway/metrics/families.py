@@ -38,6 +38,8 @@ FAMILIES: dict[str, Family] = {
                         (*_L, "type")),
     "events_out": Family("gateway_events_sent", "counter", "Events sent to clients, by ASGI event type.", (*_L, "type")),
     "app_errors": Family("gateway_application_exceptions", "counter", "Application instances that raised.", _L),
+    "app_client_left": Family("gateway_application_client_left", "counter",
+                              "Application instances that ended on send() after their client left (not an error).", _L),
     "app_timeouts": Family("gateway_application_timeouts", "counter",
                            "Application instances that did not answer in time or were cancelled after their client left.", _L),
     "pauses": Family("gateway_backpressure_pauses", "counter",

@@ -67,35 +67,55 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
+class InstanceStats:
+    """What application instances of one protocol count (the instance core updates these).
+
+    Attributes:
+        errors: instances that raised (or returned something other than None).
+        timeouts: instances that timed out (did not answer in time, or were cancelled because
+            they kept running after their client left).
+        client_left: instances that ended on the ``ClientDisconnected`` their ``send()`` raised
+            after the client left (not an application error).
+    """
+
+    __slots__ = ("client_left", "errors", "timeouts")
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.timeouts = 0
+        self.client_left = 0
+
+    def samples(self, labels: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
+        yield "app_errors", labels, self.errors
+        yield "app_timeouts", labels, self.timeouts
+        yield "app_client_left", labels, self.client_left
+
+
 class ListenerStats:
     """What every listener counts. Subclasses add their protocol's counters.
 
     Attributes:
         connections: connections accepted since start (``connections/s`` is its rate).
-        app_errors: application instances that raised.
-        app_timeouts: instances that timed out (did not answer in time, or were cancelled
-            because they kept running after their client left).
+        instances: the application instances' errors, timeouts and clients that left.
         read_pauses: times reading from a client paused because the application was behind.
         write_pauses: times the application's ``send()`` waited for a slow client.
     """
 
-    __slots__ = ("app_errors", "app_timeouts", "connections", "read_pauses", "write_pauses")
+    __slots__ = ("connections", "instances", "read_pauses", "write_pauses")
 
     #: What ``messages`` means on the status page for this protocol (the event type counted).
     protocol = "tcp"
 
     def __init__(self) -> None:
         self.connections = 0
-        self.app_errors = 0
-        self.app_timeouts = 0
+        self.instances = InstanceStats()
         self.read_pauses = 0
         self.write_pauses = 0
 
     def samples(self, protocol: str) -> Iterator[Sample]:
         """The numbers to export (``protocol``: the listener's protocol label)."""
         yield "connections_total", (("protocol", protocol),), self.connections
-        yield "app_errors", (("protocol", protocol),), self.app_errors
-        yield "app_timeouts", (("protocol", protocol),), self.app_timeouts
+        yield from self.instances.samples((("protocol", protocol),))
         yield "pauses", (("protocol", protocol), ("direction", "read")), self.read_pauses
         yield "pauses", (("protocol", protocol), ("direction", "write")), self.write_pauses
 
@@ -109,7 +129,7 @@ class HTTPStats(ListenerStats):
 
     __slots__ = (
         "requests", "responses", "request_latency",
-        "ws_connections", "ws_received", "ws_sent", "ws_app_errors", "ws_app_timeouts", "ws_read_pauses",
+        "ws_connections", "ws_received", "ws_sent", "ws_instances", "ws_read_pauses",
         "ws_write_pauses", "ws_handshake_latency",
     )
 
@@ -121,8 +141,7 @@ class HTTPStats(ListenerStats):
         self.ws_connections = 0
         self.ws_received = 0
         self.ws_sent = 0
-        self.ws_app_errors = 0
-        self.ws_app_timeouts = 0
+        self.ws_instances = InstanceStats()
         self.ws_read_pauses = 0
         self.ws_write_pauses = 0
         self.ws_handshake_latency = Histogram()
@@ -139,8 +158,7 @@ class HTTPStats(ListenerStats):
         yield "connections_total", ws, self.ws_connections
         yield "events_in", (*ws, ("type", "websocket.receive")), self.ws_received
         yield "events_out", (*ws, ("type", "websocket.send")), self.ws_sent
-        yield "app_errors", ws, self.ws_app_errors
-        yield "app_timeouts", ws, self.ws_app_timeouts
+        yield from self.ws_instances.samples(ws)
         yield "pauses", (*ws, ("direction", "read")), self.ws_read_pauses
         yield "pauses", (*ws, ("direction", "write")), self.ws_write_pauses
         yield "handshake_latency", ws, self.ws_handshake_latency

@@ -70,8 +70,8 @@ class ProtocolTypeRouter:
         self.application_mapping = dict(application_mapping)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope.get("type")
-        application = self.application_mapping.get(kind)  # type: ignore[arg-type]
+        kind = scope["type"]  # a scope without a type is a server bug: KeyError, as Channels
+        application = self.application_mapping.get(kind)
         if application is None:
             known = ", ".join(sorted(self.application_mapping)) or "none"
             raise ValueError(f"No application configured for scope type {kind!r} (configured: {known})")

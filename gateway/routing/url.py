@@ -1,9 +1,13 @@
-"""``URLRouter`` with Django-style ``path()`` / ``re_path()`` patterns, without Django.
+"""``URLRouter`` with Django-style ``path()`` / ``re_path()`` patterns, with or without Django.
 
 ``path("room/<str:name>/", app)`` compiles the route as Django's ``RoutePattern`` does
 (converters ``str``, ``int``, ``slug``, ``uuid``, ``path``, plus any registered with
 :func:`register_converter`); ``re_path(r"^room/(?P<name>\\w+)/$", app)`` takes a regex as
 Django's ``RegexPattern`` does (named groups become kwargs, else unnamed groups become args).
+
+Routes made with Django's own ``django.urls.path()`` / ``re_path()`` work too (Django's
+converters included), and so does ``include([...])``: the included patterns become a nested
+``URLRouter`` under the include's prefix.
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ class RegexPattern:
 class URLPattern:
     """One route: a pattern, the application, default kwargs and an optional name."""
 
-    def __init__(self, pattern: RoutePattern | RegexPattern, callback: Any,
+    def __init__(self, pattern: RoutePattern | RegexPattern | _DjangoPattern, callback: Any,
                  default_args: dict[str, Any] | None = None, name: str | None = None) -> None:
         if not callable(callback):
             raise TypeError(f"the application for {pattern!r} must be an ASGI callable, got {callback!r}")
@@ -211,6 +215,45 @@ def re_path(route: str, view: Any, kwargs: dict[str, Any] | None = None, name: s
     return URLPattern(RegexPattern(route), view, kwargs, name)
 
 
+class _DjangoPattern:
+    """A Django ``RoutePattern`` / ``RegexPattern`` used as a route pattern here."""
+
+    def __init__(self, pattern: Any) -> None:
+        self.pattern = pattern
+
+    def with_endpoint(self, is_endpoint: bool) -> _DjangoPattern:
+        pattern = self.pattern
+        source = pattern._route if hasattr(pattern, "_route") else pattern._regex
+        return _DjangoPattern(type(pattern)(source, pattern.name, is_endpoint=is_endpoint))
+
+    def match(self, path: str) -> Match | None:
+        return self.pattern.match(path)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<Django {self.pattern.describe()}>"
+
+
+def _from_django(route: Any) -> URLPattern | None:
+    """A Django ``URLPattern`` (``path``/``re_path``) or ``URLResolver`` (``include``) as a
+    route here; ``None`` for anything else."""
+    if not type(route).__module__.startswith("django."):
+        return None
+    from django.urls.resolvers import RegexPattern as DjangoRegexPattern
+    from django.urls.resolvers import RoutePattern as DjangoRoutePattern
+    from django.urls.resolvers import URLPattern as DjangoURLPattern
+    from django.urls.resolvers import URLResolver as DjangoURLResolver
+
+    if not isinstance(route.pattern, (DjangoRoutePattern, DjangoRegexPattern)):
+        return None  # e.g. i18n_patterns' LocalePrefixPattern
+    pattern = _DjangoPattern(route.pattern)
+    if isinstance(route, DjangoURLPattern):
+        return URLPattern(pattern, route.callback, route.default_args, route.name)
+    if isinstance(route, DjangoURLResolver):
+        return URLPattern(pattern.with_endpoint(False), URLRouter(list(route.url_patterns)),
+                          route.default_kwargs, None)
+    return None
+
+
 class URLRouter:
     """Routes ``http`` and ``websocket`` scopes on their path.
 
@@ -229,7 +272,10 @@ class URLRouter:
         self.routes: list[URLPattern] = []
         for route in routes:
             if not isinstance(route, URLPattern):
-                raise TypeError(f"URLRouter routes must be made with path() or re_path(), got {route!r}")
+                converted = _from_django(route)
+                if converted is None:
+                    raise TypeError(f"URLRouter routes must be made with path() or re_path(), got {route!r}")
+                route = converted
             if getattr(route.callback, "_path_routing", False) is True:
                 route = URLPattern(route.pattern.with_endpoint(False), route.callback,
                                    route.default_args, route.name)

@@ -10,8 +10,9 @@ MQTT, email or SMS communicator is a scope builder plus a few shortcut methods.
 from __future__ import annotations
 
 import asyncio
-
+import sys
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from asgiref.testing import ApplicationCommunicator as _AsgirefCommunicator
@@ -26,8 +27,18 @@ class UnexpectedMessage(AssertionError):
     """
 
 
+def _connections_kept() -> AbstractContextManager[Any]:
+    # With gateway.django in use, a test's database connection (a TestCase transaction) must
+    # survive the application's close_old_connections() calls, as in Channels' communicators.
+    db = sys.modules.get("gateway.django.db")
+    return db.connections_kept() if db is not None else nullcontext()
+
+
 class ApplicationCommunicator(_AsgirefCommunicator):
     """Runs an ASGI application with a scope; feed it input and read its output.
+
+    While a test awaits :meth:`send_input` or :meth:`receive_output`, Django database
+    connections are not closed by the application (as in Channels' communicators).
 
     Args:
         application: the ASGI application (e.g. ``Consumer.as_asgi()`` or a router).
@@ -35,6 +46,16 @@ class ApplicationCommunicator(_AsgirefCommunicator):
     """
 
     _future: Any = None  # so __del__ works even if a subclass constructor raised early
+
+    async def send_input(self, message: dict[str, Any]) -> None:
+        """Give the application one input message."""
+        with _connections_kept():
+            await super().send_input(message)
+
+    async def receive_output(self, timeout: float = 1) -> dict[str, Any]:
+        """The application's next output message (``TimeoutError`` after ``timeout``)."""
+        with _connections_kept():
+            return await super().receive_output(timeout)  # type: ignore[no-any-return]
 
     async def expect(self, types: str | Iterable[str], timeout: float = 1) -> dict[str, Any]:
         """Receive the next output message and check its ``type``.
@@ -46,8 +67,9 @@ class ApplicationCommunicator(_AsgirefCommunicator):
         wanted = (types,) if isinstance(types, str) else tuple(types)
         message = await self.receive_output(timeout)
         if message.get("type") not in wanted:
+            # Channels' wording, so assertions on the message port unchanged.
             raise UnexpectedMessage(
-                f"expected a message of type {' or '.join(map(repr, wanted))}, got {message!r}"
+                f"Expected type {' or '.join(repr(t) for t in wanted)}, but was {message.get('type')!r}"
             )
         return message
 

@@ -1,13 +1,16 @@
 """Headless Chromium for page tests: Debian's ``/usr/bin/chromium`` driven over the DevTools
 protocol (a small CDP client on the ``websockets`` library's sync client).
 
-``Browser(tmp_path).open(url)`` returns a :class:`Page` whose :meth:`Page.evaluate` runs
-JavaScript in the page and :meth:`Page.wait_for` polls an expression until it is truthy. Tests
-using it are marked ``chromium`` and skipped when the browser is missing (:data:`CHROMIUM`).
+``Browser(tmp_path).start(url)`` returns a :class:`Page` whose :meth:`Page.evaluate` runs
+JavaScript in the page and :meth:`Page.wait_for` polls an expression until it is truthy;
+:meth:`Page.set_viewport` emulates a phone or a desktop screen and :meth:`Page.screenshot` saves
+a PNG (tests keep theirs under ``tests/artifacts/``, see the ``artifacts`` fixture). Tests using it
+are marked ``chromium`` and skipped when the browser is missing (:data:`CHROMIUM`).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -24,6 +27,9 @@ import pytest
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 requires_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+
+#: (name, width, height, mobile): the screens pages are checked on, a phone and a desktop.
+SCREENS = [("phone", 390, 844, True), ("desktop", 1280, 800, False)]
 
 _FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -75,6 +81,21 @@ class Page:
                     return value
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what or expression} (last value {value!r})")
+
+    def set_viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        """Emulate a screen of ``width`` x ``height`` CSS pixels (``mobile``: a phone's viewport
+        rules, touch-sized), then wait until the page has the new size."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=mobile)
+        self.wait_for(f"window.innerWidth === {width} && window.innerHeight === {height}",
+                      what=f"a {width}x{height} viewport")
+
+    def screenshot(self, path: Path) -> Path:
+        """Save what the viewport shows as a PNG at ``path``."""
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
 
     def close(self) -> None:
         self._connection.__exit__(None, None, None)

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import Daemon, http_config
+from tests.integration.daemon import REPO, Daemon, http_config
+
+#: Where tests keep what a person may want to look at afterwards (the pages' screenshots).
+ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
+_written: list[Path] = []
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A directory for this test's artefacts, ``tests/artifacts/<test name>/`` (emptied first;
+    ``GATEWAY_TEST_ARTIFACTS`` moves the root). Its path is printed at the end of the run."""
+    path = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name).strip("_")
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.png"):
+        old.unlink()
+    _written.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _written:
+        terminalreporter.write_sep("-", "test artefacts")
+        for path in _written:
+            terminalreporter.write_line(str(path))
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,8 @@ class Daemon:
         self.env["PYTHONPATH"] = str(REPO) + os.pathsep + self.env.get("PYTHONPATH", "")
         self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        #: Run in the child before the daemon starts (say, to lower its resource limits).
+        self.preexec: Callable[[], None] | None = None
         self.addresses: dict[str, str] = {}
         self.notifications: list[str] = []
         self._sock: socket.socket | None = None
@@ -77,7 +79,8 @@ class Daemon:
         self._sock.bind(notify_path)
         self.env["NOTIFY_SOCKET"] = notify_path
         self._output = open(self.output_path, "wb")
-        self.process = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=self._output, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=self._output, stderr=subprocess.STDOUT,
+                                        preexec_fn=self.preexec)
         if expect_ready:
             self.wait_for("READY=1", timeout)
             for line in self.notifications:
@@ -159,7 +162,11 @@ class Daemon:
             return ""
 
     def __enter__(self) -> Daemon:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()

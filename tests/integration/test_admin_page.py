@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.integration.chromium import Browser, Page, requires_chromium
-from tests.integration.daemon import Daemon
+from tests.integration.chromium import SCREENS, Browser, Page, requires_chromium
+from tests.integration.daemon import Daemon, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.chromium, requires_chromium]
 
@@ -69,7 +71,8 @@ def test_status_page_follows_traffic_of_every_protocol(tmp_path: Path) -> None:
             page = browser.start(daemon.url("admin") + "/")
             page.wait_for("document.getElementById('state').textContent === 'live'", what="the page's WebSocket")
             page.wait_for("document.querySelectorAll('#rows tr').length >= 5", what="a row per protocol")
-            assert page.evaluate("document.getElementById('ready').textContent") == "ready"
+            # The first samples were taken during start-up; the next one says ready.
+            page.wait_for("document.getElementById('ready').textContent === 'ready'", what="the ready badge")
             before = numbers(page)
             assert set(PROTOCOLS) <= set(before)
             assert "admin" not in before
@@ -116,3 +119,81 @@ def test_status_page_follows_traffic_of_every_protocol(tmp_path: Path) -> None:
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         finally:
             browser.stop()
+
+
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon that served some HTTP traffic over a few seconds before any status page opened."""
+    tmp = tmp_path_factory.mktemp("status")
+    daemon = Daemon(tmp, config(free_port())).start()
+    try:
+        with httpx.Client() as client:
+            def samples() -> list[dict[str, Any]]:
+                client.get(daemon.url("web") + "/hello")
+                return hello(daemon)["history"]  # type: ignore[no-any-return]
+
+            # The daemon samples once a second from start, with no page open.
+            wait_until(lambda: len(samples()) >= 6, timeout=20, interval=0.2, what="six samples")
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def hello(daemon: Daemon) -> dict[str, Any]:
+    """The first message of the status page's WebSocket (what a page gets when it opens)."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{daemon.addresses['admin']}/ws", open_timeout=10) as ws:
+        return json.loads(ws.recv(timeout=10))  # type: ignore[no-any-return]
+
+
+def test_the_history_is_kept_without_a_page(busy: Daemon) -> None:
+    first = hello(busy)
+    history = first["history"]
+    assert first["keep"] == 120 and first["interval"] == 1
+    assert len(history) >= 6 and history == sorted(history, key=lambda s: s["t"])
+    assert history[0]["protocols"]["http"]["rps"] is None  # the very first sample has no rate yet
+    assert all(s["protocols"]["http"]["rps"] is not None for s in history[1:])
+    assert sum(s["protocols"]["http"]["rps"] for s in history[1:]) > 0
+
+
+SERIES_POINTS = "(p => p ? p.getAttribute('d').split(/[ML]/).length - 1 : 0)(document.querySelector('#chart path.series[data-protocol=http]'))"
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=[s[0] for s in SCREENS])
+def test_status_page_shows_the_history_at_once_with_axes(busy: Daemon, tmp_path: Path, artifacts: Path,
+                                                         screen: tuple[str, int, int, bool]) -> None:
+    name, width, height, mobile = screen
+    browser = Browser(tmp_path)
+    try:
+        page = browser.start(busy.url("admin") + "/", width, height)
+        page.set_viewport(width, height, mobile=mobile)
+        page.wait_for("document.getElementById('state').textContent === 'live'", what="the page's WebSocket")
+        # At once, from the history the daemon kept: a line of several points and rates.
+        page.wait_for("document.querySelectorAll('#rows tr').length >= 5", what="a row per protocol")
+        assert page.evaluate(SERIES_POINTS) >= 5
+        assert page.evaluate("document.getElementById('mps-http').textContent") != "\u2013"
+        assert page.evaluate("document.getElementById('cps-http').textContent") != "\u2013"
+        # Axes with units: round values up the side, times along the bottom.
+        assert page.evaluate("document.querySelector('#chart text.unit').textContent") == "messages/s"
+        labels = page.evaluate("Array.from(document.querySelectorAll('#chart .y-axis text')).map(t => t.textContent)")
+        assert len(labels) >= 2 and labels[0] == "0", labels
+        times = page.evaluate("Array.from(document.querySelectorAll('#chart .x-axis text')).map(t => t.textContent)")
+        assert times[0] == "now" and len(times) >= 2 and all(t.startswith("\u2212") for t in times[1:]), times
+        # Every label inside the chart, none overlapping its neighbour.
+        assert page.evaluate("""(() => { const c = document.getElementById('chart').getBoundingClientRect();
+            const boxes = Array.from(document.querySelectorAll('#chart text')).map(t => t.getBoundingClientRect());
+            const inside = boxes.every(b => b.left >= c.left - 1 && b.right <= c.right + 1 && b.top >= c.top - 1 && b.bottom <= c.bottom + 1);
+            const x = Array.from(document.querySelectorAll('#chart .x-axis text')).map(t => t.getBoundingClientRect())
+              .sort((a, b) => a.left - b.left);
+            return inside && x.every((b, i) => i === 0 || x[i - 1].right <= b.left); })()""")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.screenshot(artifacts / f"status-{name}.png")
+        page.evaluate("document.querySelector('#tabs button[data-m=open]').click(); true")
+        assert page.evaluate("document.querySelector('#chart text.unit').textContent") == "connections"
+        page.screenshot(artifacts / f"status-{name}-open.png")
+        print(f"screenshots: {artifacts}")
+    finally:
+        browser.stop()

@@ -87,17 +87,42 @@ def test_lifespan_auto_continues_without_lifespan(tmp_path: Path) -> None:
     assert "does not support lifespan" in daemon.output()
 
 
-def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+def _output_on_a_taken_port(tmp_path: Path, endpoint: str) -> tuple[int, str]:
+    """Start a daemon whose endpoint (``{port}``: a port in use) cannot bind: its port and output."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        daemon = Daemon(tmp_path, http_config(endpoint=f"tcp:{port}:interface=127.0.0.1"))
+        daemon = Daemon(tmp_path, http_config(endpoint=endpoint.replace("{port}", str(port))))
+        daemon.env.pop("GATEWAY_TEST_WEB_PORT", None)
         with pytest.raises(DaemonFailed):
             daemon.start(timeout=20)
         assert daemon.wait(20) == 1
         daemon.stop()
-    assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in daemon.output()
+    return port, daemon.output()
+
+
+def test_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+    port, output = _output_on_a_taken_port(tmp_path, "tcp:{port}:interface=127.0.0.1")
+    assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in output
+    assert "this endpoint reads" not in output  # a literal port: no variable to name
+
+
+def test_port_in_use_names_the_variable_the_endpoint_reads(tmp_path: Path) -> None:
+    port, output = _output_on_a_taken_port(tmp_path, "tcp:${GATEWAY_TEST_WEB_PORT:-{port}}:interface=127.0.0.1")
+    assert f"Cannot listen on web (tcp:{port}:interface=127.0.0.1)" in output
+    assert "Address already in use" in output
+    assert "this endpoint reads GATEWAY_TEST_WEB_PORT: set GATEWAY_TEST_WEB_PORT=... to choose another port" in output
+
+
+def test_the_bundled_configuration_names_its_port_variables(tmp_path: Path) -> None:
+    """The README's advice (GATEWAY_PORT=8080 make run) is what the error says, for each port."""
+    from gateway.config import load_config
+
+    config = load_config(REPO / "conf/gateway.yaml", environ={}, import_applications=False)
+    read = {listener.name: listener.environment.get("endpoint") for listener in config.listeners}
+    assert read == {"web": ("GATEWAY_PORT",), "mqtt": ("GATEWAY_MQTT_PORT",), "smtp": ("GATEWAY_SMTP_PORT",),
+                    "sms": ("GATEWAY_SMS_PORT",), "admin": ("GATEWAY_ADMIN_PORT",)}
 
 
 def _slow_started(tmp_path: Path) -> Path:
@@ -140,8 +165,10 @@ def test_sigterm_drains_in_flight_requests_then_runs_lifespan_shutdown(tmp_path:
     assert marker.read_text() == "shutdown"
 
 
-def test_second_signal_forces_the_stop(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path, http_config(), env={"GATEWAY_TEST_SLOW_STARTED": str(_slow_started(tmp_path))}).start()
+@pytest.mark.parametrize("runner", ["script", "twistd"])
+def test_second_signal_that_cuts_requests_says_so_and_exits_3(tmp_path: Path, runner: str) -> None:
+    daemon = Daemon(tmp_path, http_config(), runner=runner,
+                    env={"GATEWAY_TEST_SLOW_STARTED": str(_slow_started(tmp_path))}).start()
     try:
         results: list[object] = []
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
@@ -151,12 +178,32 @@ def test_second_signal_forces_the_stop(tmp_path: Path) -> None:
         daemon.signal(signal.SIGINT)
         daemon.wait_for("STOPPING=1", 10)
         daemon.signal(signal.SIGINT)
-        assert daemon.wait(20) == 0
+        assert daemon.wait(20) == 3
         assert time.monotonic() - started < 10
         thread.join(10)
     finally:
         daemon.stop()
-    assert "closing all connections now" in daemon.output()
+    output = daemon.output()
+    assert "closing all connections now" in output
+    assert "Forced stop: 1 connection(s) were cut before they finished; exiting with status 3" in output
+    assert not isinstance(results[0], httpx.Response)  # the request was indeed cut
+
+
+def test_second_signal_with_nothing_in_flight_exits_0(tmp_path: Path) -> None:
+    marker = tmp_path / "shutdown-marker"
+    daemon = Daemon(tmp_path, http_config(extra="timeouts: {drain: 1s}"),
+                    env={"GATEWAY_TEST_SHUTDOWN_MARKER": str(marker), "GATEWAY_TEST_SHUTDOWN_DELAY": "2"}).start()
+    try:
+        daemon.signal(signal.SIGTERM)
+        # Lifespan shutdown is under way (it takes 2 s): the daemon is still running.
+        wait_until(Path(str(marker) + ".started").exists, what="lifespan shutdown to start")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    finally:
+        daemon.stop()
+    output = daemon.output()
+    assert "closing all connections now" in output
+    assert "Forced stop" not in output
 
 
 def test_drain_timeout_closes_stragglers(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import smtplib
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.integration.chromium import Browser, requires_chromium
+from tests.integration.chromium import SCREENS, Browser, requires_chromium
 from tests.integration.daemon import REPO, Daemon
 
 pytestmark = pytest.mark.slow
@@ -180,3 +181,62 @@ def test_admin_of_the_demo_is_up(demo: Daemon) -> None:
     text = httpx.get(demo.url("admin") + "/metrics").text
     for name in ("web", "mqtt", "smtp", "sms", "admin"):
         assert f'gateway_listener_up{{listener="{name}",' in text
+
+
+
+IN_VIEW = """(() => { const r = document.querySelector(%s).getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0 &&
+         r.bottom <= window.innerHeight && r.right <= window.innerWidth; })()"""
+
+
+@pytest.mark.chromium
+@requires_chromium
+@pytest.mark.parametrize("screen", SCREENS, ids=[s[0] for s in SCREENS])
+def test_room_page_keeps_heading_and_input_in_view_after_40_messages(
+        demo: Daemon, tmp_path: Path, artifacts: Path, screen: tuple[str, int, int, bool]) -> None:
+    from websockets.sync.client import connect
+
+    name, width, height, mobile = screen
+    room = f"busy-{name}"
+    browser = Browser(tmp_path)
+    try:
+        page = browser.start(demo.url("web") + f"/rooms/{room}/", width, height)
+        page.set_viewport(width, height, mobile=mobile)
+        page.wait_for("document.getElementById('state').textContent === 'live'", what="the room's WebSocket")
+        origin = f"http://127.0.0.1:{demo.port('web')}"
+        with connect(f"ws://{demo.addresses['web']}/ws/rooms/{room}/", origin=origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+            for n in range(39):
+                ws.send(json.dumps({"name": "alice", "text": f"message {n} " + "words " * (n % 7)}))
+                ws.recv(timeout=10)
+        # One from an MQTT client whose id the broker assigned (an empty client id): auto-<32 hex>.
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        client.connect("127.0.0.1", demo.port("mqtt"))
+        client.loop_start()
+        try:
+            client.publish(f"rooms/{room}/door", b"the last one", qos=1).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        page.wait_for("document.querySelectorAll('#messages li').length === 40", what="40 messages on the page")
+        page.screenshot(artifacts / f"room-{name}.png")
+
+        for selector in ("h1", "#state", "#text", "#send button", "#name"):
+            assert page.evaluate(IN_VIEW % json.dumps(selector)), f"{selector} is off-screen on the {name}"
+        # The list scrolls, not the page; it follows the newest message.
+        assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 1")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        assert page.evaluate("(l => l.scrollHeight > l.clientHeight)(document.getElementById('messages'))")
+        assert page.evaluate("""(() => { const l = document.getElementById('messages'), last = l.lastElementChild;
+            const a = l.getBoundingClientRect(), b = last.getBoundingClientRect();
+            return b.bottom <= a.bottom + 1 && b.top >= a.top; })()""")
+        who = page.evaluate("(w => [w.textContent, w.title])(document.querySelector('#messages li:last-child .who'))")
+        assert re.fullmatch(r"auto-[0-9a-f]{6}\u2026", who[0]) and re.fullmatch(r"auto-[0-9a-f]{32}", who[1]), who
+        # The input still works: a message typed there arrives and is shown.
+        page.evaluate("document.getElementById('text').value = 'typed after the flood';"
+                      "document.getElementById('send').requestSubmit(); true")
+        _wait_for_message(page, "web", "typed after the flood")
+        assert page.evaluate(IN_VIEW % json.dumps("#messages li:last-child"))
+        page.screenshot(artifacts / f"room-{name}-typed.png")
+        print(f"screenshots: {artifacts}")
+    finally:
+        browser.stop()

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import IO, Any, Protocol
 
-if TYPE_CHECKING:
-    from gateway.protocols.http.cycle import HTTPCycle
+from gateway.protocols.http.core import Request
+
+
+class Logged(Protocol):
+    """What a line is written from (the HTTP adapter's ``Exchange``)."""
+
+    scope: Mapping[str, Any]
+    request: Request
+    status: int
+    bytes_sent: int
 
 
 class AccessLog:
@@ -44,15 +53,15 @@ class AccessLog:
             self._stream.close()
         self._stream = None
 
-    def log(self, cycle: HTTPCycle, peer: Any) -> None:
+    def log(self, exchange: Logged, peer: Any) -> None:
         """Write the line for a finished (or failed) response."""
         stream = self._stream
         if stream is None:
             return
-        scope = cycle.scope
+        scope = exchange.scope
         client = scope.get("client") or peer
         host = client[0] if client else "-"
-        request = cycle.request
+        request = exchange.request
         referer = user_agent = "-"
         for name, value in request.headers:
             if name == b"referer":
@@ -65,8 +74,8 @@ class AccessLog:
             request.method,
             _quote(request.target),
             request.http_version,
-            cycle.status,
-            cycle.bytes_sent if cycle.bytes_sent else "-",
+            exchange.status,
+            exchange.bytes_sent if exchange.bytes_sent else "-",
             referer,
             user_agent,
         )

@@ -2,30 +2,36 @@
 """The Twisted side of an HTTP/1.1 connection: transport, timers, flow control.
 
 The only code that touches the transport. Parsing and framing live in
-:mod:`gateway.protocols.http.core`, the ASGI message rules in :mod:`gateway.protocols.http.asgi`.
+:mod:`gateway.protocols.http.core`, the ASGI message rules in :mod:`gateway.protocols.http.asgi`;
+each request's application instance is a :class:`~gateway.asgi.instance.ApplicationInstance`
+whose adapter side is an :class:`Exchange`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
+from time import perf_counter
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
-from gateway.asgi.app import ASGIApp
-from gateway.protocols.errors import RemoteProtocolError
+from gateway.asgi.app import ASGIApp, Message
+from gateway.asgi.instance import RETURNED, ApplicationInstance, Ending
+from gateway.logs import RejectionLog
+from gateway.metrics.stats import HTTPStats
+from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http import files
 from gateway.protocols.http.accesslog import AccessLog
-from gateway.protocols.http.asgi import http_scope
+from gateway.protocols.http.asgi import Body, PathSend, ResponseState, Start, Trailers, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
-from gateway.protocols.http.cycle import HTTPCycle
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.transport import (
     address_tuple,
@@ -44,7 +50,7 @@ _HEAD = "header"
 _BODY = "body"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class HTTPSettings:
     """Everything one HTTP listener's connections share."""
 
@@ -68,6 +74,12 @@ class HTTPSettings:
     #: Called for ``Upgrade: websocket`` requests: ``(protocol, request, scope) -> bool``
     #: (True when it took the connection over). Set by the WebSocket support.
     websocket: Any = None
+    #: Rate-limits the lines about bad requests and timed-out clients (one per listener).
+    rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.rejections is None:
+            self.rejections = RejectionLog("http", self.reactor, log)
 
 
 class _DateHeader:
@@ -88,6 +100,224 @@ class _DateHeader:
 _date = _DateHeader()
 
 
+_DISCONNECT: Message = {"type": "http.disconnect"}
+#: Counters of protocols without a factory (adapter tests).
+_DETACHED = HTTPStats()
+
+
+class Exchange(ApplicationInstance):
+    """One request and its response: the request's application instance, on its connection.
+
+    The application's messages are checked by :class:`~gateway.protocols.http.asgi.ResponseState`
+    and carried out here (:meth:`app_perform`) on the connection's wire core. The request body is
+    queued as it arrives, one ``http.request`` event per piece read.
+    """
+
+    __slots__ = (
+        "protocol", "request", "response", "status", "bytes_sent", "keep_alive", "body_complete", "stats",
+        "_request_timer", "_head_pending", "_trailer_headers", "_t0",
+    )
+
+    log = log
+
+    def __init__(self, protocol: HTTPProtocol, request: Request, scope: dict[str, Any]) -> None:
+        settings = protocol.settings
+        stats = self.stats = protocol.stats
+        response = self.response = ResponseState()
+        super().__init__(settings.app, scope, response, settings.loop, settings.reactor, stats.instances,
+                         settings.application_close_timeout, settings.read_high_water)
+        self.protocol = protocol
+        self.request = request
+        self.status = 0
+        self.bytes_sent = 0
+        self.keep_alive = request.keep_alive
+        self.body_complete = False
+        self._request_timer: Any = None
+        self._head_pending = False
+        self._trailer_headers: list[tuple[bytes, bytes]] | None = None
+        stats.requests += 1
+        self._t0 = perf_counter()
+
+    # -- driven by the connection ---------------------------------------------------------
+
+    def run(self) -> None:
+        """Start the application instance for this request."""
+        self.start()
+        settings = self.protocol.settings
+        if settings.request_timeout is not None and not self.response.complete:
+            self._request_timer = settings.reactor.callLater(settings.request_timeout, self._request_timed_out)
+
+    def feed(self, data: bytes) -> None:
+        """Body bytes arrived from the client."""
+        if not self.response.complete:
+            self.put({"type": "http.request", "body": data, "more_body": True}, len(data))
+
+    def end_of_body(self) -> None:
+        """The request body is complete."""
+        self.body_complete = True
+        if self.response.complete:
+            return
+        last = self.last_queued()
+        if last is not None:
+            last["more_body"] = False  # not received yet: the last piece says it is the last
+        else:
+            self.put({"type": "http.request", "body": b"", "more_body": False}, 0)
+
+    def client_gone(self) -> None:
+        """The connection closed (or this exchange was given up): the application is told."""
+        self._cancel_request_timer()
+        self.client_left(_DISCONNECT)
+
+    # -- the instance's hooks ----------------------------------------------------------------
+
+    def app_perform(self, action: Any) -> Any:
+        protocol = self.protocol
+        conn = protocol.conn
+        kind = action.__class__
+        if kind is Body:
+            body = action.body
+            if not conn.suppresses_body:
+                self.bytes_sent += len(body)
+            conn.send_body(body)
+            if not action.more and not self.response.trailers:
+                self._finish()
+                return None
+            self._head_pending = False
+            protocol.flush()
+        elif kind is Start:
+            self.status = action.status
+            fields = action.fields
+            extra = protocol.extra_headers(fields.has_server, fields.has_date)
+            if not conn.start_response(self.request, action.status, fields, extra=extra):
+                self.keep_alive = False
+            # Hold the head back for a moment, so that it leaves with the first body piece
+            # in one write; flush it on the next loop pass if no body comes (streaming).
+            self._head_pending = True
+            self.loop.call_soon(self._flush_head)
+            return None
+        elif kind is Trailers:
+            if self._trailer_headers is None:
+                self._trailer_headers = []
+            self._trailer_headers.extend(action.headers)
+            if not action.more:
+                self._finish()
+            return None
+        else:  # PathSend
+            self._head_pending = False
+            return self._send_file(action.path)
+        if protocol.writes_paused:
+            self.stats.write_pauses += 1
+            return protocol.wait_for_drain()
+        return None
+
+    def pause_reading(self) -> None:
+        self.protocol.body_backlog(self, True)
+
+    def resume_reading(self) -> None:
+        self.protocol.body_backlog(self, False)
+
+    def app_ended(self, ending: Ending) -> None:
+        if self.gone or self.response.complete:
+            return
+        self._cancel_request_timer()
+        self._answered()
+        if not self.response.started:
+            if ending is RETURNED:
+                log.error("ASGI application returned without starting a response to {what}", what=self.describe())
+            self.protocol.send_error(self, 500, "Internal Server Error")
+        else:
+            if ending is RETURNED:
+                log.error("ASGI application returned without completing the response to {what}", what=self.describe())
+            self.protocol.abort_response(self)
+
+    def describe(self) -> str:
+        return f"{self.request.method} {self.scope.get('path')}"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _send_file(self, path: str) -> None:
+        await files.send_file(self.protocol, self, path)
+        if not self.response.trailers:
+            self._finish()
+
+    def _flush_head(self) -> None:
+        if self._head_pending:
+            self._head_pending = False
+            if not self.gone:
+                self.protocol.flush()
+
+    def _answered(self) -> None:
+        """Count a response (complete, cut short, or an error page) and its latency."""
+        stats = self.stats
+        stats.responses += 1
+        elapsed = perf_counter() - self._t0
+        histogram = stats.request_latency  # Histogram.observe, inlined: once per response
+        histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
+        histogram.sum += elapsed
+
+    def _finish(self) -> None:
+        self._head_pending = False
+        self._cancel_request_timer()
+        self._answered()
+        protocol = self.protocol
+        try:
+            keep_alive = protocol.conn.end_response(self._trailer_headers)
+        except LocalProtocolError as exc:
+            log.error("Response to {request} ended early: {error}", request=self.request, error=exc.message)
+            protocol.flush()
+            self.set_final(_DISCONNECT)
+            protocol.response_complete(self, False)
+            return
+        protocol.flush()
+        if not self.body_complete:
+            # The application answered without reading the whole body; rather than read
+            # (and throw away) an upload of unknown size, close the connection.
+            keep_alive = False
+        self.set_final(_DISCONNECT)
+        protocol.response_complete(self, keep_alive and self.keep_alive)
+
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        if self.response.complete or self.gone:
+            return
+        self.stats.instances.timeouts += 1
+        self._answered()
+        log.warn("Request {what} timed out after {seconds}s", what=self.describe(),
+                 seconds=self.protocol.settings.request_timeout)
+        if not self.response.started:
+            self.protocol.send_error(self, 503, "Service Unavailable")
+        else:
+            self.protocol.abort_response(self)
+
+    def _cancel_request_timer(self) -> None:
+        timer = self._request_timer
+        if timer is not None:
+            self._request_timer = None
+            if timer.active():
+                timer.cancel()
+
+
+class ContinueExchange(Exchange):
+    """A request with ``Expect: 100-continue``: ``100 Continue`` goes out when the application
+    first asks for the body (RFC 9110 10.1.1), unless it answered first."""
+
+    __slots__ = ("_continue_pending",)
+
+    notify_receiving = True
+
+    def __init__(self, protocol: HTTPProtocol, request: Request, scope: dict[str, Any]) -> None:
+        super().__init__(protocol, request, scope)
+        self._continue_pending = True
+
+    def app_receiving(self) -> None:
+        if self._continue_pending:
+            self._continue_pending = False
+            if not self.response.started and not self.gone and not self.body_complete:
+                protocol = self.protocol
+                protocol.conn.send_continue()
+                protocol.flush()
+
+
 @implementer(IPushProducer)
 class HTTPProtocol(Protocol):
     """One HTTP/1.1 connection: requests in order, one application instance per request."""
@@ -95,9 +325,11 @@ class HTTPProtocol(Protocol):
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
         self.conn = HTTPConnection(settings.limits)
-        self.cycle: HTTPCycle | None = None
-        self.receiving: HTTPCycle | None = None
-        self.pending: deque[HTTPCycle] = deque()
+        #: The exchange being answered; later (pipelined) requests wait in ``pending``.
+        self.active: Exchange | None = None
+        #: The exchange whose request body is being read.
+        self.receiving: Exchange | None = None
+        self.pending: deque[Exchange] = deque()
         self.writes_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
@@ -107,6 +339,8 @@ class HTTPProtocol(Protocol):
         self._deadline: float | None = None
         self._deadline_kind = _HEAD
         self._timer: Any = None
+        #: The listener's counters (set by the factory; detached ones in adapter tests).
+        self.stats: HTTPStats = _DETACHED
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -127,6 +361,7 @@ class HTTPProtocol(Protocol):
         self._set_deadline(self.settings.header_timeout, _HEAD)
         factory = self.factory
         if factory is not None:
+            self.stats = factory.stats
             factory.connection_opened(self)
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -135,11 +370,11 @@ class HTTPProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for cycle in (self.cycle, *self.pending):
-            if cycle is not None:
-                cycle.client_gone()
+        for exchange in (self.active, *self.pending):
+            if exchange is not None:
+                exchange.client_gone()
         self.pending.clear()
-        self.cycle = self.receiving = None
+        self.active = self.receiving = None
         self.conn.release()
         self._release_drain_waiters()
         factory = self.factory
@@ -164,8 +399,6 @@ class HTTPProtocol(Protocol):
                     receiving = self.receiving
                     if receiving is not None:
                         receiving.feed(event.data)  # type: ignore[union-attr]
-                        if receiving.body_size > self.settings.read_high_water:
-                            self._pause_reading()
                         self._deadline_kind = _BODY
                 elif event is END_OF_MESSAGE:
                     receiving = self.receiving
@@ -182,8 +415,11 @@ class HTTPProtocol(Protocol):
             return
         if self._upgrade is not None:
             self._take_upgrade()
-        elif self._deadline is None and self.cycle is None and not self.pending:
-            if conn._in_message:
+            return
+        if self.pending or self.writes_paused:
+            self._update_reading()
+        if self._deadline is None and self.active is None and not self.pending:
+            if conn.in_message:
                 self._set_deadline(self.settings.header_timeout, _HEAD)
             else:
                 self._set_deadline(self.settings.keep_alive_timeout, _IDLE)
@@ -236,15 +472,13 @@ class HTTPProtocol(Protocol):
                 self.conn.cancel_upgrade()
             except RemoteProtocolError as exc:
                 self._error = exc
-        cycle = HTTPCycle(self, request, scope)
-        self.receiving = cycle
-        if self.cycle is None:
-            self.cycle = cycle
-            cycle.run()
+        exchange = (ContinueExchange if request.expect_continue else Exchange)(self, request, scope)
+        self.receiving = exchange
+        if self.active is None and not self.writes_paused:
+            self.active = exchange
+            exchange.run()
         else:
-            self.pending.append(cycle)
-            if len(self.pending) >= settings.max_pipelined:
-                self._pause_reading()
+            self.pending.append(exchange)
 
     def _close_after_error(self) -> None:
         """Stop handling events; the error is answered once the events are processed."""
@@ -253,7 +487,7 @@ class HTTPProtocol(Protocol):
     def _take_upgrade(self) -> None:
         request, scope = self._upgrade  # type: ignore[misc]
         self._upgrade = None
-        if self.cycle is not None or self.pending or request.raw_head is None:
+        if self.active is not None or self.pending or request.raw_head is None:
             self._protocol_error(RemoteProtocolError("a WebSocket upgrade cannot follow pipelined requests", hint=400))
             return
         self._deadline = None
@@ -273,7 +507,7 @@ class HTTPProtocol(Protocol):
             self._extensions = extensions
         return extensions.copy()
 
-    # -- called by the cycle -------------------------------------------------------------
+    # -- called by the exchanges ---------------------------------------------------------
 
     def extra_headers(self, has_server: bool, has_date: bool) -> bytes:
         """The ``Server`` and ``Date`` lines the application did not set itself."""
@@ -289,57 +523,55 @@ class HTTPProtocol(Protocol):
         if data and not self._lost:
             write_through(self.transport, data)
 
-    def body_consumed(self, cycle: HTTPCycle) -> None:
-        """The application took the buffered body: resume reading if it was paused for it."""
-        if self._reading_paused and len(self.pending) < self.settings.max_pipelined:
-            self._resume_reading()
+    def body_backlog(self, exchange: Exchange, paused: bool) -> None:
+        """An exchange's unread body passed its high-water mark (or fell back to half of it)."""
+        if exchange is self.receiving:
+            self._update_reading()
 
-    def response_complete(self, cycle: HTTPCycle, keep_alive: bool) -> None:
+    def response_complete(self, exchange: Exchange, keep_alive: bool) -> None:
         """A response was fully written: log it, then serve the next request or close."""
         access_log = self.settings.access_log
         if access_log is not None:
-            access_log.log(cycle, self.client)
-        if cycle is not self.cycle:
+            access_log.log(exchange, self.client)
+        if exchange is not self.active:
             return
-        self.cycle = None
+        self.active = None
         if not keep_alive or self._lost:
             self._close()
             return
         if self.pending:
-            cycle = self.pending.popleft()
-            self.cycle = cycle
-            if self._reading_paused and len(self.pending) < self.settings.max_pipelined:
-                self._resume_reading()
-            cycle.run()
-            return
-        if self._shutting_down:
+            self._start_next()
+        elif self._shutting_down:
             self._close()
             return
+        else:
+            self._set_deadline(self.settings.keep_alive_timeout, _IDLE)
         if self._reading_paused:
-            self._resume_reading()
-        self._set_deadline(self.settings.keep_alive_timeout, _IDLE)
+            self._update_reading()
 
-    def send_error(self, cycle: HTTPCycle, status: int, reason: str) -> None:
-        """Answer ``cycle`` with an error page and close (its application failed or timed out)."""
-        cycle.status = status
+    def _start_next(self) -> None:
+        """Answer the next pipelined request, unless the client is not reading our answers."""
+        if self.active is None and self.pending and not self.writes_paused:
+            exchange = self.active = self.pending.popleft()
+            exchange.run()
+
+    def send_error(self, exchange: Exchange, status: int, reason: str) -> None:
+        """Answer ``exchange`` with an error page and close (its application failed or timed out)."""
+        exchange.status = status
         self.conn.data_to_send()
         if not self._lost:
             write_through(self.transport, error_response(status, reason, extra=self.extra_headers(False, False)))
-        cycle.client_gone()
+        exchange.client_gone()
         access_log = self.settings.access_log
         if access_log is not None:
-            access_log.log(cycle, self.client)
+            access_log.log(exchange, self.client)
         self._close()
 
-    def abort_response(self, cycle: HTTPCycle) -> None:
+    def abort_response(self, exchange: Exchange) -> None:
         """A response cannot be completed: close so the client sees it was cut short."""
         self.flush()
-        cycle.client_gone()
+        exchange.client_gone()
         self._close()
-
-    async def send_file(self, cycle: HTTPCycle, path: str) -> None:
-        """Send a file as (the rest of) the body, without reading it into Python memory."""
-        await files.send_file(self, cycle, path)
 
     async def wait_for_drain(self) -> None:
         """Wait until the transport's buffer drained below the high-water mark."""
@@ -353,10 +585,15 @@ class HTTPProtocol(Protocol):
 
     def pauseProducing(self) -> None:
         self.writes_paused = True
+        self._update_reading()
 
     def resumeProducing(self) -> None:
         self.writes_paused = False
         self._release_drain_waiters()
+        if self._lost:
+            return
+        self._start_next()
+        self._update_reading()
 
     def stopProducing(self) -> None:
         self._release_drain_waiters()
@@ -403,18 +640,35 @@ class HTTPProtocol(Protocol):
 
     # -- reading flow control, timers, closing ---------------------------------------------
 
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and not self._lost:
+    def _reading_allowed(self) -> bool:
+        """Whether to read from the client now. Reading pauses while the pipeline of requests is
+        full, while the request body being read is not taken by the application (above its
+        high-water mark), while the client does not read our answers (the write buffer is full)
+        unless a request body is still coming, and during a shutdown; so memory per connection is
+        bounded by the limits whatever the client does."""
+        if self._shutting_down or len(self.pending) >= self.settings.max_pipelined:
+            return False
+        receiving = self.receiving
+        if receiving is not None and receiving.reading_paused:
+            return False
+        if self.writes_paused:
+            active = self.active
+            return active is not None and not active.body_complete and not self.pending
+        return True
+
+    def _update_reading(self) -> None:
+        if self._lost:
+            return
+        if self._reading_allowed():
+            if self._reading_paused:
+                self._reading_paused = False
+                self.transport.resumeProducing()
+        elif not self._reading_paused:
             self._reading_paused = True
             factory = self.factory
             if factory is not None and not self._shutting_down:  # backpressure, not a shutdown
                 factory.stats.read_pauses += 1
             self.transport.pauseProducing()
-
-    def _resume_reading(self) -> None:
-        if self._reading_paused and not self._lost:
-            self._reading_paused = False
-            self.transport.resumeProducing()
 
     def _set_deadline(self, seconds: float, kind: str) -> None:
         """Arm the connection's one timer; it is moved lazily, when it fires."""
@@ -437,30 +691,34 @@ class HTTPProtocol(Protocol):
             self._timer = self.settings.reactor.callLater(deadline - now, self._timer_fired)
             return
         kind = self._deadline_kind
-        if kind is _IDLE or (kind is _HEAD and not self.conn._in_message):
+        if kind is _IDLE or (kind is _HEAD and not self.conn.in_message):
             self._close()
         elif kind is _HEAD:
-            log.info("Closing connection from {client}: no complete request head after {seconds}s",
-                     client=self.client, seconds=self.settings.header_timeout)
+            if self.settings.rejections.allow("request head timeout", LogLevel.info):
+                log.info("Closing connection from {client}: no complete request head after {seconds}s",
+                         client=self.client, seconds=self.settings.header_timeout)
             self._write_error_and_close(408, "Request Timeout")
         else:
-            log.info("Closing connection from {client}: request body stalled for {seconds}s",
-                     client=self.client, seconds=self.settings.body_timeout)
-            if self.cycle is not None and not self.cycle.response.started:
-                self.send_error(self.cycle, 408, "Request Timeout")
+            if self.settings.rejections.allow("request body timeout", LogLevel.info):
+                log.info("Closing connection from {client}: request body stalled for {seconds}s",
+                         client=self.client, seconds=self.settings.body_timeout)
+            if self.active is not None and not self.active.response.started:
+                self.send_error(self.active, 408, "Request Timeout")
             else:
                 self._close()
 
     def _protocol_error(self, error: RemoteProtocolError) -> None:
         status = error.hint if isinstance(error.hint, int) else 400
-        log.debug("Bad request from {client}: {error}", client=self.client, error=error.message)
-        if self.cycle is not None and self.cycle.response.started:
+        if self.settings.rejections.allow(f"bad request {status}", LogLevel.debug):
+            log.debug("Bad request from {client}: {error}", client=self.client, error=error.message)
+        active = self.active
+        if active is not None and active.response.started:
             # A response is on the wire: we cannot answer; just stop.
-            self.cycle.client_gone()
+            active.client_gone()
             self._close()
             return
-        if self.cycle is not None:
-            self.cycle.client_gone()
+        if active is not None:
+            active.client_gone()
         self._write_error_and_close(status, error.message)
 
     def _write_error_and_close(self, status: int, message: str) -> None:
@@ -481,11 +739,11 @@ class HTTPProtocol(Protocol):
     def shutdown(self) -> None:
         """Stop taking requests: close now if idle, else after the requests already read."""
         self._shutting_down = True
-        if self.cycle is None and not self.pending:
+        if self.active is None and not self.pending:
             self._close()
             return
-        self._pause_reading()
-        last = self.pending[-1] if self.pending else self.cycle
+        self._update_reading()
+        last = self.pending[-1] if self.pending else self.active
         if last is not None and not last.response.started:
             # Tell the client with the last response that the connection closes.
             last.request.keep_alive = False

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.http.core import is_valid_header_name, is_valid_header_value
+from gateway.protocols.http.core import ResponseFields, is_valid_header_name, is_valid_header_value, response_fields
 
 ASGI_VERSION = "3.0"
 SPEC_VERSION = "2.5"
@@ -32,88 +32,131 @@ _EXPECTED = {
 
 
 class Start:
-    """``http.response.start``: status, validated headers, and whether trailers follow."""
+    """``http.response.start``: status, the header fields (checked and encoded), and whether
+    trailers follow."""
 
-    __slots__ = ("status", "headers", "trailers", "has_server", "has_date")
+    __slots__ = ("fields", "status", "trailers")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], trailers: bool, has_server: bool, has_date: bool) -> None:
+    def __init__(self, status: int, fields: ResponseFields, trailers: bool) -> None:
         self.status = status
-        self.headers = headers
+        self.fields = fields
         self.trailers = trailers
-        self.has_server = has_server
-        self.has_date = has_date
+
+
+class Body:
+    """``http.response.body``: a piece of the body; the last one when ``more`` is false."""
+
+    __slots__ = ("body", "more")
+
+    def __init__(self, body: bytes, more: bool) -> None:
+        self.body = body
+        self.more = more
+
+
+class Trailers:
+    """``http.response.trailers``: trailer fields; the last ones when ``more`` is false."""
+
+    __slots__ = ("headers", "more")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], more: bool) -> None:
+        self.headers = headers
+        self.more = more
+
+
+class PathSend:
+    """``http.response.pathsend``: the rest of the body is the file at ``path`` (absolute)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+Action = Start | Body | Trailers | PathSend
 
 
 class ResponseState:
-    """Validates the application's response messages and their order.
+    """The message-order state machine of one HTTP response (ASGI www 2.5)::
 
-    Each method takes the message and returns what the adapter should do, or raises
-    :class:`LocalProtocolError` naming the message that was expected.
+        START ──start──> BODY ──body(more)──> BODY ──last body / pathsend──> DONE
+                                                   └──(trailers announced)──> TRAILERS ──last trailers──> DONE
+
+    :meth:`app_send` checks every message the application sends and returns the action for the
+    adapter, or raises :class:`LocalProtocolError` naming the message that was expected (and
+    changes nothing).
     """
 
-    __slots__ = ("state", "trailers")
+    __slots__ = ("complete", "started", "state", "trailers")
 
     def __init__(self) -> None:
         self.state = START
         self.trailers = False
+        #: Whether ``http.response.start`` was accepted.
+        self.started = False
+        #: Whether the whole response (with trailers, if announced) was sent.
+        self.complete = False
 
-    @property
-    def started(self) -> bool:
-        """Whether ``http.response.start`` was accepted."""
-        return self.state != START
+    def app_send(self, message: Any) -> Action:
+        """Check one message from the application; returns what to do with it."""
+        try:
+            kind = message["type"]
+        except (TypeError, KeyError, IndexError):
+            raise LocalProtocolError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
+        state = self.state
+        if kind == "http.response.body":
+            if state != BODY:
+                raise self.unexpected(kind)
+            body = message_body(message, kind)
+            more = bool(message.get("more_body", False))
+            if not more:
+                if self.trailers:
+                    self.state = TRAILERS
+                else:
+                    self.state = DONE
+                    self.complete = True
+            return Body(body, more)
+        if kind == "http.response.start":
+            if state != START:
+                raise self.unexpected(kind)
+            status = message.get("status")
+            if type(status) is not int or not 200 <= status <= 999:
+                if type(status) is int and 100 <= status < 200:
+                    raise LocalProtocolError(f"http.response.start cannot send an informational status ({status})")
+                raise LocalProtocolError(f"http.response.start 'status' must be an int from 100 to 999, got {status!r}")
+            fields = response_fields(message.get("headers", ()))
+            trailers = self.trailers = bool(message.get("trailers", False))
+            self.state = BODY
+            self.started = True
+            return Start(status, fields, trailers)
+        if kind == "http.response.trailers":
+            if state != TRAILERS:
+                raise self.unexpected(kind)
+            headers, _, _ = validate_headers(message.get("headers", ()))
+            more = bool(message.get("more_trailers", False))
+            if not more:
+                self.state = DONE
+                self.complete = True
+            return Trailers(headers, more)
+        if kind == "http.response.pathsend":
+            if state != BODY:
+                raise self.unexpected(kind)
+            path = message.get("path")
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise LocalProtocolError(f"http.response.pathsend 'path' must be an absolute path, got {path!r}")
+            self._body_done()
+            return PathSend(path)
+        raise self.unexpected(kind)
 
-    @property
-    def complete(self) -> bool:
-        """Whether the whole response (with trailers, if announced) was sent."""
-        return self.state == DONE
+    def _body_done(self) -> None:
+        if self.trailers:
+            self.state = TRAILERS
+        else:
+            self.state = DONE
+            self.complete = True
 
     def unexpected(self, message_type: Any) -> LocalProtocolError:
         """The error for a message that does not fit the current state."""
         return LocalProtocolError(f"Expected ASGI message '{_EXPECTED[self.state]}', but got {message_type!r}.")
-
-    def start(self, message: Any) -> Start:
-        """Accept ``http.response.start``."""
-        if self.state != START:
-            raise self.unexpected("http.response.start")
-        status = message.get("status")
-        if type(status) is not int or not 100 <= status <= 999:
-            raise LocalProtocolError(f"http.response.start 'status' must be an int from 100 to 999, got {status!r}")
-        if 100 <= status < 200:
-            raise LocalProtocolError(f"http.response.start cannot send an informational status ({status})")
-        headers, has_server, has_date = validate_headers(message.get("headers", ()))
-        self.trailers = bool(message.get("trailers", False))
-        self.state = BODY
-        return Start(status, headers, self.trailers, has_server, has_date)
-
-    def body(self, message: Any) -> tuple[bytes, bool]:
-        """Accept ``http.response.body``; returns ``(body, more_body)``."""
-        if self.state != BODY:
-            raise self.unexpected("http.response.body")
-        body = message_body(message, "http.response.body")
-        more = bool(message.get("more_body", False))
-        if not more:
-            self.state = TRAILERS if self.trailers else DONE
-        return body, more
-
-    def pathsend(self, message: Any) -> str:
-        """Accept ``http.response.pathsend``; returns the absolute path to send."""
-        if self.state != BODY:
-            raise self.unexpected("http.response.pathsend")
-        path = message.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise LocalProtocolError(f"http.response.pathsend 'path' must be an absolute path, got {path!r}")
-        self.state = TRAILERS if self.trailers else DONE
-        return path
-
-    def trailer_fields(self, message: Any) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """Accept ``http.response.trailers``; returns ``(headers, more_trailers)``."""
-        if self.state != TRAILERS:
-            raise self.unexpected("http.response.trailers")
-        headers, _, _ = validate_headers(message.get("headers", ()))
-        more = bool(message.get("more_trailers", False))
-        if not more:
-            self.state = DONE
-        return headers, more
 
 
 def message_body(message: Any, kind: str) -> bytes:

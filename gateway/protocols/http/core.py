@@ -19,6 +19,7 @@ Misuse by our side (a body longer than its Content-Length, say) raises
 from __future__ import annotations
 
 import re
+from typing import Any
 from dataclasses import dataclass
 
 import httptools
@@ -163,7 +164,7 @@ class HTTPConnection:
         self._headers: Headers = []
         self._head_size = 0
         self._body_size = 0
-        self._in_message = False
+        self.in_message = False
         self._expect_continue = False
         self._upgrade: bytes | None = None
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
@@ -201,10 +202,10 @@ class HTTPConnection:
         if self._after_last:
             return
         if not data:
-            if self._in_message:
+            if self.in_message:
                 raise RemoteProtocolError("connection closed in the middle of a request", hint=400)
             return
-        if self._in_message:
+        if self.in_message:
             self._chunks.append(data)
         else:
             self._chunks = [data]
@@ -277,7 +278,7 @@ class HTTPConnection:
             # A message began right after another one inside one chunk (pipelining): its raw
             # head does not start at the chunk boundary.
             self._chunks_valid = False
-        self._in_message = True
+        self.in_message = True
         self._url = b""
         self._headers = []
         self._head_size = 0
@@ -302,8 +303,12 @@ class HTTPConnection:
             # RFC 9110 5.5: trailing whitespace is not part of the value (llhttp keeps it).
             value = value.rstrip(b" \t")
         headers.append((name, value))
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._expect_continue = True
+        if name == b"content-length":
+            if int(value) > self.limits.max_body_size:
+                raise RemoteProtocolError("request body too large", hint=413)
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self._expect_continue = True
         elif name == b"upgrade":
             self._upgrade = value.lower()
 
@@ -312,9 +317,6 @@ class HTTPConnection:
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
-        for name, value in self._headers:
-            if name == b"content-length" and int(value) > self.limits.max_body_size:
-                raise RemoteProtocolError("request body too large", hint=413)
         upgrade = self._upgrade if parser.should_upgrade() else None
         self._events.append(
             Request(parser.get_method().decode("ascii"), self._url, version, self._headers,
@@ -328,7 +330,7 @@ class HTTPConnection:
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
-        self._in_message = False
+        self.in_message = False
         self._completed_in_chunk = True
         if not self._parser.should_keep_alive():
             self._after_last = True
@@ -340,7 +342,7 @@ class HTTPConnection:
         """Queue ``100 Continue`` (for ``Expect: 100-continue``); then call :meth:`data_to_send`."""
         self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def start_response(self, request: Request, status: int, headers: Headers, *, extra: bytes = b"") -> bool:
+    def start_response(self, request: Request, status: int, fields: ResponseFields | Headers, *, extra: bytes = b"") -> bool:
         """Queue the status line and header fields of the response to ``request``.
 
         The framing is chosen here: the application's ``Content-Length`` when it gave one,
@@ -350,29 +352,22 @@ class HTTPConnection:
         Args:
             request: the request being answered (for HEAD, the version and keep-alive).
             status: the status code.
-            headers: validated ``(name, value)`` pairs with lower-case names.
+            fields: the application's header fields, checked and encoded by
+                :func:`response_fields` (or ``(name, value)`` pairs, which are checked here).
             extra: pre-encoded header lines to add (``Date``, ``Server``), each ending in CRLF.
 
         Returns:
             Whether the connection can be kept alive after this response.
+
+        Raises:
+            LocalProtocolError: the header fields are invalid (only when given as pairs).
         """
+        if fields.__class__ is not ResponseFields:
+            fields = response_fields(fields)  # type: ignore[arg-type]
         self._head_request = request.method == "HEAD"
-        keep_alive = request.keep_alive
-        length: int | None = None
-        parts = [status_line(status)]
-        for name, value in headers:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise LocalProtocolError(f"invalid Content-Length header {value!r}") from None
-            elif name == b"connection":
-                if b"close" in value.lower():
-                    keep_alive = False
-            elif name == b"transfer-encoding":
-                # We frame the body ourselves; an application's transfer-encoding would lie.
-                continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+        keep_alive = request.keep_alive and not fields.close  # type: ignore[union-attr]
+        length = fields.content_length  # type: ignore[union-attr]
+        parts = [status_line(status), fields.block]  # type: ignore[union-attr]
         if extra:
             parts.append(extra)
         no_body = status in _NO_BODY_STATUS or status < 200
@@ -501,6 +496,75 @@ def is_valid_header_name(name: bytes) -> bool:
 def is_valid_header_value(value: bytes) -> bool:
     """Whether ``value`` is safe to send (no CR, LF or NUL: no response splitting)."""
     return _BAD_VALUE.search(value) is None
+
+
+class ResponseFields:
+    """An application's response header fields, checked and encoded in one pass.
+
+    Attributes:
+        block: the fields as header lines (names lower-cased, each line ending in CRLF), without
+            ``Transfer-Encoding`` (the connection frames the body itself).
+        content_length: the ``Content-Length`` the application gave, if any.
+        close: whether the application asked for ``Connection: close``.
+        has_server: whether it set ``Server`` itself.
+        has_date: whether it set ``Date`` itself.
+    """
+
+    __slots__ = ("block", "close", "content_length", "has_date", "has_server")
+
+    def __init__(self, block: bytes, content_length: int | None, close: bool, has_server: bool, has_date: bool) -> None:
+        self.block = block
+        self.content_length = content_length
+        self.close = close
+        self.has_server = has_server
+        self.has_date = has_date
+
+
+def response_fields(headers: Any) -> ResponseFields:
+    """Check an application's response header fields and encode them (one pass over them).
+
+    ``headers`` is an iterable of ``[name, value]`` byte pairs. A name that is not a token, or a
+    value with CR, LF or NUL (which would split the response), is refused, as is a
+    ``Content-Length`` that is not a number.
+
+    Raises:
+        LocalProtocolError: naming the first invalid field.
+    """
+    lines = []
+    length: int | None = None
+    close = has_server = has_date = False
+    try:
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                raise LocalProtocolError(
+                    f"header names and values must be bytes, got {type(name).__name__} {name!r}: {type(value).__name__}"
+                )
+            name = name.lower()
+            if name not in _VALID_NAMES and not is_valid_header_name(name):
+                raise LocalProtocolError(f"invalid header name {name!r}")
+            if _BAD_VALUE.search(value) is not None:
+                raise LocalProtocolError(f"invalid header value for {name.decode('latin-1')}: CR, LF and NUL are not allowed")
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise LocalProtocolError(f"invalid Content-Length header {value!r}") from None
+                if length < 0:
+                    raise LocalProtocolError(f"invalid Content-Length header {value!r}")
+            elif name == b"connection":
+                if b"close" in value.lower():
+                    close = True
+            elif name == b"transfer-encoding":
+                # We frame the body ourselves; an application's transfer-encoding would lie.
+                continue
+            elif name == b"server":
+                has_server = True
+            elif name == b"date":
+                has_date = True
+            lines.append(b"%s: %s\r\n" % (name, value))
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None
+    return ResponseFields(b"".join(lines), length, close, has_server, has_date)
 
 
 def _describe(exc: Exception) -> str:

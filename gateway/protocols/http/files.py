@@ -9,20 +9,36 @@ written once the client has taken the previous ones, so memory stays bounded eit
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from gateway.asgi.instance import ClientDisconnected
+from gateway.protocols.http.core import HTTPConnection
 from gateway.protocols.transport import _DIRECT
-
-if TYPE_CHECKING:
-    from gateway.protocols.http.adapter import HTTPProtocol
-    from gateway.protocols.http.cycle import HTTPCycle
 
 _PIECE = 64 * 1024
 
 
-async def send_file(protocol: HTTPProtocol, cycle: HTTPCycle, path: str) -> None:
-    """Send the file at ``path`` as the rest of ``cycle``'s response body."""
+class Exchange(Protocol):
+    """The request a file answers (the adapter's ``Exchange``)."""
+
+    bytes_sent: int
+    gone: bool
+
+
+class Connection(Protocol):
+    """The connection it goes out on (the adapter's ``HTTPProtocol``)."""
+
+    conn: HTTPConnection
+    transport: Any
+    writes_paused: bool
+
+    def flush(self) -> None: ...
+
+    async def wait_for_drain(self) -> None: ...
+
+
+async def send_file(protocol: Connection, exchange: Exchange, path: str) -> None:
+    """Send the file at ``path`` as the rest of ``exchange``'s response body."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -30,19 +46,19 @@ async def send_file(protocol: HTTPProtocol, cycle: HTTPCycle, path: str) -> None
         conn.send_chunk_header(size)
         protocol.flush()
         if not conn.suppresses_body and size:
-            cycle.bytes_sent += size
+            exchange.bytes_sent += size
             transport = protocol.transport
             if isinstance(transport, _DIRECT) and hasattr(os, "sendfile"):
-                await _sendfile(protocol, cycle, fd, size)
+                await _sendfile(protocol, exchange, fd, size)
             else:
-                await _copy(protocol, cycle, fd, size)
+                await _copy(protocol, exchange, fd, size)
         conn.send_chunk_footer(size)
         protocol.flush()
     finally:
         os.close(fd)
 
 
-async def _wait_writable(protocol: HTTPProtocol, cycle: HTTPCycle) -> None:
+async def _wait_writable(protocol: Connection, exchange: Exchange) -> None:
     """Wait until Twisted's buffer is empty and the socket can take more.
 
     Marks us as a paused producer and asks the transport to watch for writability: Twisted
@@ -53,18 +69,18 @@ async def _wait_writable(protocol: HTTPProtocol, cycle: HTTPCycle) -> None:
     transport.producerPaused = True
     transport.startWriting()
     await protocol.wait_for_drain()
-    if cycle.disconnected:
+    if exchange.gone:
         raise ClientDisconnected("the client disconnected")
 
 
-async def _sendfile(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int) -> None:
+async def _sendfile(protocol: Connection, exchange: Exchange, fd: int, size: int) -> None:
     transport = protocol.transport
     offset = 0
     while offset < size:
-        if cycle.disconnected:
+        if exchange.gone:
             raise ClientDisconnected("the client disconnected")
         if transport.dataBuffer or transport._tempDataLen:
-            await _wait_writable(protocol, cycle)
+            await _wait_writable(protocol, exchange)
             continue
         try:
             sent = os.sendfile(transport.fileno(), fd, offset, size - offset)
@@ -75,15 +91,15 @@ async def _sendfile(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int
         if sent == 0:
             raise OSError(f"the file shrank while it was being sent ({offset} of {size} bytes)")
         if sent < 0:
-            await _wait_writable(protocol, cycle)
+            await _wait_writable(protocol, exchange)
         else:
             offset += sent
 
 
-async def _copy(protocol: HTTPProtocol, cycle: HTTPCycle, fd: int, size: int) -> None:
+async def _copy(protocol: Connection, exchange: Exchange, fd: int, size: int) -> None:
     remaining = size
     while remaining:
-        if cycle.disconnected:
+        if exchange.gone:
             raise ClientDisconnected("the client disconnected")
         piece = os.read(fd, min(_PIECE, remaining))
         if not piece:

@@ -8,8 +8,9 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 from zope.interface import implementer
 
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.logs import RejectionLog
 from gateway.protocols.http.accesslog import AccessLog
-from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings
+from gateway.protocols.http.adapter import HTTPProtocol, HTTPSettings, log
 from gateway.protocols.http.config import HttpListenerConfig
 from gateway.protocols.http.proxy import TrustedProxies
 
@@ -78,6 +79,7 @@ def http_settings(config: HttpListenerConfig, context: ListenerContext) -> HTTPS
         proxies=proxies,
         access_log=access_log,
         state=context.state,
+        rejections=RejectionLog(config.name, context.reactor, log),
     )
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, cast
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from gateway.logs import RejectionLog
 from gateway.metrics.stats import MqttStats
 from gateway.protocols.mqtt.broker.auth import Authenticator
 from gateway.protocols.mqtt.broker.link import BrokerLink
@@ -64,6 +65,12 @@ class MqttSettings:
     listener: str = "mqtt"
     #: The listener's counters (:mod:`gateway.metrics`).
     stats: MqttStats = field(default_factory=MqttStats)
+    #: Rate-limits the lines about clients closed for a protocol error.
+    rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.rejections is None:
+            self.rejections = RejectionLog(self.listener, self.reactor, log)
 
 
 class TransportSide:
@@ -220,7 +227,7 @@ class MqttConnection:
             broker.flush()
 
     def _ended(self, event: ConnectionClosed) -> None:
-        if event.error is not None:
+        if event.error is not None and self.settings.rejections.allow("protocol error", LogLevel.debug):
             log.debug("MQTT client {client} ({id}): {error}", client=self.client, id=self.client_id, error=event.error.message)
         link = self.link
         if link is not None:

@@ -253,7 +253,7 @@ class ApplicationDriver:
         conn = self.conn
         if problem is not None:
             if exc is not None:
-                conn.stats.app_errors += 1
+                conn.stats.instances.errors += 1
                 log.failure("Exception in ASGI application for MQTT client {client}",
                             failure=_failure(exc), client=conn.client_id)
             else:
@@ -270,7 +270,7 @@ class ApplicationDriver:
 
     def _connect_overdue(self) -> None:
         if not self.answered and not self.conn.core.closed:
-            self.conn.stats.app_timeouts += 1
+            self.conn.stats.instances.timeouts += 1
             log.warn("ASGI application did not answer mqtt.connect of {client} in time", client=self.conn.client_id)
             self.answered = True
             self.conn.reject(ReasonCode.SERVER_UNAVAILABLE)
@@ -278,7 +278,7 @@ class ApplicationDriver:
     def _kill(self) -> None:
         task = self.task
         if task is not None and not task.done():
-            self.conn.stats.app_timeouts += 1
+            self.conn.stats.instances.timeouts += 1
             log.warn("MQTT application for {client} still running {seconds}s after the client left; cancelled",
                      client=self.conn.client_id, seconds=self.conn.settings.application_close_timeout)
             task.cancel()

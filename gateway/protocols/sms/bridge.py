@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from gateway.asgi.app import Receive, Scope, Send
 from gateway.asgi.instance import ClientDisconnected
+from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmsStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http.proxy import TrustedProxies
@@ -107,13 +108,14 @@ class WebhookBridge:
         unrouted: ``"drop"`` or ``"retry"``.
         state: the lifespan state.
         clock: Unix time in seconds (tests pass their own).
+        rejections: rate-limits the lines about refused webhooks (None: every one is logged).
     """
 
     def __init__(self, app: Any, accounts: Iterable[Account], *, loop: asyncio.AbstractEventLoop,
                  public_base: str | None, proxies: TrustedProxies | None, consumer_timeout: float,
                  application_close: float, dedup: DedupStore, concat: ConcatBuffer, max_body: int,
                  unrouted: str = "drop", state: dict[str, Any] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, rejections: RejectionLog | None = None) -> None:
         self.app = app
         self.accounts = {account.path.rstrip("/") or "/": account for account in accounts}
         self.loop = loop
@@ -127,6 +129,7 @@ class WebhookBridge:
         self.unrouted = unrouted
         self.state = state
         self.clock = clock
+        self.rejections = rejections
         self.in_flight: dict[str, SmsSession] = {}
         #: The listener's counters (:mod:`gateway.metrics`; the daemon replaces this one).
         self.stats = SmsStats()
@@ -168,21 +171,26 @@ class WebhookBridge:
             return _text(413, f"webhook body larger than {self.max_body} bytes")
         url = public_url(scope, self.public_base, self.proxies)
         if url is None:
-            log.warn("sms {account}: webhook from {client} refused: not from a trusted proxy and no public_url is "
-                     "configured, so the signed URL is unknown", account=account.name, client=scope.get("client"))
+            if self._log_rejection(f"{account.name} webhook without public URL"):
+                log.warn("sms {account}: webhook from {client} refused: not from a trusted proxy and no public_url "
+                         "is configured, so the signed URL is unknown", account=account.name, client=scope.get("client"))
             return _text(403, "cannot establish the public URL of this webhook")
         provider = account.provider
         try:
             event = provider.receive(WebhookRequest(scope["method"], url, scope["headers"], body), now=self.clock())
         except RemoteProtocolError as exc:
             self.stats.webhook(provider.name, "rejected")
-            log.warn("sms {account}: webhook from {client} rejected ({status}): {error}", account=account.name,
-                     client=scope.get("client"), status=exc.hint, error=exc.message)
+            if self._log_rejection(f"{account.name} webhook {exc.hint}"):
+                log.warn("sms {account}: webhook from {client} rejected ({status}): {error}", account=account.name,
+                         client=scope.get("client"), status=exc.hint, error=exc.message)
             return provider.error_response(exc)
         except LocalProtocolError as exc:
             log.error("sms {account}: cannot check webhooks: {error}", account=account.name, error=exc.message)
             return _text(500, "webhook verification is misconfigured")
         return await self.dispatch(account, event)
+
+    def _log_rejection(self, reason: str) -> bool:
+        return self.rejections is None or self.rejections.allow(reason)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, bool] | None:
         """``(body, too_large)``: a body over the limit is read to the end but not kept (so that the

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from gateway.layers.marks import shared_marks
 from gateway.listener import ListenerContext
+from gateway.logs import RejectionLog
 from gateway.protocols.http.listener import HTTPFactory, HTTPListener, http_settings
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.sms.bridge import WebhookBridge, effective_timeout
@@ -111,6 +112,7 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
         max_body=config.max_webhook_size,
         unrouted=config.unrouted,
         state=context.state,
+        rejections=RejectionLog(config.name, context.reactor, log),
     )
     settings = http_settings(config, dataclasses.replace(context, app=bridge))
     settings.proxies = None  # applied by the bridge (see the module docstring)

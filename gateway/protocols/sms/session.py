@@ -234,7 +234,7 @@ class SmsSession:
         if self.outcome.done() or self.task is None or self.task.done():
             return
         if self.stats is not None:
-            self.stats.app_timeouts += 1
+            self.stats.instances.timeouts += 1
         log.warn("sms {account}: the application did not handle message {id} in time; cancelled",
                  account=self.account.name, id=self.event.message_id)
         self.task.cancel()
@@ -243,7 +243,7 @@ class SmsSession:
         self._close_timer = None
         if self.task is not None and not self.task.done():
             if self.stats is not None:
-                self.stats.app_timeouts += 1
+                self.stats.instances.timeouts += 1
             log.warn("sms {account}: application for message {id} still running {seconds}s after "
                      "sms.disconnect; cancelled", account=self.account.name, id=self.event.message_id,
                      seconds=self.application_close)
@@ -258,7 +258,7 @@ class SmsSession:
         problem = describe_failure(exc, result)
         if exc is not None and problem is not None:
             if self.stats is not None:
-                self.stats.app_errors += 1
+                self.stats.instances.errors += 1
             log.failure("sms {account}: application failed on message {id}", failure=Failure(exc, type(exc), exc.__traceback__),
                         account=self.account.name, id=self.event.message_id)
         elif problem is not None:

@@ -26,10 +26,11 @@ from email.utils import formatdate
 from typing import Any
 
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from gateway.asgi.app import ASGIApp
 from gateway.email.cycle import ACCEPTED, DEFAULT_ACCEPT, REJECTED, EmailCycle, Outcome
+from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import ServerConfig
@@ -77,10 +78,14 @@ class SMTPSettings:
     call_later: Any = None
     #: The listener's counters (:mod:`gateway.metrics`).
     stats: SmtpStats = field(default_factory=SmtpStats)
+    #: Rate-limits the lines about refused clients, recipients and logins (one per listener).
+    rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
 
     def __post_init__(self) -> None:
         if self.call_later is None:
             self.call_later = self.loop.call_later
+        if self.rejections is None:
+            self.rejections = RejectionLog("smtp", self.reactor, log)
 
 
 def soften(reply: Reply) -> Reply:
@@ -141,7 +146,8 @@ class SMTPProtocol(Protocol):
             factory.connection_opened(self)
             if factory.client_count(self.client) > self.settings.max_connections_per_client:
                 host = self.client[0] if self.client else "?"
-                log.info("Refusing a connection from {host}: too many connections", host=host)
+                if self.settings.rejections.allow("too many connections from one client", LogLevel.info):
+                    log.info("Refusing a connection from {host}: too many connections", host=host)
                 refusal = Reply(421, "4.7.0", f"{self.settings.server.hostname} Error: too many connections from {host}")
                 self._closing = True
                 transport.write(refusal.to_bytes())
@@ -254,7 +260,8 @@ class SMTPProtocol(Protocol):
             return
         now = self.settings.reactor.seconds()
         if self.session.handle_timeout(now):
-            log.info("SMTP client {client} timed out", client=self.client)
+            if self.settings.rejections.allow("client timeout", LogLevel.info):
+                log.info("SMTP client {client} timed out", client=self.client)
             self._flush()
             return
         self._arm(self.session.next_deadline(now))
@@ -300,7 +307,8 @@ class SMTPProtocol(Protocol):
                 session.defer(event)  # type: ignore[union-attr]
             else:
                 self.settings.stats.recipients_rejected += 1
-                log.info("Refused recipient {rcpt} from {client}: no route", rcpt=event.recipient, client=self.client)
+                if self.settings.rejections.allow("recipient without a route", LogLevel.info):
+                    log.info("Refused recipient {rcpt} from {client}: no route", rcpt=event.recipient, client=self.client)
                 reply = Reply(550, "5.1.1", f"<{event.recipient}>: Recipient address rejected")
                 session.answer(event, soften(reply) if self.settings.soft_reject else reply)  # type: ignore[union-attr]
             self._answered()
@@ -319,8 +327,9 @@ class SMTPProtocol(Protocol):
             elif ok is None:
                 self.session.defer(event)  # type: ignore[union-attr]
             else:
-                log.info("AUTH {mechanism} failed for {user!r} from {client}", mechanism=event.mechanism,
-                         user=event.username, client=self.client)
+                if self.settings.rejections.allow("failed AUTH", LogLevel.info):
+                    log.info("AUTH {mechanism} failed for {user!r} from {client}", mechanism=event.mechanism,
+                             user=event.username, client=self.client)
                 self.session.reject(event)  # type: ignore[union-attr]
             self._answered()
 

@@ -6,10 +6,12 @@ import socket
 from collections import Counter
 from typing import Any
 
+from gateway.config.schema import TLSPolicy
 from gateway.email.sender import SmarthostSender
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
+from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
-from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings
+from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings, log
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import ServerConfig
 from gateway.protocols.smtp.settings import SmtpListenerConfig
@@ -52,8 +54,9 @@ class SMTPFactory(TrackingFactory):
         return self.per_client.get(client[0], 0) if client is not None else 0
 
 
-def server_tls_options(certificate: str, private_key: str) -> Any:
-    """pyOpenSSL server options from a PEM certificate chain (leaf first) and a PEM key."""
+def server_tls_options(certificate: str, private_key: str, policy: TLSPolicy | None = None) -> Any:
+    """pyOpenSSL server options from a PEM certificate chain (leaf first) and a PEM key, under
+    the listener's TLS policy (:mod:`gateway.tls`; default: Mozilla's intermediate)."""
     from OpenSSL import crypto
     from twisted.internet import ssl
 
@@ -67,7 +70,10 @@ def server_tls_options(certificate: str, private_key: str) -> Any:
         raise ValueError(f"{certificate} holds no PEM certificate")
     certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
     key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
-    return ssl.CertificateOptions(
+    from gateway.tls import certificate_options
+
+    return certificate_options(
+        policy,
         privateKey=key.original,
         certificate=certificates[0].original,
         extraCertChain=[c.original for c in certificates[1:]],
@@ -99,7 +105,7 @@ def smtp_settings(config: SmtpListenerConfig, context: ListenerContext) -> SMTPS
         check_sender=False,
         bare_newlines=config.bare_newlines,
     )
-    tls_options = server_tls_options(config.tls.certificate, config.tls.private_key) if config.tls else None
+    tls_options = server_tls_options(config.tls.certificate, config.tls.private_key, config.tls) if config.tls else None
     authenticator = None
     if auth.enabled:
         authenticator = Authenticator(auth.users, auth.hook, context.loop, context.reactor, config.timeouts.auth)
@@ -119,6 +125,7 @@ def smtp_settings(config: SmtpListenerConfig, context: ListenerContext) -> SMTPS
         sender=sender,
         state=context.state,
         max_connections_per_client=limits.max_connections_per_client,
+        rejections=RejectionLog(config.name, context.reactor, log),
     )
 
 

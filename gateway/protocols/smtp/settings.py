@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from gateway.config.errors import InvalidValue
-from gateway.config.schema import ListenerConfig, check_app_path, positive
+from gateway.config.schema import ListenerConfig, TLSPolicy, check_app_path, positive
 from gateway.config.units import Duration, Size
 from gateway.email.settings import SmarthostConfig, check_readable
 from gateway.passwords import check_password_hash as check_hash
@@ -36,8 +36,11 @@ def check_mechanisms(values: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmtpTLSConfig:
-    """STARTTLS (RFC 3207). Implicit TLS (port 465, RFC 8314) is an ``ssl:`` endpoint instead."""
+class SmtpTLSConfig(TLSPolicy):
+    """STARTTLS (RFC 3207): certificate, key, and the same cipher policy as ssl: endpoints.
+
+    Implicit TLS (port 465, RFC 8314) is an ``ssl:`` endpoint instead (with the ``ssl:`` key).
+    """
 
     certificate: str = field(metadata={"doc": "PEM file: the server certificate, then any intermediates.", "check": check_readable})
     private_key: str = field(metadata={"doc": "PEM file of the private key.", "check": check_readable})

@@ -23,6 +23,7 @@ from typing import Any
 from gateway.asgi.instance import ClientDisconnected
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.asgi import message_body, validate_headers
+from gateway.protocols.http.core import ResponseFields, response_fields
 
 # States.
 CONNECTING = 0
@@ -77,13 +78,11 @@ class Close:
 class DenialStart:
     """``websocket.http.response.start``: answer the handshake with an HTTP response."""
 
-    __slots__ = ("has_date", "has_server", "headers", "status")
+    __slots__ = ("fields", "status")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], has_server: bool, has_date: bool) -> None:
+    def __init__(self, status: int, fields: ResponseFields) -> None:
         self.status = status
-        self.headers = headers
-        self.has_server = has_server
-        self.has_date = has_date
+        self.fields = fields
 
 
 class DenialBody:
@@ -267,8 +266,7 @@ def _denial_start(message: Any) -> DenialStart:
     status = message.get("status")
     if type(status) is not int or not 200 <= status <= 999:
         raise LocalProtocolError(f"websocket.http.response.start 'status' must be an int from 200 to 999, got {status!r}")
-    headers, has_server, has_date = validate_headers(message.get("headers") or ())
-    return DenialStart(status, headers, has_server, has_date)
+    return DenialStart(status, response_fields(message.get("headers") or ()))
 
 
 def _denial_body(message: Any) -> DenialBody:

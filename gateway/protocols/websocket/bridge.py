@@ -166,9 +166,9 @@ class ApplicationBridge:
         self._handshake = False
         http = self._http
         conn = self._denial = HTTPConnection()
-        extra = http.extra_headers(start.has_server, start.has_date) if http is not None else b""
+        extra = http.extra_headers(start.fields.has_server, start.fields.has_date) if http is not None else b""
         # The head waits for the first body piece, to leave in one write.
-        conn.start_response(_Closing(), start.status, start.headers, extra=extra)  # type: ignore[arg-type]
+        conn.start_response(_Closing(), start.status, start.fields, extra=extra)  # type: ignore[arg-type]
 
     def _denial_body(self, body: DenialBody) -> None:
         conn = self._denial
@@ -230,7 +230,7 @@ class ApplicationBridge:
         self._task = None
         problem = describe_failure(exc, result)
         if problem is not None:
-            self.settings.stats.ws_app_errors += 1
+            self.settings.stats.ws_instances.errors += 1
             if exc is not None:
                 log.failure("Exception in ASGI application for WebSocket {path}",
                             failure=Failure(exc, type(exc), exc.__traceback__), path=self._path())

@@ -129,7 +129,7 @@ class TimerMixin:
             if task is not None and not task.done():
                 log.warn("WebSocket application was still running {seconds}s after its client left; cancelled",  # noqa: G010
                          seconds=self.settings.application_close_timeout)
-                self.settings.stats.ws_app_timeouts += 1
+                self.settings.stats.ws_instances.timeouts += 1
                 task.cancel()
 
     def _handshake_deadline(self, now: float) -> None:
@@ -140,7 +140,7 @@ class TimerMixin:
         if self.core.state == CONNECTING and (accept_passed or now >= self._t0 + settings.handshake_timeout):
             log.info("WebSocket application did not answer websocket.connect within {seconds}s",
                      seconds=min(settings.accept_timeout, settings.handshake_timeout))
-            settings.stats.ws_app_timeouts += 1
+            settings.stats.ws_instances.timeouts += 1
             self.core.close_sending()
             self._refuse(503, "Service Unavailable")
         elif now >= self._t0 + settings.handshake_timeout:

@@ -16,15 +16,7 @@ messages = st.lists(st.one_of(start, body, trailers, pathsend), max_size=10)
 
 
 def apply(state: ResponseState, message: dict) -> None:  # type: ignore[type-arg]
-    kind = message["type"]
-    if kind == "http.response.start":
-        state.start(message)
-    elif kind == "http.response.body":
-        state.body(message)
-    elif kind == "http.response.trailers":
-        state.trailer_fields(message)
-    else:
-        state.pathsend(message)
+    state.app_send(message)
 
 
 @given(messages)
@@ -61,7 +53,15 @@ def test_messages_in_any_order_are_accepted_only_when_valid(sequence: list[dict]
 def test_error_names_the_expected_message() -> None:
     state = ResponseState()
     with pytest.raises(LocalProtocolError, match=r"Expected ASGI message 'http.response.start', but got 'http.response.body'"):
-        state.body({"type": "http.response.body"})
+        state.app_send({"type": "http.response.body"})
+
+
+@pytest.mark.parametrize("message", [{"type": "http.response.push"}, {"type": None}, {}, None, "http.response.body"])
+def test_unknown_or_malformed_messages_are_local_protocol_errors(message: object) -> None:
+    state = ResponseState()
+    with pytest.raises(LocalProtocolError):
+        state.app_send(message)
+    assert not state.started
 
 
 @pytest.mark.parametrize(
@@ -90,14 +90,14 @@ def test_headers_are_lowercased_and_server_date_detected() -> None:
 @pytest.mark.parametrize("status", [99, 1000, "200", None, 101])
 def test_invalid_status(status: object) -> None:
     with pytest.raises(LocalProtocolError):
-        ResponseState().start({"type": "http.response.start", "status": status})
+        ResponseState().app_send({"type": "http.response.start", "status": status})
 
 
 def test_pathsend_needs_an_absolute_path() -> None:
     state = ResponseState()
-    state.start({"status": 200})
+    state.app_send({"type": "http.response.start", "status": 200})
     with pytest.raises(LocalProtocolError):
-        state.pathsend({"path": "relative.txt"})
+        state.app_send({"type": "http.response.pathsend", "path": "relative.txt"})
 
 
 def test_scope_decodes_path_and_prefixes_root_path() -> None:

@@ -16,7 +16,7 @@ def test_imap_outcomes_are_counted(setup: Any) -> None:
     s.process()
     stats: ImapStats = s.reader.stats
     assert (stats.taken, stats.retried, stats.rejected) == (1, 2, 1)
-    assert stats.app_errors == 1  # the consumer for @fail.test raised
+    assert stats.instances.errors == 1  # the consumer for @fail.test raised
     samples = {(key, labels): value for key, labels, value in stats.samples("imap")}
     assert samples[("imap_messages", (("result", "retried"),))] == 2
 

@@ -41,6 +41,8 @@ from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["Provider", "DEFAULT_TIMESTAMP_TOLERANCE"]
 
+#: The media type of form bodies.
+FORM = "application/x-www-form-urlencoded"
 #: Seconds a signed timestamp may differ from our clock (Telnyx's SDK uses 300 s too).
 DEFAULT_TIMESTAMP_TOLERANCE = 300.0
 
@@ -70,6 +72,9 @@ class Provider(abc.ABC):
     supports_inline_reply: ClassVar[bool] = False
     #: Whether the signature covers a timestamp, so that stale requests (replays) are rejected.
     signs_timestamp: ClassVar[bool] = False
+    #: The bodies the provider's webhooks come with: ``"form"`` (``application/x-www-form-urlencoded``)
+    #: and/or ``"json"`` (``application/json`` or ``+json``); any other declared type gets 415.
+    webhook_bodies: ClassVar[frozenset[str]] = frozenset({"form"})
 
     def __init__(
         self,
@@ -124,10 +129,28 @@ class Provider(abc.ABC):
         """
 
     def receive(self, request: WebhookRequest, *, now: float) -> Event:
-        """:meth:`verify` (unless verification is off for this account), then :meth:`parse`."""
+        """:meth:`check_body_type`, :meth:`verify` (unless verification is off for this account),
+        then :meth:`parse`."""
+        self.check_body_type(request)
         if self.verify_signatures:
             self.verify(request, now=now)
         return self.parse(request)
+
+    def check_body_type(self, request: WebhookRequest) -> None:
+        """Refuse a body declared as a type the provider never sends (a ``Content-Type`` not in
+        :attr:`webhook_bodies`). A request without ``Content-Type`` passes (a GET; a body is then
+        read as the provider's parser reads it, and must still parse).
+
+        Raises:
+            RemoteProtocolError: hint 415.
+        """
+        media = request.media_type
+        if not media:
+            return
+        kind = "json" if request.is_json else "form" if media == FORM else None
+        if kind not in self.webhook_bodies:
+            expected = " or ".join(sorted(FORM if body == "form" else "application/json" for body in self.webhook_bodies))
+            reject(415, f"{self.name} webhook: Content-Type {media} is not {expected}")
 
     def reply_body(self, message: InboundMessage, texts: Sequence[str]) -> tuple[str, bytes] | None:
         """The webhook response body that sends ``texts`` back to the sender of ``message``.

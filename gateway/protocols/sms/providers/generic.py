@@ -89,6 +89,7 @@ class GenericProvider(Provider):
     default_base_url = ""
     supports_inline_reply = True
     signs_timestamp = True
+    webhook_bodies = frozenset({"json"})
     retry_policy = RetryPolicy(
         failure_status=503,
         retries=True,

@@ -137,6 +137,7 @@ class PlivoProvider(Provider):
     default_base_url = "https://api.plivo.com"
     supports_inline_reply = True
     signs_timestamp = False
+    webhook_bodies = frozenset({"form"})
     retry_policy = RetryPolicy(
         failure_status=503,
         retries=True,

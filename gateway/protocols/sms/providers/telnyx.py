@@ -95,6 +95,7 @@ class TelnyxProvider(Provider):
     default_base_url = "https://api.telnyx.com"
     supports_inline_reply = False
     signs_timestamp = True
+    webhook_bodies = frozenset({"json"})
     retry_policy = RetryPolicy(
         failure_status=503,
         retries=True,

@@ -113,6 +113,7 @@ class TwilioProvider(Provider):
     default_base_url = "https://api.twilio.com"
     supports_inline_reply = True
     signs_timestamp = False
+    webhook_bodies = frozenset({"form", "json"})
     retry_policy = RetryPolicy(
         failure_status=503,
         retries=False,

@@ -137,6 +137,7 @@ class VonageProvider(Provider):
     default_base_url = "https://rest.nexmo.com"
     supports_inline_reply = False
     signs_timestamp = True
+    webhook_bodies = frozenset({"form", "json"})
     retry_policy = RetryPolicy(
         failure_status=503,
         retries=True,

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# ws_instructions.sh PEER MODE [N] - user-space instructions per WebSocket handshake or echo round
-# trip of one server, counted by valgrind's callgrind: unlike rates, this does not move with the
-# machine's other load (a few tenths of a percent between runs). Needs valgrind.
-#   PEER: gateway | daphne | uvicorn-wsproto      MODE: hs | echo
+# instructions.sh PEER MODE [N] - user-space instructions per HTTP request, WebSocket handshake or
+# echo round trip of one server, counted by valgrind's callgrind: unlike rates, this does not move
+# with the machine's other load (a few tenths of a percent between runs). Needs valgrind.
+#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | hs | echo
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
-# are zeroed, N operations run (bench/ws_rawclient.py, sequential), and the counters are dumped.
+# are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER hs|echo [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|hs|echo [N]}; MODE=${2:?}; N=${3:-300}
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 OUT=$(mktemp -d)
@@ -23,12 +23,12 @@ env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_APP=asgi_apps:echo PYTHONPATH="$HER
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "${CMD[@]}" >"$OUT/server.log" 2>&1 &
 VPID=$!
 for _ in $(seq 600); do curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && break; sleep 0.5; done
-python3 "$HERE/ws_rawclient.py" "$PORT" 30 "$MODE"
+python3 "$HERE/rawclient.py" "$PORT" 30 "$MODE"
 callgrind_control -z "$VPID" >/dev/null
-python3 "$HERE/ws_rawclient.py" "$PORT" "$N" "$MODE"
+python3 "$HERE/rawclient.py" "$PORT" "$N" "$MODE"
 callgrind_control -d "$VPID" >/dev/null
 sleep 2
 kill -TERM "$VPID"; wait "$VPID" 2>/dev/null
 TOTAL=$(awk '/^summary:/ {print $2}' "$OUT/cg.out.1")
 echo "RESULT name=$PEER mode=$MODE n=$N instructions_per_op=$((TOTAL / N))"
-rm -rf "$OUT"
+[ -n "${KEEP:-}" ] && echo "kept $OUT" || rm -rf "$OUT"

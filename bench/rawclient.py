@@ -1,0 +1,85 @@
+"""A minimal sequential client for instruction counting (bench/instructions.sh).
+
+usage: rawclient.py PORT N get|post|hs|echo
+  get:  one keep-alive connection, N requests ``GET /`` (each answered before the next)
+  post: one keep-alive connection, N requests ``POST /`` with a 64-byte body
+  hs:   N times: connect, WebSocket handshake, send a close frame (1000), read until the server closes
+  echo: one connection, N WebSocket round trips of a 32-byte text message
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+MASK = (1, 2, 3, 4)
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    return bytes((0x80 | opcode, 0x80 | len(payload), *MASK)) + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+def handshake(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (port, KEY))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    return sock
+
+
+def http(port: int, n: int, request: bytes) -> None:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(n):
+        sock.sendall(request)
+        got = b""
+        while True:
+            got += sock.recv(65536)
+            head, sep, body = got.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(body) >= length:
+                break
+    sock.close()
+
+
+def main() -> None:
+    port, n, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if mode == "get":
+        http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rawclient\r\nAccept: */*\r\n\r\n" % port)
+        return
+    if mode == "post":
+        http(port, n, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/octet-stream\r\n"
+                      b"Content-Length: 64\r\n\r\n%s" % (port, b"x" * 64))
+        return
+    close = masked(8, (1000).to_bytes(2, "big"))
+    if mode == "hs":
+        for _ in range(n):
+            sock = handshake(port)
+            sock.sendall(close)
+            while sock.recv(4096):
+                pass
+            sock.close()
+        return
+    sock = handshake(port)
+    message = masked(1, b"x" * 32)
+    for _ in range(n):
+        sock.sendall(message)
+        got = b""
+        while len(got) < 34:
+            got += sock.recv(4096)
+    sock.sendall(close)
+    sock.close()
+
+
+if __name__ == "__main__":
+    main()

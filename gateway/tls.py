@@ -1,0 +1,88 @@
+"""The TLS policy of the daemon's listeners: which cipher suites and versions a server accepts.
+
+Twisted's own defaults still offer, under TLS 1.2, suites without forward secrecy (``AES128-SHA``,
+``AES256-SHA256``: RSA key exchange) and CBC with SHA-1 MACs (``ECDHE-RSA-AES128-SHA``). The
+gateway's default is Mozilla's *intermediate* policy instead (the "general-purpose server" of
+https://wiki.mozilla.org/Security/Server_Side_TLS, version 5.7): TLS 1.2 with ECDHE or DHE key
+exchange and AES-GCM or ChaCha20-Poly1305 only, and TLS 1.3 with OpenSSL's suites (all forward
+secret and AEAD). ``min_version: "1.3"`` is Mozilla's *modern* policy. Every listener can choose
+its own (the ``ssl:`` key of a listener whose endpoint is ``ssl:``, and SMTP's ``tls:`` for STARTTLS).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+
+    from gateway.config.schema import TLSPolicy
+
+__all__ = ["INTERMEDIATE", "TLSPolicyError", "apply_policy", "certificate_options", "cipher_string"]
+
+#: Mozilla's intermediate TLS 1.2 cipher suites, in its order (OpenSSL names).
+INTERMEDIATE = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+
+#: Named policies for ``tls.ciphers``.
+POLICIES = {"intermediate": INTERMEDIATE}
+
+
+class TLSPolicyError(ValueError):
+    """A cipher setting the local OpenSSL cannot use; the message says why."""
+
+
+def cipher_string(ciphers: str) -> str:
+    """The OpenSSL cipher string for a ``tls.ciphers`` setting (a policy name or a cipher string).
+
+    Raises:
+        TLSPolicyError: the string selects no cipher suite this OpenSSL knows.
+    """
+    text = POLICIES.get(ciphers, ciphers)
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        context.set_cipher_list(text.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        names = ", ".join(sorted(POLICIES))
+        raise TLSPolicyError(
+            f"{ciphers!r} selects no cipher suite this OpenSSL knows; use {names} or an OpenSSL cipher string "
+            "(openssl ciphers -v 'STRING' lists what a string selects)"
+        ) from None
+    return text
+
+
+def _version(name: str) -> int:
+    from OpenSSL import SSL
+
+    return {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}[name]
+
+
+def apply_policy(context: SSL.Context, config: TLSPolicy | None) -> None:
+    """Restrict ``context`` (a server's pyOpenSSL context) to the policy of ``config`` (default:
+    intermediate, TLS 1.2 and newer)."""
+    from gateway.config.schema import TLSPolicy
+
+    config = config or TLSPolicy()
+    context.set_min_proto_version(_version(config.min_version))
+    context.set_cipher_list(cipher_string(config.ciphers).encode("ascii"))
+
+
+def certificate_options(config: TLSPolicy | None, **kwargs: Any) -> Any:
+    """``twisted.internet.ssl.CertificateOptions(**kwargs)`` under the policy of ``config`` (for
+    TLS the daemon starts itself, such as SMTP's STARTTLS)."""
+    from twisted.internet import ssl
+
+    from gateway.config.schema import TLSPolicy
+
+    config = config or TLSPolicy()
+    return ssl.CertificateOptions(
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(cipher_string(config.ciphers)),
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_3 if config.min_version == "1.3" else None,
+        **kwargs,
+    )
