@@ -108,7 +108,7 @@ def backend_options(backend: str) -> type | None:
     """
     cls = import_backend(backend)
     options = getattr(cls, "options_class", None)
-    return options if options is not None and dataclasses.is_dataclass(options) else None
+    return options if isinstance(options, type) and dataclasses.is_dataclass(options) else None
 
 
 def _normalise(alias: str, entry: Any) -> tuple[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ CHECKED = [
     "gateway/reactor.py",
     "gateway/tls.py",
     "gateway/_compat",
+    "gateway/layers",
 ]
 
 

@@ -86,10 +86,13 @@ def start_reactor_thread() -> Any:
             return reactor
         started = threading.Event()
         reactor.callWhenRunning(started.set)
+        running: Any = reactor  # Twisted's interface for run() does not name its keyword
 
         def run() -> None:
-            asyncio.set_event_loop(reactor._asyncioEventloop)
-            reactor.run(installSignalHandlers=False)
+            from gateway.reactor import reactor_loop
+
+            asyncio.set_event_loop(reactor_loop(running))
+            running.run(installSignalHandlers=False)
 
         _thread = threading.Thread(target=run, name="gateway-reactor", daemon=True)
         _thread.start()

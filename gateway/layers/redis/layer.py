@@ -138,7 +138,7 @@ class RedisChannelLayer(BaseChannelLayer):
             kind = ClusterKeyspace if self.cluster else ShardRing
             topology = self._topology = kind(
                 self, self.hosts, prefix=self.prefix, client_prefix=self.client_prefix, reactor=self._reactor,
-                loop=self._loop, settings=ConnectionSettings(self.connect_timeout, self.command_timeout,
+                loop=self._home_loop(), settings=ConnectionSettings(self.connect_timeout, self.command_timeout,
                                                              self.reconnect_max_delay),
                 counters=self.counters, batch=self.batch, block_timeout=self.block_timeout,
             )

@@ -103,7 +103,8 @@ class Serializer:
     def dumps(self, message: dict[str, Any]) -> bytes:
         """The body (no prefix, not encrypted)."""
         if self.format == "msgpack":
-            return _packb(message)  # type: ignore[no-any-return]
+            packed: bytes = _packb(message)
+            return packed
         return json.dumps(message).encode("utf-8")
 
     def encode(self, message: dict[str, Any]) -> bytes:
