@@ -479,6 +479,41 @@ class RedisConnection:
             self.last_error = _describe(exc)
             raise self.unavailable() from None
 
+    def queue(self, commands: Sequence[tuple[tuple[Any, ...], float]], fn: Callable[[Any], None]) -> LayerProtocol:
+        """Queue several commands now (one write at the end of this loop pass), each with its
+        own reply timeout; ``fn(reply)`` is called with each reply as it is parsed, or with the
+        error (as :meth:`call` raises it) when it is an error reply or the connection is lost.
+        ``fn`` must not raise.
+
+        Raises:
+            RedisLayerUnavailable: not connected.
+        """
+        proto = self.protocol
+        if proto is None:
+            raise self.unavailable()
+
+        def reply(value: Any) -> None:
+            if isinstance(value, Exception):
+                value = self.convert(proto, value)
+            fn(value)
+
+        try:
+            for args, timeout in commands:
+                proto.call_back(args, timeout, reply)
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+        return proto
+
+    def convert(self, proto: LayerProtocol, exc: Exception) -> Exception:
+        """The layer's error for a reply error or a lost connection on ``proto``."""
+        if isinstance(exc, txredisapi.ResponseError):
+            return self._error(proto, exc)
+        if isinstance(exc, txredisapi.ConnectionError):
+            self.last_error = _describe(exc)
+            return self.unavailable()
+        return exc
+
     async def call_asking(self, *args: Any) -> Any:
         """``ASKING`` then the command, back to back on this connection (a cluster's ``ASK``)."""
         proto = self.protocol or await self.get()
@@ -495,11 +530,16 @@ class RedisConnection:
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a script by SHA (falling back to EVAL once if the server forgot it)."""
-        try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except RedisLayerError as exc:
-            if isinstance(exc, (RedisLayerUnavailable, RedisRedirect)) or "NOSCRIPT" not in str(exc):
-                raise
+        proto = self.protocol or await self.get()
+        try:  # (call_on() inlined: this is every send's path)
+            return await proto.call(("EVALSHA", script.sha, len(keys), *keys, *args), self.reply_timeout)
+        except txredisapi.ResponseError as exc:
+            error = self._error(proto, exc)
+            if isinstance(error, (RedisLayerUnavailable, RedisRedirect)) or "NOSCRIPT" not in str(error):
+                raise error from None
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
         return await self.call("EVAL", script.source, len(keys), *keys, *args)
 
 

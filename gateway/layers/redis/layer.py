@@ -24,6 +24,7 @@ from gateway.layers.redis.hashing import consistent_hash
 from gateway.layers.redis.hosts import decode_hosts
 from gateway.layers.redis.local import DEEP, FLAT, OWNED, LocalChannels, ReceiveBuffer, snapshot
 from gateway.layers.redis.options import RedisLayerOptions, check_positive
+from gateway.layers.redis.scripts import SEND
 from gateway.layers.redis.serializer import CHANNEL_KEY, Serializer
 
 if TYPE_CHECKING:  # (importing them imports txredisapi: done at first use, on the installed reactor)
@@ -295,8 +296,6 @@ class RedisChannelLayer(BaseChannelLayer):
             key = topology.channel_key(channel)
             commands = topology.for_normal_send(channel, key)
         member = self.serializer.encode(message)
-        from gateway.layers.redis.scripts import SEND
-
         try:
             queued, expired = await commands.evalsha(
                 SEND, [key], [member, now, now - self.expiry, self.get_capacity(channel), int(self.expiry * 1000) + 1])
@@ -420,8 +419,6 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def _give_back(self, topology: Topology) -> None:
         """Put normal-channel messages popped for receivers that left back into Redis."""
-        from gateway.layers.redis.scripts import SEND
-
         pending = []
         for name in [n for n in self.local.channels if "!" not in n]:
             for expires, message, _mode in self.local.drain_queued(name):

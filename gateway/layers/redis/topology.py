@@ -122,9 +122,13 @@ class Topology(Protocol):
         ...
 
 
-def _wake_member(commands: RedisCommands) -> Callable[[bytes], Awaitable[object]]:
-    async def wake(key: bytes) -> object:
-        return await commands.call("ZADD", key, 0, b"w")
+#: Blocking pops a process reader keeps in flight (see reader.py).
+PROCESS_READER_DEPTH = 8
+
+
+def _wake_members(commands: RedisCommands) -> Callable[[list[bytes]], Awaitable[object]]:
+    async def wake(keys: list[bytes]) -> object:
+        return await asyncio.gather(*(commands.call("ZADD", key, 0, b"w") for key in keys))
 
     return wake
 
@@ -162,8 +166,9 @@ class Shard:
             wake_key = f"{ring.prefix}specific.{ring.client_prefix}!wake.{kind}".encode()
             side = ring.side
             reader = self.readers[kind] = Reader(
-                kind, connection, _wake_member(self.command), wake_key, lambda: side.reader_keys(kind),
+                kind, connection, _wake_members(self.command), wake_key, lambda: side.reader_keys(kind),
                 side.dispatch, ring.counters, ring.batch, ring.block_timeout,
+                depth=PROCESS_READER_DEPTH if kind == "process" else 1,
             )
             reader.start()
         return reader
@@ -329,8 +334,8 @@ class ClusterKeyspace:
                 return [(k, n) for k, n in side.reader_keys(kind) if key_slot(k) == slot]
 
             reader = self.readers[(kind, slot)] = Reader(
-                kind, connection, _wake_member(self.client.slot_route(slot)), wake_key, keys, side.dispatch,
-                self.counters, self.batch, self.block_timeout,
+                kind, connection, _wake_members(self.client.slot_route(slot)), wake_key, keys, side.dispatch,
+                self.counters, self.batch, self.block_timeout, depth=PROCESS_READER_DEPTH if kind == "process" else 1,
             )
             reader.start()
         reader.notify(key)
