@@ -317,9 +317,19 @@ class RedisChannelLayer(BaseChannelLayer):
             ForeignChannelError: a specific channel of another process (a ``ValueError``, and an
                 ``AssertionError`` as channels_redis raises).
         """
-        state = self.local.channels.get(channel)
+        local = self.local
+        state = local.channels.get(channel)
         if state is not None and state.ready and asyncio.get_running_loop() is self._loop:
-            return await self.local.get(state)  # checked and registered before
+            # checked and registered before: local.get() inlined (one coroutine less per message)
+            got = local.take(state)
+            if type(got) is tuple:
+                return local.unpack(got)
+            try:
+                entry = await got
+            except asyncio.CancelledError:
+                local.cancelled(state, got)
+                raise
+            return local.unpack(entry)
         self.require_valid_channel_name(channel)
         if "!" in channel and not self.is_local(channel):
             raise ForeignChannelError(

@@ -194,27 +194,30 @@ class LocalChannels:
             state = self.channels[name] = _Channel(name, self.get_capacity(name))
         return state
 
-    async def get(self, state: _Channel) -> dict[str, Any]:
-        """Wait for the next message on ``state``'s channel (cancellation-safe)."""
+    def take(self, state: _Channel) -> _Entry | asyncio.Future[_Entry]:
+        """The next queued entry of ``state``'s channel, or a future for it (a waiting receiver:
+        on cancellation, pass it to :meth:`cancelled`)."""
         queue = state.queue
         if queue:
-            entry = queue.popleft()
+            return queue.popleft()
+        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+        state.waiters.append(future)
+        if state.normal:
+            self.on_wait(state.name)
+        return future
+
+    def cancelled(self, state: _Channel, future: asyncio.Future[_Entry]) -> None:
+        """A receiver waiting on ``future`` was cancelled: an entry it was handed goes back."""
+        if future.done() and not future.cancelled():
+            self._give_back(state.name, future.result())
         else:
-            future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-            state.waiters.append(future)
-            if state.normal:
-                self.on_wait(state.name)
             try:
-                entry = await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._give_back(state.name, future.result())
-                else:
-                    try:
-                        state.waiters.remove(future)
-                    except ValueError:
-                        pass
-                raise
+                state.waiters.remove(future)
+            except ValueError:
+                pass
+
+    def unpack(self, entry: _Entry) -> dict[str, Any]:
+        """The message of a taken entry, the receiver's own (copied when shared)."""
         self.stats["received"] += 1
         mode = entry[2]
         if mode == OWNED:
@@ -222,6 +225,18 @@ class LocalChannels:
         if mode == FLAT:
             return dict(entry[1])
         return copy.deepcopy(entry[1])
+
+    async def get(self, state: _Channel) -> dict[str, Any]:
+        """Wait for the next message on ``state``'s channel (cancellation-safe)."""
+        got = self.take(state)
+        if type(got) is tuple:
+            return self.unpack(got)
+        try:
+            entry = await got
+        except asyncio.CancelledError:
+            self.cancelled(state, got)
+            raise
+        return self.unpack(entry)
 
 
 class _BufferView:
