@@ -144,6 +144,7 @@ class ClusterClient:
         self.redirects = 0
         self.topology_changes = 0
         self._refresh_task: asyncio.Task[None] | None = None
+        self._refresh_failures = 0
         self._again = False
         self._last_refresh = 0.0
         self._watch_task: asyncio.Task[None] | None = None
@@ -265,6 +266,11 @@ class ClusterClient:
 
     # -- the slot map -------------------------------------------------------------------------
 
+    def redirected(self, redirect: RedisRedirect) -> None:
+        """A connection of this client's (a reader's) was told the slot moved (``MOVED``)."""
+        if redirect.kind == "MOVED":
+            self._moved(redirect.slot, (redirect.host or self.template.host, redirect.port))
+
     def _moved(self, slot: int, node: Address) -> None:
         if self.slots[slot] != node:
             self.slots[slot] = node
@@ -324,8 +330,12 @@ class ClusterClient:
             try:
                 reply, asked = await self._ask_slots()
             except RedisLayerError as exc:
-                logger.warning("Redis Cluster %s: cannot read the slot map: %s", self.template.describe(), exc)
+                self._refresh_failures += 1
+                level = logging.WARNING if self._refresh_failures % 50 == 1 else logging.DEBUG
+                logger.log(level, "Redis Cluster %s: cannot read the slot map (attempt %d): %s",
+                           self.template.describe(), self._refresh_failures, exc)
                 return
+            self._refresh_failures = 0
             self.refreshes += 1
             self._apply(reply, asked)
             if not self._again or self.closed:

@@ -59,16 +59,20 @@ class Reader:
         batch: most messages per pop.
         block_timeout: seconds a blocking pop waits before it is re-issued.
         depth: blocking pops kept in flight (``process`` readers; 1 for ``normal``).
+        on_redirect: told about a ``MOVED``/``ASK`` the reader got (a cluster client updates its
+            slot map), before the reader reconnects to the slot's owner.
     """
 
     def __init__(self, kind: str, connection: RedisConnection, wake: Callable[[list[bytes]], Awaitable[object]],
                  wake_key: bytes, keys: Callable[[], list[tuple[bytes, int]]], dispatch: Callable[[bytes, _Pairs], None],
-                 stats: dict[str, int], batch: int, block_timeout: float, depth: int = 1) -> None:
+                 stats: dict[str, int], batch: int, block_timeout: float, depth: int = 1,
+                 on_redirect: Callable[[RedisRedirect], None] | None = None) -> None:
         self.kind = kind
         self.connection = connection
         self.wake = wake
         self.wake_key = wake_key
         self.depth = depth
+        self.on_redirect = on_redirect
         self.wake_keys = [wake_key] if depth == 1 else [wake_key + b".%d" % j for j in range(depth)]
         self._wake_set = frozenset(self.wake_keys)
         self._next_wake = 0
@@ -152,6 +156,8 @@ class Reader:
             except RedisRedirect as exc:  # the slot moved: reconnect to its new owner
                 self._blocked_on = None
                 need_drain = True
+                if self.on_redirect is not None:
+                    self.on_redirect(exc)
                 self.connection.drop(f"slot moved ({exc})")
                 await asyncio.sleep(0.01)
                 continue

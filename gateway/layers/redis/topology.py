@@ -336,6 +336,7 @@ class ClusterKeyspace:
             reader = self.readers[(kind, slot)] = Reader(
                 kind, connection, _wake_members(self.client.slot_route(slot)), wake_key, keys, side.dispatch,
                 self.counters, self.batch, self.block_timeout, depth=PROCESS_READER_DEPTH if kind == "process" else 1,
+                on_redirect=self.client.redirected,
             )
             reader.start()
         reader.notify(key)

@@ -20,10 +20,17 @@ __all__ = ["REDIS_SERVER", "RedisCluster", "RedisServer", "command", "free_port"
 REDIS_SERVER = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(taken: set[int] | None = None) -> int:
+    """A port free now (and not in ``taken``, to which it is added)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if taken is None:
+            return port
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 def _encode(*args: Any) -> bytes:
@@ -143,8 +150,9 @@ class RedisCluster:
     def __init__(self, tmp: Path, primaries: int = 3, replicas: int = 1, node_timeout: int = 1000) -> None:
         self.tmp = tmp
         self.nodes: list[RedisServer] = []
+        used: set[int] = set()
         for _ in range(primaries * (1 + replicas)):
-            port, bus = free_port(), free_port()
+            port, bus = free_port(used), free_port(used)
             directory = tmp / f"node-{port}"
             directory.mkdir()
             self.nodes.append(RedisServer(directory, port=port, args=(
