@@ -11,12 +11,10 @@ its own (the ``ssl:`` key of a listener whose endpoint is ``ssl:``, and SMTP's `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
-
-    from gateway.config.schema import TLSPolicy
 
 __all__ = ["INTERMEDIATE", "TLSPolicyError", "apply_policy", "certificate_options", "cipher_string"]
 
@@ -30,6 +28,17 @@ INTERMEDIATE = ":".join([
 
 #: Named policies for ``tls.ciphers``.
 POLICIES = {"intermediate": INTERMEDIATE}
+
+
+class Policy(Protocol):
+    """A listener's TLS policy (``gateway.config.schema.TLSPolicy``): a cipher setting and the
+    oldest version accepted (``"1.2"`` or ``"1.3"``)."""
+
+    @property
+    def ciphers(self) -> str: ...
+
+    @property
+    def min_version(self) -> str: ...
 
 
 class TLSPolicyError(ValueError):
@@ -63,26 +72,22 @@ def _version(name: str) -> int:
     return {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}[name]
 
 
-def apply_policy(context: SSL.Context, config: TLSPolicy | None) -> None:
+def apply_policy(context: SSL.Context, config: Policy | None) -> None:
     """Restrict ``context`` (a server's pyOpenSSL context) to the policy of ``config`` (default:
     intermediate, TLS 1.2 and newer)."""
-    from gateway.config.schema import TLSPolicy
-
-    config = config or TLSPolicy()
-    context.set_min_proto_version(_version(config.min_version))
-    context.set_cipher_list(cipher_string(config.ciphers).encode("ascii"))
+    ciphers, min_version = (config.ciphers, config.min_version) if config is not None else ("intermediate", "1.2")
+    context.set_min_proto_version(_version(min_version))
+    context.set_cipher_list(cipher_string(ciphers).encode("ascii"))
 
 
-def certificate_options(config: TLSPolicy | None, **kwargs: Any) -> Any:
+def certificate_options(config: Policy | None, **kwargs: Any) -> Any:
     """``twisted.internet.ssl.CertificateOptions(**kwargs)`` under the policy of ``config`` (for
     TLS the daemon starts itself, such as SMTP's STARTTLS)."""
     from twisted.internet import ssl
 
-    from gateway.config.schema import TLSPolicy
-
-    config = config or TLSPolicy()
+    ciphers, min_version = (config.ciphers, config.min_version) if config is not None else ("intermediate", "1.2")
     return ssl.CertificateOptions(
-        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(cipher_string(config.ciphers)),
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_3 if config.min_version == "1.3" else None,
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(cipher_string(ciphers)),
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else None,
         **kwargs,
     )

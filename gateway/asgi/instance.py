@@ -20,8 +20,9 @@ is the same in every protocol:
   errors once at ERROR with a traceback, counts them, and hands the ending to the adapter's
   failure hook (:meth:`~ApplicationInstance.app_ended`), which gives the protocol's answer (HTTP 500 or an
   abort, WebSocket 403 or 1011, MQTT reason 0x80, SMTP 451, an SMS provider's retry status).
-  An application that ends with the very :class:`ClientDisconnected` its ``send()`` raised after
-  the client left is not an error: that is logged at debug level and counted as such.
+  An application that ends with the very :class:`ClientDisconnected` its ``send()`` raised (the
+  client left, or the connection is closing) is not an error: that is logged at debug level and
+  counted as such.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class ApplicationInstance:
 
     __slots__ = (
         "app", "scope", "order", "loop", "clock", "counters", "close_timeout", "high_water",
-        "queue", "queued", "reading_paused", "waiter", "task", "gone", "final", "ended", "_close_timer",
+        "queue", "queued", "reading_paused", "waiter", "task", "gone", "final", "ended", "left_error", "_close_timer",
     )
 
     log = Logger(namespace="gateway.asgi")
@@ -165,6 +166,8 @@ class ApplicationInstance:
         self.final: Message | None = None
         #: How the instance ended, once it has.
         self.ended: Ending | None = None
+        #: The :class:`ClientDisconnected` ``send()`` raised last (nothing may be sent any more).
+        self.left_error: ClientDisconnected | None = None
         self._close_timer: IDelayedCall | None = None
 
     # -- hooks for the protocol's subclass ---------------------------------------------------
@@ -197,7 +200,8 @@ class ApplicationInstance:
 
     def start(self) -> None:
         """Start the application (its first step runs on the next loop pass)."""
-        task = self.task = self.loop.create_task(self.app(self.scope, self.receive, self.send))
+        # An ASGI application returns a coroutine (asgiref's types say Awaitable).
+        task = self.task = self.loop.create_task(self.app(self.scope, self.receive, self.send))  # type: ignore[arg-type]
         task.add_done_callback(self._done)
 
     def put(self, message: Message, size: int = 1) -> None:
@@ -239,7 +243,16 @@ class ApplicationInstance:
         self.gone = True
         if final is not None:
             self.set_final(final)
-        self.close_after()
+        task = self.task
+        if task is not None and not task.done():
+            # Most applications end on the disconnect event within a loop pass; only one still
+            # running after that gets a timer (a reactor timer costs ten times a loop callback).
+            self.loop.call_soon(self._arm_close_timer)
+
+    def _arm_close_timer(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            self.close_after()
 
     def close_after(self, seconds: float | None = None) -> None:
         """Cancel the application if it still runs ``seconds`` (default ``close_timeout``) from now."""
@@ -287,14 +300,28 @@ class ApplicationInstance:
             self.waiter = None
 
     async def send(self, message: Message) -> None:
-        """ASGI ``send``: checked by the state machine, then performed by the adapter."""
+        """ASGI ``send``: checked by the state machine, then performed by the adapter.
+
+        Raises:
+            ClientDisconnected: the client left (or the connection is closing): nothing may be
+                sent. An application that lets this very exception end it ends quietly.
+            LocalProtocolError: the message is malformed, unknown or out of order.
+        """
         if self.gone:
-            raise ClientDisconnected("the client disconnected")
-        waiting = self.app_perform(self.order.app_send(message))
+            raise self._left()
+        try:
+            waiting = self.app_perform(self.order.app_send(message))
+        except ClientDisconnected as exc:
+            self.left_error = exc
+            raise
         if waiting is not None:
             await waiting
             if self.gone:
-                raise ClientDisconnected("the client disconnected")
+                raise self._left()
+
+    def _left(self) -> ClientDisconnected:
+        exc = self.left_error = ClientDisconnected("the client disconnected")
+        return exc
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -326,7 +353,7 @@ class ApplicationInstance:
                     self.counters.errors += 1
                     self.log.error("The application for {what} returned {result!r}; an ASGI application must return None",
                                    what=self.describe(), result=result)
-            elif self.gone and isinstance(exc, ClientDisconnected):
+            elif isinstance(exc, ClientDisconnected) and (self.gone or exc is self.left_error):
                 ending = CLIENT_LEFT
                 self.counters.client_left += 1
                 self.log.debug("Client left {what}; its application ended on send()", what=self.describe())
@@ -352,7 +379,7 @@ def start_instance(
     loop: asyncio.AbstractEventLoop, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: DoneCallback
 ) -> asyncio.Task[Any]:
     """Start ``app(scope, receive, send)`` as a task and call ``on_done`` when it ends."""
-    task = loop.create_task(app(scope, receive, send))
+    task: asyncio.Task[Any] = loop.create_task(app(scope, receive, send))  # type: ignore[arg-type]
 
     def done(finished: asyncio.Task[Any]) -> None:
         if finished.cancelled():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, urlparse
 
+from gateway.asgi.app import ASGIApp, Message
+from gateway.protocols.http.asgi import http_scope
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["HttpCommunicator"]
@@ -26,7 +28,7 @@ class HttpCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         method: str,
         path: str,
         body: bytes = b"",
@@ -40,25 +42,24 @@ class HttpCommunicator(ProtocolCommunicator):
         self.sent_request = False
         super().__init__(application, scope_overrides=scope_overrides, method=method, path=path, headers=headers)
 
-    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:  # type: ignore[override]
-        """An ASGI 3 ``http`` scope for ``method`` and ``path``."""
+    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:
+        """An ASGI 3 ``http`` scope for ``method`` and ``path``, as the HTTP listener builds it."""
         parsed = urlparse(path)
-        scope = super().build_scope(
-            http_version="1.1",
+        return http_scope(
             method=method.upper(),
+            http_version="1.1",
             scheme="http",
-            path=unquote(parsed.path),
-            raw_path=parsed.path.encode("latin-1", "replace"),
+            raw_path=quote(parsed.path, safe="/%:@!$&'()*+,;=~").encode("ascii"),
             query_string=parsed.query.encode("utf-8"),
             root_path="",
             headers=list(headers or []),
             client=("127.0.0.1", 50000),
             server=("127.0.0.1", 80),
+            state=None,
+            extensions={"http.response.trailers": {}, "http.response.pathsend": {}},
         )
-        scope["asgi"]["spec_version"] = "2.5"
-        return scope
 
-    async def get_response(self, timeout: float = 1) -> dict[str, Any]:
+    async def get_response(self, timeout: float = 1) -> Message:
         """Send the request (once) and return ``{"status", "headers", "body", ...}``.
 
         Raises:

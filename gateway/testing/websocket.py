@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, urlparse
 
+from gateway.asgi.app import ASGIApp
+from gateway.protocols.http.asgi import http_scope
+from gateway.protocols.websocket.asgi import websocket_scope
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["WebsocketCommunicator"]
@@ -27,7 +30,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         path: str,
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
@@ -47,21 +50,25 @@ class WebsocketCommunicator(ProtocolCommunicator):
             spec_version=spec_version,
         )
 
-    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:  # type: ignore[override]
-        """An ASGI 3 ``websocket`` scope."""
+    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:
+        """An ASGI 3 ``websocket`` scope, as the HTTP listener builds it for an upgrade request
+        (the ``subprotocols`` given win over a ``Sec-WebSocket-Protocol`` header)."""
         parsed = urlparse(path)
-        scope = super().build_scope(
+        scope = websocket_scope(http_scope(
+            method="GET",
             http_version="1.1",
             scheme="ws",
-            path=unquote(parsed.path),
-            raw_path=parsed.path.encode("latin-1", "replace"),
+            raw_path=quote(parsed.path, safe="/%:@!$&'()*+,;=~").encode("ascii"),
             query_string=parsed.query.encode("utf-8"),
             root_path="",
             headers=list(headers or []),
-            subprotocols=list(subprotocols or []),
             client=("127.0.0.1", 50000),
             server=("127.0.0.1", 80),
-        )
+            state=None,
+            extensions={},
+        ))
+        if subprotocols:
+            scope["subprotocols"] = list(subprotocols)
         if spec_version:
             scope["spec_version"] = spec_version
             scope["asgi"]["spec_version"] = spec_version

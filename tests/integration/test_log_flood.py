@@ -81,7 +81,6 @@ HANDSHAKE = (b"GET /ws/rooms/lobby/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: %s\r\n\r\n")
 
 
-@pytest.mark.xfail(strict=True, reason="the WebSocket protocol class does not use gateway.logs.autobahn_log yet")
 def test_refused_websocket_handshakes_and_protocol_errors_are_quiet(tmp_path: Path) -> None:
     with Daemon(tmp_path, CONFIG) as daemon:
         port = daemon.port("web")

@@ -322,7 +322,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if state is not None and state.ready and asyncio.get_running_loop() is self._loop:
             # checked and registered before: local.get() inlined (one coroutine less per message)
             got = local.take(state)
-            if type(got) is tuple:
+            if isinstance(got, tuple):
                 return local.unpack(got)
             try:
                 entry = await got

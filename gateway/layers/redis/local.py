@@ -229,7 +229,7 @@ class LocalChannels:
     async def get(self, state: _Channel) -> dict[str, Any]:
         """Wait for the next message on ``state``'s channel (cancellation-safe)."""
         got = self.take(state)
-        if type(got) is tuple:
+        if isinstance(got, tuple):
             return self.unpack(got)
         try:
             entry = await got

@@ -30,12 +30,13 @@ from typing import Any
 import txredisapi
 
 from gateway._compat.asyncio_loop import loop_is_idle
-from gateway.protocols.transport import write_through
+from gateway._compat.tcp import write_through
 
-try:  # optional: a C parser
-    import hiredis
+_hiredis: Any
+try:  # a C parser (a dependency; the pure-Python parser below is the fallback)
+    import hiredis as _hiredis
 except ImportError:  # pragma: no cover - depends on the environment
-    hiredis = None
+    _hiredis = None
 
 __all__ = ["INCOMPLETE", "Callback", "LayerProtocol", "RespParser"]
 
@@ -199,8 +200,8 @@ class LayerProtocol(txredisapi.BaseRedisProtocol):
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
-        if hiredis is not None:
-            self._parser: Any = hiredis.Reader(protocolError=txredisapi.InvalidData, replyError=ResponseError)
+        if _hiredis is not None:
+            self._parser: Any = _hiredis.Reader(protocolError=txredisapi.InvalidData, replyError=ResponseError)
             self._incomplete: Any = False
         else:
             self._parser = RespParser()

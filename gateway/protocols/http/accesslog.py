@@ -16,10 +16,17 @@ from gateway.protocols.http.core import Request
 class Logged(Protocol):
     """What a line is written from (the HTTP adapter's ``Exchange``)."""
 
-    scope: Mapping[str, Any]
-    request: Request
-    status: int
-    bytes_sent: int
+    @property
+    def scope(self) -> Mapping[str, Any]: ...
+
+    @property
+    def request(self) -> Request: ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def bytes_sent(self) -> int: ...
 
 
 class AccessLog:
@@ -55,13 +62,15 @@ class AccessLog:
 
     def log(self, exchange: Logged, peer: Any) -> None:
         """Write the line for a finished (or failed) response."""
+        self.log_line(exchange.scope, exchange.request, exchange.status, exchange.bytes_sent, peer)
+
+    def log_line(self, scope: Mapping[str, Any], request: Request, status: int, bytes_sent: int, peer: Any) -> None:
+        """Write the line for one answered request (a WebSocket handshake: 101, or its refusal)."""
         stream = self._stream
         if stream is None:
             return
-        scope = exchange.scope
         client = scope.get("client") or peer
         host = client[0] if client else "-"
-        request = exchange.request
         referer = user_agent = "-"
         for name, value in request.headers:
             if name == b"referer":
@@ -74,8 +83,8 @@ class AccessLog:
             request.method,
             _quote(request.target),
             request.http_version,
-            exchange.status,
-            exchange.bytes_sent if exchange.bytes_sent else "-",
+            status,
+            bytes_sent if bytes_sent else "-",
             referer,
             user_agent,
         )

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from gateway._compat.tcp import set_write_high_water, write_through
 from gateway.asgi.app import ASGIApp, Message
 from gateway.asgi.instance import RETURNED, ApplicationInstance, Ending
 from gateway.logs import RejectionLog
@@ -30,17 +31,10 @@ from gateway.metrics.stats import HTTPStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http import files
 from gateway.protocols.http.accesslog import AccessLog
-from gateway.protocols.http.asgi import Body, PathSend, ResponseState, Start, Trailers, http_scope
+from gateway.protocols.http.asgi import BODY, START, TRAILERS, ResponseState, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.transport import (
-    address_tuple,
-    is_tls,
-    server_tuple,
-    set_write_high_water,
-    tls_extension,
-    write_through,
-)
+from gateway.protocols.transport import Drain, address_tuple, is_tls, server_tuple, tls_extension
 
 log = Logger(namespace="gateway.http")
 
@@ -48,6 +42,7 @@ log = Logger(namespace="gateway.http")
 _IDLE = "keep-alive"
 _HEAD = "header"
 _BODY = "body"
+_LINGER = "lingering close"
 
 
 @dataclass(eq=False, slots=True)
@@ -63,6 +58,8 @@ class HTTPSettings:
     header_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
     body_timeout: float = 60.0
+    lingering_timeout: float = 5.0
+    lingering_size: int = 1024 * 1024
     request_timeout: float | None = None
     application_close_timeout: float = 10.0
     max_pipelined: int = 32
@@ -157,7 +154,7 @@ class Exchange(ApplicationInstance):
         self.body_complete = True
         if self.response.complete:
             return
-        last = self.last_queued()
+        last = self.last_queued() if self.queue or self.waiter is not None else None
         if last is not None:
             last["more_body"] = False  # not received yet: the last piece says it is the last
         else:
@@ -173,41 +170,41 @@ class Exchange(ApplicationInstance):
     def app_perform(self, action: Any) -> Any:
         protocol = self.protocol
         conn = protocol.conn
-        kind = action.__class__
-        if kind is Body:
-            body = action.body
+        kind = action[0]
+        if kind is BODY:
+            _, body, more = action
             if not conn.suppresses_body:
                 self.bytes_sent += len(body)
             conn.send_body(body)
-            if not action.more and not self.response.trailers:
+            if not more and not self.response.trailers:
                 self._finish()
                 return None
             self._head_pending = False
             protocol.flush()
-        elif kind is Start:
-            self.status = action.status
-            fields = action.fields
-            extra = protocol.extra_headers(fields.has_server, fields.has_date)
-            if not conn.start_response(self.request, action.status, fields, extra=extra):
+        elif kind is START:
+            _, status, fields, _ = action
+            self.status = status
+            extra = protocol.extra_headers(fields[3], fields[4])  # has_server, has_date
+            if not conn.start_response(self.request, status, fields, extra=extra):
                 self.keep_alive = False
             # Hold the head back for a moment, so that it leaves with the first body piece
             # in one write; flush it on the next loop pass if no body comes (streaming).
             self._head_pending = True
             self.loop.call_soon(self._flush_head)
             return None
-        elif kind is Trailers:
+        elif kind is TRAILERS:
             if self._trailer_headers is None:
                 self._trailer_headers = []
-            self._trailer_headers.extend(action.headers)
-            if not action.more:
+            self._trailer_headers.extend(action[1])
+            if not action[2]:
                 self._finish()
             return None
-        else:  # PathSend
+        else:  # PATHSEND
             self._head_pending = False
-            return self._send_file(action.path)
+            return self._send_file(action[1])
         if protocol.writes_paused:
             self.stats.write_pauses += 1
-            return protocol.wait_for_drain()
+            return protocol.drain.wait()
         return None
 
     def pause_reading(self) -> None:
@@ -322,6 +319,9 @@ class ContinueExchange(Exchange):
 class HTTPProtocol(Protocol):
     """One HTTP/1.1 connection: requests in order, one application instance per request."""
 
+    #: A TCP, UNIX or TLS transport (Twisted types it as the bare ITransport).
+    transport: Any
+
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
         self.conn = HTTPConnection(settings.limits)
@@ -331,9 +331,10 @@ class HTTPProtocol(Protocol):
         self.receiving: Exchange | None = None
         self.pending: deque[Exchange] = deque()
         self.writes_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self.drain = Drain()
         self._reading_paused = False
-        self._closing = False
+        #: No more requests are served: the connection is closing (or lingering to close).
+        self.closing = False
         self._shutting_down = False
         self._lost = False
         self._deadline: float | None = None
@@ -347,6 +348,8 @@ class HTTPProtocol(Protocol):
         self._error: RemoteProtocolError | None = None
         self._upgrade: tuple[Request, dict[str, Any]] | None = None
         self._extensions: dict[str, Any] | None = None
+        #: While closing after an error answer: request bytes still to throw away (else None).
+        self._lingering: int | None = None
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -366,7 +369,7 @@ class HTTPProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._lost = True
-        self._closing = True
+        self.closing = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -376,7 +379,7 @@ class HTTPProtocol(Protocol):
         self.pending.clear()
         self.active = self.receiving = None
         self.conn.release()
-        self._release_drain_waiters()
+        self.drain.release()
         factory = self.factory
         if factory is not None:
             factory.connection_closed(self)
@@ -384,7 +387,13 @@ class HTTPProtocol(Protocol):
     # -- incoming data -------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self.closing:
+            lingering = self._lingering
+            if lingering is not None:
+                # Closing after an error answer: the request's rest is read and thrown away.
+                self._lingering = lingering = lingering - len(data)
+                if lingering < 0:
+                    self.transport.loseConnection()
             return
         conn = self.conn
         try:
@@ -398,7 +407,7 @@ class HTTPProtocol(Protocol):
                 if event.__class__ is Data:
                     receiving = self.receiving
                     if receiving is not None:
-                        receiving.feed(event.data)  # type: ignore[union-attr]
+                        receiving.feed(event.data)
                         self._deadline_kind = _BODY
                 elif event is END_OF_MESSAGE:
                     receiving = self.receiving
@@ -407,7 +416,7 @@ class HTTPProtocol(Protocol):
                     self._deadline = None
                 else:
                     self._on_request(event)  # type: ignore[arg-type]
-                if self._closing:
+                if self.closing:
                     return
             events = conn.events_received()
         if self._error is not None:
@@ -537,7 +546,10 @@ class HTTPProtocol(Protocol):
             return
         self.active = None
         if not keep_alive or self._lost:
-            self._close()
+            if exchange.body_complete:
+                self._close()
+            else:
+                self._close_lingering()  # answered before the request body was read
             return
         if self.pending:
             self._start_next()
@@ -565,7 +577,7 @@ class HTTPProtocol(Protocol):
         access_log = self.settings.access_log
         if access_log is not None:
             access_log.log(exchange, self.client)
-        self._close()
+        self._close_lingering()
 
     def abort_response(self, exchange: Exchange) -> None:
         """A response cannot be completed: close so the client sees it was cut short."""
@@ -575,11 +587,8 @@ class HTTPProtocol(Protocol):
 
     async def wait_for_drain(self) -> None:
         """Wait until the transport's buffer drained below the high-water mark."""
-        if not self.writes_paused or self._lost:
-            return
-        waiter = self.settings.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
+        if self.writes_paused and not self._lost:
+            await self.drain.wait()
 
     # -- IPushProducer: the transport tells us when its write buffer is full -------------
 
@@ -589,20 +598,14 @@ class HTTPProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self.writes_paused = False
-        self._release_drain_waiters()
+        self.drain.release()
         if self._lost:
             return
         self._start_next()
         self._update_reading()
 
     def stopProducing(self) -> None:
-        self._release_drain_waiters()
-
-    def _release_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.drain.release()
 
     # -- the WebSocket hand-off (called by the upgrade hook) -------------------------------
 
@@ -617,7 +620,7 @@ class HTTPProtocol(Protocol):
         ``self.conn.trailing_data``.
         """
         transport = self.transport
-        self._closing = True
+        self.closing = True
         self._deadline = None
         self.conn.release()
         transport.unregisterProducer()
@@ -691,7 +694,10 @@ class HTTPProtocol(Protocol):
             self._timer = self.settings.reactor.callLater(deadline - now, self._timer_fired)
             return
         kind = self._deadline_kind
-        if kind is _IDLE or (kind is _HEAD and not self.conn.in_message):
+        if kind is _LINGER:
+            self._lingering = None
+            self.transport.loseConnection()
+        elif kind is _IDLE or (kind is _HEAD and not self.conn.in_message):
             self._close()
         elif kind is _HEAD:
             if self.settings.rejections.allow("request head timeout", LogLevel.info):
@@ -724,12 +730,34 @@ class HTTPProtocol(Protocol):
     def _write_error_and_close(self, status: int, message: str) -> None:
         if not self._lost:
             write_through(self.transport, error_response(status, message, extra=self.extra_headers(False, False)))
-        self._close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close after an answer while the client may still be sending its request: a close with
+        unread bytes makes the kernel reset the connection, and the client would never read the
+        answer. So: send FIN after the answer, read and throw away what still comes (at most
+        ``lingering_size`` bytes, for at most ``lingering_timeout`` seconds, as nginx's lingering
+        close does), and close once the client closed its side or either bound is reached."""
+        if self.closing:
+            return
+        self.closing = True
+        self._deadline = None
+        if self._lost:
+            return
+        transport = self.transport
+        self._lingering = self.settings.lingering_size
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resumeProducing()
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is not None:  # TCP: FIN once the answer is out (TLS has no half-close)
+            lose_write()
+        self._set_deadline(self.settings.lingering_timeout, _LINGER)
 
     def _close(self) -> None:
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self.closing = True
         self._deadline = None
         if not self._lost:
             self.transport.loseConnection()

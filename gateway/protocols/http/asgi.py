@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import unquote
 
 from gateway.protocols.errors import LocalProtocolError
@@ -19,59 +19,33 @@ ASGI_VERSION = "3.0"
 SPEC_VERSION = "2.5"
 
 # Response states.
-START = 0
-BODY = 1
-TRAILERS = 2
+AWAITING_START = 0
+AWAITING_BODY = 1
+AWAITING_TRAILERS = 2
 DONE = 3
 _EXPECTED = {
-    START: "http.response.start",
-    BODY: "http.response.body",
-    TRAILERS: "http.response.trailers",
+    AWAITING_START: "http.response.start",
+    AWAITING_BODY: "http.response.body",
+    AWAITING_TRAILERS: "http.response.trailers",
     DONE: "nothing (the response is complete)",
 }
 
 
-class Start:
-    """``http.response.start``: status, the header fields (checked and encoded), and whether
-    trailers follow."""
-
-    __slots__ = ("fields", "status", "trailers")
-
-    def __init__(self, status: int, fields: ResponseFields, trailers: bool) -> None:
-        self.status = status
-        self.fields = fields
-        self.trailers = trailers
-
-
-class Body:
-    """``http.response.body``: a piece of the body; the last one when ``more`` is false."""
-
-    __slots__ = ("body", "more")
-
-    def __init__(self, body: bytes, more: bool) -> None:
-        self.body = body
-        self.more = more
-
-
-class Trailers:
-    """``http.response.trailers``: trailer fields; the last ones when ``more`` is false."""
-
-    __slots__ = ("headers", "more")
-
-    def __init__(self, headers: list[tuple[bytes, bytes]], more: bool) -> None:
-        self.headers = headers
-        self.more = more
-
-
-class PathSend:
-    """``http.response.pathsend``: the rest of the body is the file at ``path`` (absolute)."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
+# The actions of ResponseState.app_send, for the adapter: tuples tagged with the message type
+# (one is built per message; a tuple costs a fraction of an object with an __init__).
+START: Final = "http.response.start"
+BODY: Final = "http.response.body"
+TRAILERS: Final = "http.response.trailers"
+PATHSEND: Final = "http.response.pathsend"
+#: ``(START, status, fields, trailers)``: the status, the header fields checked and encoded
+#: (:data:`~gateway.protocols.http.core.ResponseFields`), and whether trailers follow.
+Start = tuple[Literal["http.response.start"], int, ResponseFields, bool]
+#: ``(BODY, body, more)``: a piece of the body; the last one when ``more`` is false.
+Body = tuple[Literal["http.response.body"], bytes, bool]
+#: ``(TRAILERS, headers, more)``: trailer fields; the last ones when ``more`` is false.
+Trailers = tuple[Literal["http.response.trailers"], list[tuple[bytes, bytes]], bool]
+#: ``(PATHSEND, path)``: the rest of the body is the file at ``path`` (absolute).
+PathSend = tuple[Literal["http.response.pathsend"], str]
 Action = Start | Body | Trailers | PathSend
 
 
@@ -89,7 +63,7 @@ class ResponseState:
     __slots__ = ("complete", "started", "state", "trailers")
 
     def __init__(self) -> None:
-        self.state = START
+        self.state = AWAITING_START
         self.trailers = False
         #: Whether ``http.response.start`` was accepted.
         self.started = False
@@ -103,20 +77,20 @@ class ResponseState:
         except (TypeError, KeyError, IndexError):
             raise LocalProtocolError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
         state = self.state
-        if kind == "http.response.body":
-            if state != BODY:
+        if kind == BODY:
+            if state != AWAITING_BODY:
                 raise self.unexpected(kind)
             body = message_body(message, kind)
             more = bool(message.get("more_body", False))
             if not more:
                 if self.trailers:
-                    self.state = TRAILERS
+                    self.state = AWAITING_TRAILERS
                 else:
                     self.state = DONE
                     self.complete = True
-            return Body(body, more)
-        if kind == "http.response.start":
-            if state != START:
+            return BODY, body, more
+        if kind == START:
+            if state != AWAITING_START:
                 raise self.unexpected(kind)
             status = message.get("status")
             if type(status) is not int or not 200 <= status <= 999:
@@ -125,34 +99,31 @@ class ResponseState:
                 raise LocalProtocolError(f"http.response.start 'status' must be an int from 100 to 999, got {status!r}")
             fields = response_fields(message.get("headers", ()))
             trailers = self.trailers = bool(message.get("trailers", False))
-            self.state = BODY
+            self.state = AWAITING_BODY
             self.started = True
-            return Start(status, fields, trailers)
-        if kind == "http.response.trailers":
-            if state != TRAILERS:
+            return START, status, fields, trailers
+        if kind == TRAILERS:
+            if state != AWAITING_TRAILERS:
                 raise self.unexpected(kind)
             headers, _, _ = validate_headers(message.get("headers", ()))
             more = bool(message.get("more_trailers", False))
             if not more:
                 self.state = DONE
                 self.complete = True
-            return Trailers(headers, more)
-        if kind == "http.response.pathsend":
-            if state != BODY:
+            return TRAILERS, headers, more
+        if kind == PATHSEND:
+            if state != AWAITING_BODY:
                 raise self.unexpected(kind)
             path = message.get("path")
             if not isinstance(path, str) or not os.path.isabs(path):
                 raise LocalProtocolError(f"http.response.pathsend 'path' must be an absolute path, got {path!r}")
-            self._body_done()
-            return PathSend(path)
+            if self.trailers:
+                self.state = AWAITING_TRAILERS
+            else:
+                self.state = DONE
+                self.complete = True
+            return PATHSEND, path
         raise self.unexpected(kind)
-
-    def _body_done(self) -> None:
-        if self.trailers:
-            self.state = TRAILERS
-        else:
-            self.state = DONE
-            self.complete = True
 
     def unexpected(self, message_type: Any) -> LocalProtocolError:
         """The error for a message that does not fit the current state."""
@@ -164,7 +135,7 @@ def message_body(message: Any, kind: str) -> bytes:
     are copied to bytes); anything else is a :class:`LocalProtocolError` naming ``kind``."""
     body = message.get("body", b"")
     if type(body) is bytes:
-        return body  # type: ignore[no-any-return]
+        return body
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     raise LocalProtocolError(f"{kind} 'body' must be bytes, got {type(body).__name__}")

@@ -11,7 +11,18 @@ Bytes in, events out; responses in, bytes out. No sockets, no clocks::
     transport.write(conn.data_to_send())
 
 Peer errors raise :class:`~gateway.protocols.errors.RemoteProtocolError` whose ``hint`` is the
-HTTP status to answer with (400, 413, 414, 431, ...); after one, the connection must close.
+HTTP status to answer with; after one, the connection must close:
+
+* 400: malformed request; among them every framing two parsers could read differently (RFC 9112
+  6.3, 11.2): Content-Length with Transfer-Encoding, a repeated or non-numeric Content-Length,
+  chunked not the final coding (or repeated), Transfer-Encoding in an HTTP/1.0 request, obs-fold
+  (5.2), whitespace before a colon (5.1), bare CR or LF;
+* 413: a body larger than ``max_body_size`` (a Content-Length over it, before any body);
+* 414: a request target longer than ``max_request_line``;
+* 431: more than ``max_headers`` fields, or a head larger than ``max_header_size``;
+* 501: a transfer coding other than chunked (``gzip, chunked``): we do not decode them (6.1);
+* 505: an HTTP version other than 1.0 and 1.1.
+
 Misuse by our side (a body longer than its Content-Length, say) raises
 :class:`~gateway.protocols.errors.LocalProtocolError`.
 """
@@ -113,7 +124,9 @@ Event = Request | Data | EndOfMessage
 # RFC 9110 5.1: field names are tokens; 5.5: values must not contain CR, LF or NUL.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
-_STATUS_LINES = {}
+_STATUS_LINES: dict[int, bytes] = {}
+#: Request fields the parse takes note of (see on_header).
+_NOTED_FIELDS = frozenset((b"expect", b"upgrade", b"transfer-encoding"))
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -147,6 +160,10 @@ class _ReleasedParser:
 _RELEASED = _ReleasedParser()
 
 
+class _LastRequest(Exception):
+    """Raised from a parser callback to stop parsing after the connection's last request."""
+
+
 class HTTPConnection:
     """The server side of one HTTP/1.1 connection.
 
@@ -167,6 +184,10 @@ class HTTPConnection:
         self.in_message = False
         self._expect_continue = False
         self._upgrade: bytes | None = None
+        # The header list of the message that has a Transfer-Encoding field (compared by
+        # identity: each message gets a new list, so nothing needs resetting per message).
+        self._transfer_encoding: Headers | None = None
+        self._keep_alive = True
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
         # protocol (autobahn) exactly as received. Only valid when the message began at the
         # start of a receive_data() chunk (always true unless requests are pipelined).
@@ -217,6 +238,8 @@ class HTTPConnection:
             self._upgraded(data, exc.args[0] if exc.args else len(data))
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, _LastRequest):
+                return
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             raise RemoteProtocolError(f"invalid request: {cause or exc}", hint=400) from None
@@ -306,21 +329,31 @@ class HTTPConnection:
         if name == b"content-length":
             if int(value) > self.limits.max_body_size:
                 raise RemoteProtocolError("request body too large", hint=413)
-        elif name == b"expect":
-            if value.lower() == b"100-continue":
-                self._expect_continue = True
-        elif name == b"upgrade":
-            self._upgrade = value.lower()
+        elif name in _NOTED_FIELDS:  # one set lookup for the other fields, not three comparisons
+            if name == b"expect":
+                if value.lower() == b"100-continue":
+                    self._expect_continue = True
+            elif name == b"upgrade":
+                self._upgrade = value.lower()
+            else:
+                self._transfer_encoding = headers
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
+        headers = self._headers
+        if self._transfer_encoding is headers:
+            _check_transfer_codings(headers, version)
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and version == "1.0" and _close_option(headers):
+            keep_alive = False  # llhttp lets keep-alive win over close in HTTP/1.0 (RFC 9112 9.3: close wins)
+        self._keep_alive = keep_alive
         upgrade = self._upgrade if parser.should_upgrade() else None
         self._events.append(
-            Request(parser.get_method().decode("ascii"), self._url, version, self._headers,
-                    parser.should_keep_alive(), self._expect_continue, upgrade)
+            Request(parser.get_method().decode("ascii"), self._url, version, headers,
+                    keep_alive, self._expect_continue, upgrade)
         )
 
     def on_body(self, body: bytes) -> None:
@@ -332,9 +365,13 @@ class HTTPConnection:
     def on_message_complete(self) -> None:
         self.in_message = False
         self._completed_in_chunk = True
-        if not self._parser.should_keep_alive():
-            self._after_last = True
         self._events.append(END_OF_MESSAGE)
+        if not self._keep_alive:
+            self._after_last = True
+            if self._parser.should_keep_alive():
+                # We close where llhttp would go on (HTTP/1.0 with keep-alive and close): stop
+                # it before it parses what follows.
+                raise _LastRequest()
 
     # -- sending -------------------------------------------------------------------------
 
@@ -362,12 +399,12 @@ class HTTPConnection:
         Raises:
             LocalProtocolError: the header fields are invalid (only when given as pairs).
         """
-        if fields.__class__ is not ResponseFields:
-            fields = response_fields(fields)  # type: ignore[arg-type]
+        if fields.__class__ is not tuple:
+            fields = response_fields(fields)
+        block, length, close, _, _ = fields
         self._head_request = request.method == "HEAD"
-        keep_alive = request.keep_alive and not fields.close  # type: ignore[union-attr]
-        length = fields.content_length  # type: ignore[union-attr]
-        parts = [status_line(status), fields.block]  # type: ignore[union-attr]
+        keep_alive = request.keep_alive and not close
+        parts = [status_line(status), block]
         if extra:
             parts.append(extra)
         no_body = status in _NO_BODY_STATUS or status < 200
@@ -498,26 +535,14 @@ def is_valid_header_value(value: bytes) -> bool:
     return _BAD_VALUE.search(value) is None
 
 
-class ResponseFields:
-    """An application's response header fields, checked and encoded in one pass.
-
-    Attributes:
-        block: the fields as header lines (names lower-cased, each line ending in CRLF), without
-            ``Transfer-Encoding`` (the connection frames the body itself).
-        content_length: the ``Content-Length`` the application gave, if any.
-        close: whether the application asked for ``Connection: close``.
-        has_server: whether it set ``Server`` itself.
-        has_date: whether it set ``Date`` itself.
-    """
-
-    __slots__ = ("block", "close", "content_length", "has_date", "has_server")
-
-    def __init__(self, block: bytes, content_length: int | None, close: bool, has_server: bool, has_date: bool) -> None:
-        self.block = block
-        self.content_length = content_length
-        self.close = close
-        self.has_server = has_server
-        self.has_date = has_date
+#: An application's response header fields, checked and encoded in one pass by
+#: :func:`response_fields`: ``(block, content_length, close, has_server, has_date)``, where
+#: ``block`` holds the fields as header lines (names lower-cased, each line ending in CRLF, without
+#: ``Transfer-Encoding``: the connection frames the body itself), ``content_length`` is the
+#: ``Content-Length`` the application gave (or None), ``close`` whether it asked for
+#: ``Connection: close``, ``has_server``/``has_date`` whether it set those itself. (A tuple: one is
+#: built per response.)
+ResponseFields = tuple[bytes, int | None, bool, bool, bool]
 
 
 def response_fields(headers: Any) -> ResponseFields:
@@ -564,7 +589,31 @@ def response_fields(headers: Any) -> ResponseFields:
             lines.append(b"%s: %s\r\n" % (name, value))
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None
-    return ResponseFields(b"".join(lines), length, close, has_server, has_date)
+    return b"".join(lines), length, close, has_server, has_date
+
+
+def _check_transfer_codings(headers: Headers, version: str) -> None:
+    """RFC 9112 6.1 and 6.3 for a request with Transfer-Encoding (llhttp refuses chunked not last
+    or repeated, but would take the codings before chunked as absent).
+
+    Raises:
+        RemoteProtocolError: 400 in HTTP/1.0 or unless chunked is the final coding, once; 501
+            when other codings come before it.
+    """
+    if version == "1.0":
+        raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", hint=400)
+    codings = [coding for name, value in headers if name == b"transfer-encoding"
+               for coding in (element.strip(b" \t").lower() for element in value.split(b",")) if coding]
+    if codings[-1:] != [b"chunked"] or codings.count(b"chunked") > 1:
+        raise RemoteProtocolError("chunked must be the final transfer coding, once", hint=400)
+    if len(codings) > 1:
+        raise RemoteProtocolError("transfer codings other than chunked are not supported", hint=501)
+
+
+def _close_option(headers: Headers) -> bool:
+    """Whether a Connection field carries the ``close`` option."""
+    return any(name == b"connection" and b"close" in [option.strip(b" \t").lower() for option in value.split(b",")]
+               for name, value in headers)
 
 
 def _describe(exc: Exception) -> str:

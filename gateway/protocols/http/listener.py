@@ -71,6 +71,8 @@ def http_settings(config: HttpListenerConfig, context: ListenerContext) -> HTTPS
         header_timeout=timeouts.header,
         keep_alive_timeout=timeouts.keep_alive,
         body_timeout=timeouts.body,
+        lingering_timeout=timeouts.lingering,
+        lingering_size=limits.lingering_size,
         request_timeout=timeouts.request,
         application_close_timeout=context.daemon.timeouts.application_close,
         max_pipelined=limits.max_pipelined_requests,
@@ -96,6 +98,8 @@ def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTP
             reactor=context.reactor,
             server_name=config.server_name,
             application_close_timeout=context.daemon.timeouts.application_close,
+            access_log=settings.access_log,
+            rejections=settings.rejections,
         )
     factory = HTTPFactory(settings, config.limits.max_connections)
     if config.endpoint is None:  # the configuration check rules this out

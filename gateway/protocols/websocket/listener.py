@@ -21,9 +21,11 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from gateway.asgi.app import ASGIApp
+from gateway.logs import RejectionLog, autobahn_log
+from gateway.protocols.http.accesslog import AccessLog
 from gateway.metrics.stats import HTTPStats
 from gateway.protocols.websocket.adapter import WebSocketProtocol
 from gateway.protocols.websocket.asgi import websocket_scope
@@ -58,6 +60,10 @@ class WebSocketSettings:
     write_high_water: int = 64 * 1024
     max_connections: int = 10000
     origins: OriginPolicy | None = None
+    #: The HTTP listener's access log (handshakes: 101 or the refusal's status).
+    access_log: AccessLog | None = None
+    #: Rate-limits the lines about refused handshakes (the HTTP listener's).
+    rejections: RejectionLog | None = None
     #: Open WebSockets on this listener.
     open_count: int = 0
     #: Counters (the HTTP listener's stats object once the daemon attaches it; gateway.metrics).
@@ -119,25 +125,31 @@ class WebSocketUpgrade:
     def __call__(self, http: Any, request: Any, scope: dict[str, Any]) -> bool:
         settings = self.settings
         if settings.open_count >= settings.max_connections:
-            log.warn("WebSocket refused: max_connections={limit} WebSockets are open", limit=settings.max_connections)  # noqa: G010
-            http.refuse_upgrade(503, "too many WebSocket connections")
-            return False
+            rejections = settings.rejections
+            if rejections is None or rejections.allow("too many WebSockets", LogLevel.warn):
+                log.warn("WebSocket refused: max_connections={limit} WebSockets are open", limit=settings.max_connections)  # noqa: G010
+            return self._refuse(http, request, scope, 503, "too many WebSocket connections")
         raw_head = request.raw_head
         if _AUTOBAHN_LINE_BREAKS.search(raw_head):
-            http.refuse_upgrade(400, "control characters in the request head")
-            return False
+            return self._refuse(http, request, scope, 400, "control characters in the request head")
         origins = settings.origins
         if origins is not None and not origins.allows(_header(scope["headers"], b"origin")):
             # Refused before the application is called (cross-site WebSocket hijacking).
-            http.refuse_upgrade(403, "origin not allowed")
-            return False
-        protocol = settings.protocol_class(websocket_scope(scope), http)
+            return self._refuse(http, request, scope, 403, "origin not allowed")
+        protocol = settings.protocol_class(websocket_scope(scope), request, http)
         transport, tracker = http.hand_over(protocol)
-        protocol._tracker = tracker
+        protocol.tracker = tracker
         protocol.makeConnection(transport)
         # autobahn validates the handshake on the bytes the client sent, not a re-serialised copy.
         protocol.dataReceived(raw_head + http.conn.trailing_data)
         return True
+
+    def _refuse(self, http: Any, request: Any, scope: dict[str, Any], status: int, message: str) -> bool:
+        access_log = self.settings.access_log
+        if access_log is not None:
+            access_log.log_line(scope, request, status, 0, None)
+        http.refuse_upgrade(status, message)
+        return False
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -186,7 +198,7 @@ def protocol_class(settings: WebSocketSettings, config: WebSocketConfig) -> type
         autoFragmentSize=0,
         failByDrop=False,  # send close frames with 1002/1007/1009 instead of dropping
         echoCloseCodeReason=True,  # RFC 6455 5.5.1: echo the client's code
-        openHandshakeTimeout=0,  # our timers (timers.py) replace autobahn's
+        openHandshakeTimeout=0,  # our timer (adapter.py) replaces autobahn's
         closeHandshakeTimeout=0,
         autoPingInterval=0,
         autoPingTimeout=0,
@@ -202,8 +214,11 @@ def protocol_class(settings: WebSocketSettings, config: WebSocketConfig) -> type
     attrs.update({name: getattr(factory, name) for name in WebSocketServerProtocol.CONFIG_ATTRS})
     attrs["perMessageCompressionAccept"] = staticmethod(factory.perMessageCompressionAccept)
     limits = [size for size in (config.max_frame_size, config.max_message_size) if size]
+    if settings.rejections is None:
+        settings.rejections = RejectionLog("websocket", settings.reactor, log)
     attrs.update(
         __slots__=(),
+        log=autobahn_log(settings.rejections),
         factory=factory,
         settings=settings,
         clock=staticmethod(settings.reactor.seconds),
@@ -220,6 +235,8 @@ def websocket_upgrade(
     reactor: Any,
     server_name: str | None,
     application_close_timeout: float,
+    access_log: AccessLog | None = None,
+    rejections: RejectionLog | None = None,
 ) -> WebSocketUpgrade:
     """The hook for ``HTTPSettings.websocket`` on one listener."""
     settings = WebSocketSettings(
@@ -239,6 +256,8 @@ def websocket_upgrade(
         write_high_water=config.write_high_water,
         max_connections=config.max_connections,
         origins=OriginPolicy(config.allowed_origins) if config.allowed_origins else None,
+        access_log=access_log,
+        rejections=rejections,
     )
     settings.protocol_class = protocol_class(settings, config)
     return WebSocketUpgrade(settings)

@@ -225,6 +225,33 @@ def test_client_close_reaches_the_app_and_sending_afterwards_raises(harness: lis
     assert h.closed  # and the server closes the TCP connection (7.1.1)
 
 
+@pytest.mark.parametrize("app_kind", ["raw", "consumer"])
+def test_a_client_that_leaves_is_not_an_application_error(harness: list[WSHarness], app_kind: str) -> None:
+    """A client sends one message and closes at once: the echo fails with ClientDisconnected. An
+    application that lets it propagate ends quietly (counted as client_left); the generic consumer
+    runs its disconnect handler and ends cleanly."""
+    from gateway.consumers.websocket import AsyncWebsocketConsumer
+
+    disconnects: list[int] = []
+
+    class Echo(AsyncWebsocketConsumer):
+        async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+            await self.send(text_data=text_data)
+
+        async def disconnect(self, code: int) -> None:
+            disconnects.append(code)
+
+    app = Recorder() if app_kind == "raw" else Echo.as_asgi()
+    h = make(harness, app)
+    h.connect()
+    h.feed(masked(1, b"hello") + masked(8, (1000).to_bytes(2, "big")))
+    h.run()
+    stats = h.hook.settings.stats.ws_instances
+    assert h.errors() == []
+    assert (stats.errors, stats.client_left) == ((0, 1) if app_kind == "raw" else (0, 0))
+    assert disconnects == ([] if app_kind == "raw" else [1000])
+
+
 def test_ping_is_answered(harness: list[WSHarness]) -> None:
     h = make(harness, Recorder())
     h.connect()
@@ -266,7 +293,7 @@ def test_denial_response(harness: list[WSHarness]) -> None:
     assert app.received[0]["type"] == "websocket.disconnect"
 
 
-@pytest.mark.parametrize(("script_kind", "status"), [("close", 403), ("raise", 500), ("return", 500)])
+@pytest.mark.parametrize(("script_kind", "status"), [("close", 403), ("raise", 403), ("return", 403)])
 def test_no_accept_gives_an_http_error(harness: list[WSHarness], script_kind: str, status: int) -> None:
     async def script(app: Recorder, receive: Any, send: Any) -> None:
         await receive()
@@ -530,3 +557,29 @@ def test_shutdown(harness: list[WSHarness]) -> None:
     assert h.output().startswith(b"HTTP/1.1 503 ") and h.closed
     h.protocol.abort()
     assert h.transport is not None and h.transport.disconnected
+
+
+def test_handshakes_accepted_and_refused_are_in_the_access_log(harness: list[WSHarness], tmp_path: Any) -> None:
+    from gateway.protocols.http.accesslog import AccessLog
+
+    async def refuse(app: Recorder, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.close"})
+
+    path = tmp_path / "access.log"
+    lines = []
+    for app, config, headers, status in [
+        (Recorder(), {}, {}, 101),
+        (Recorder(refuse), {}, {}, 403),
+        (Recorder(), {"allowed_origins": ("https://good.example",)}, {"Origin": "https://evil.example"}, 403),
+    ]:
+        access_log = AccessLog(str(path))
+        access_log.open()
+        h = make(harness, app, **config)
+        h.hook.settings.access_log = access_log
+        assert h.connect("/chat?room=1", headers=headers).status_code == status
+        access_log.close()
+        lines = path.read_text().splitlines()
+        assert lines[-1].startswith("192.0.2.1 - - [")
+        assert f'"GET /chat?room=1 HTTP/1.1" {status} -' in lines[-1]
+    assert len(lines) == 3
