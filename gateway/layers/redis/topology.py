@@ -10,16 +10,18 @@ and the blocking readers.
   keys on every server (channels_redis may have written them to any).
 * :class:`ClusterKeyspace` (``hosts: [redis+cluster://...]``): keys carry a hash tag (``{...}``)
   so that what is read together shares a slot: all of a process's specific channels (tag: its
-  client prefix), one normal channel (tag: its name), one group (tag: its name). Commands go
+  client prefix), the normal channels of one of 16 buckets (tag: ``n<crc32(name) mod 16>``), one
+  group (tag: its name). Commands go
   through a :class:`~gateway.layers.redis.cluster.ClusterClient` (one connection per primary);
-  readers are per slot: one for this process's channels, one per slot of the normal channels it
-  waits on, each following its slot to whichever node serves it.
+  readers are per slot: one for this process's channels, one per bucket of the normal channels it
+  waits on (at most 16), each following its slot to whichever node serves it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -124,6 +126,8 @@ class Topology(Protocol):
 
 #: Blocking pops a process reader keeps in flight (see reader.py).
 PROCESS_READER_DEPTH = 8
+#: Hash tags normal channels are spread over on a Redis Cluster (each a slot of its own).
+NORMAL_BUCKETS = 16
 
 
 def _wake_members(commands: RedisCommands) -> Callable[[list[bytes]], Awaitable[object]]:
@@ -295,7 +299,10 @@ class ClusterKeyspace:
         if non_local.endswith("!"):  # a process's channels share the client prefix's slot
             tag = non_local[:-1].rpartition(".")[2] or non_local[:-1]
             return f"{self.prefix}{{{tag}}}{non_local}".encode()
-        return f"{self.prefix}{{{non_local}}}".encode()
+        # Normal channels go to one of NORMAL_BUCKETS slots by name: a process waiting on many of
+        # them needs one blocking reader per bucket at most, not one per channel.
+        bucket = zlib.crc32(non_local.encode()) % NORMAL_BUCKETS
+        return f"{self.prefix}{{n{bucket}}}{non_local}".encode()
 
     def group_key(self, group: str) -> bytes:
         return f"{self.prefix}:group:{{{group}}}".encode()
