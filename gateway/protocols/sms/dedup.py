@@ -11,7 +11,7 @@ the providers send.
   load balancer sends to another daemon is recognised there too), with a :class:`DedupCache` in
   front. The webhook bridge uses either through :class:`DedupStore`.
 * :class:`ConcatBuffer`: the parts of concatenated messages that providers deliver one by one
-  (Vonage), until all parts are in and :func:`~gateway.protocols.sms.model.join_parts` can join them.
+  (Vonage), until all parts are in and :func:`~gateway.protocols.sms.core.join_parts` can join them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.layers.marks import SharedMarks
-from gateway.protocols.sms.model import InboundMessage, join_parts
+from gateway.protocols.sms.core import InboundMessage, join_parts
 
 __all__ = ["ConcatBuffer", "ConcatSet", "DedupCache", "DedupStore", "SharedDedup"]
 
