@@ -342,6 +342,10 @@ class HTTPConnection:
         """Queue ``100 Continue`` (for ``Expect: 100-continue``); then call :meth:`data_to_send`."""
         self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def send_informational(self, status: int, headers: Headers) -> None:
+        """Queue an informational (1xx) response such as ``103 Early Hints``; then call :meth:`data_to_send`."""
+        self._out.append(status_line(status) + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n")
+
     def start_response(self, request: Request, status: int, fields: ResponseFields | Headers, *, extra: bytes = b"") -> bool:
         """Queue the status line and header fields of the response to ``request``.
 
@@ -508,12 +512,18 @@ def is_valid_header_value(value: bytes) -> bool:
 ResponseFields = tuple[bytes, int | None, bool, bool, bool]
 
 
-def response_fields(headers: Any) -> ResponseFields:
+#: Fields that describe one connection (RFC 9113 8.2.2): an HTTP/2 response must not carry them.
+CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+
+
+def response_fields(headers: Any, http2: bool = False) -> ResponseFields:
     """Check an application's response header fields and encode them (one pass over them).
 
     ``headers`` is an iterable of ``[name, value]`` byte pairs. A name that is not a token, or a
     value with CR, LF or NUL (which would split the response), is refused, as is a
-    ``Content-Length`` that is not a number.
+    ``Content-Length`` that is not a number. For an HTTP/2 response (``http2``) the
+    connection-specific fields (:data:`CONNECTION_SPECIFIC`) are left out (``close`` still says
+    whether the application asked to close).
 
     Raises:
         LocalProtocolError: naming the first invalid field.
@@ -542,6 +552,8 @@ def response_fields(headers: Any) -> ResponseFields:
             elif name == b"connection":
                 if b"close" in value.lower():
                     close = True
+                if http2:
+                    continue
             elif name == b"transfer-encoding":
                 # We frame the body ourselves; an application's transfer-encoding would lie.
                 continue
@@ -549,6 +561,8 @@ def response_fields(headers: Any) -> ResponseFields:
                 has_server = True
             elif name == b"date":
                 has_date = True
+            elif http2 and name in CONNECTION_SPECIFIC:
+                continue
             lines.append(b"%s: %s\r\n" % (name, value))
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None
