@@ -163,8 +163,15 @@ class H2Exchange(ApplicationInstance):
         if timeout is not None:
             self._request_timer = self.clock.callLater(timeout, self._timed_out)
 
-    def feed(self, data: bytes) -> None:
+    def data_received(self, data: bytes) -> None:
         """Body bytes arrived on the stream."""
+        protocol = self.protocol
+        if protocol is not None and self.received + len(data) > protocol.settings.limits.max_body_size:
+            if not self.response.started:
+                protocol.send_error(self, 413, "request body too large")
+            else:
+                protocol.reset_stream(self, CANCEL)
+            return
         self.received += len(data)
         self.put({"type": "http.request", "body": data, "more_body": True}, len(data))
 
@@ -476,7 +483,7 @@ class H2Protocol(Protocol):
         if self._upgrade is not None:
             settings_header, request = self._upgrade
             self._upgrade = None
-        transport = self.transport
+        transport: Any = self.transport
         transport.registerProducer(self, True)
         set_write_high_water(transport, self.settings.http.write_high_water)
         tracker = self.tracker
@@ -535,6 +542,7 @@ class H2Protocol(Protocol):
         except RemoteProtocolError as exc:
             self._failed(exc)
             return
+        event: Any
         for event in events:
             kind = event.__class__
             if kind is DataReceived:
@@ -580,7 +588,7 @@ class H2Protocol(Protocol):
             try:
                 self.core.guard.charge(self.reactor.seconds(), "streams beyond max_concurrent_streams")  # type: ignore[union-attr]
             except RemoteProtocolError as exc:
-                self.core.close(exc.hint)  # type: ignore[union-attr,arg-type]
+                self.core.close(exc.hint)  # type: ignore[union-attr]
                 self._failed(exc)
             return
         client, scheme, host = self.client, self.scheme, None
@@ -594,17 +602,17 @@ class H2Protocol(Protocol):
             if request.protocol == b"websocket" and websocket is not None:
                 websocket.start(self, stream_id, request, headers, client, scheme)
                 return
-            self._answer(stream_id, 501 if request.protocol is None else 400, "CONNECT is not supported")
+            self.answer(stream_id, 501 if request.protocol is None else 400, "CONNECT is not supported")
             return
         for name, value in headers:
             if name == b"content-length":
                 try:
                     too_large = int(value) > settings.limits.max_body_size
                 except ValueError:
-                    self._answer(stream_id, 400, "invalid Content-Length")
+                    self.answer(stream_id, 400, "invalid Content-Length")
                     return
                 if too_large:
-                    self._answer(stream_id, 413, "request body too large")
+                    self.answer(stream_id, 413, "request body too large")
                     return
         try:
             scope = http_scope(
@@ -621,12 +629,15 @@ class H2Protocol(Protocol):
                 extensions=self.scope_extensions(),
             )
         except ValueError:
-            self._answer(stream_id, 400, "the request path is not ASCII")
+            self.answer(stream_id, 400, "the request path is not ASCII")
             return
-        exchange = H2Exchange(self, stream_id, request, scope)
-        self.streams[stream_id] = exchange
+        self.add_stream(H2Exchange(self, stream_id, request, scope))
+
+    def add_stream(self, stream: Any) -> None:
+        """A stream's application instance is ready: it starts once this read is processed."""
+        self.streams[stream.stream_id] = stream
         self.running += 1
-        self._starting.append(exchange)
+        self._starting.append(stream)
 
     def _start_streams(self) -> None:
         """Start the applications of the streams this read opened, except those it also reset
@@ -650,14 +661,8 @@ class H2Protocol(Protocol):
             return
         if size > len(data):
             self.acknowledge(stream_id, size - len(data))  # padding
-        if stream.received + len(data) > self.settings.limits.max_body_size:
-            if not stream.response.started:
-                self.send_error(stream, 413, "request body too large")
-            else:
-                self.reset_stream(stream, ErrorCodes.CANCEL)
-            return
         if data:
-            stream.feed(data)
+            stream.data_received(data)
 
     def _peer_goaway(self, error_code: int) -> None:
         """The client sent GOAWAY: it opens no more streams; finish those open, then close."""
@@ -763,11 +768,7 @@ class H2Protocol(Protocol):
                 waiter = stream.waiter_window
                 stream.waiter_window = None
                 if waiter is not None and not waiter.done():
-                    if self.writes_paused:
-                        # The rest waits for the transport too.
-                        self.drain.wait().add_done_callback(lambda _, w=waiter: w.done() or w.set_result(None))
-                    else:
-                        waiter.set_result(None)
+                    waiter.set_result(None)
         self.schedule_flush()
 
     def response_complete(self, stream: Any) -> None:
@@ -821,6 +822,12 @@ class H2Protocol(Protocol):
         if self._reading_paused:
             self._update_reading()
 
+    def stream_closed(self, stream: Any) -> None:
+        """Both sides of a stream ended."""
+        stream.closed = True
+        self.blocked.pop(stream.stream_id, None)
+        self._maybe_forget(stream)
+
     def _closed(self, stream: Any) -> None:
         stream.reset()
         self.blocked.pop(stream.stream_id, None)
@@ -858,7 +865,7 @@ class H2Protocol(Protocol):
         except ProtocolError:
             pass
 
-    def _answer(self, stream_id: int, status: int, reason: str) -> None:
+    def answer(self, stream_id: int, status: int, reason: str) -> None:
         """Answer a request without an application (it was refused before one started)."""
         body = f"{status} {reason}\n".encode()
         headers = [status_field(status), (b"content-type", b"text/plain; charset=utf-8"),
@@ -872,6 +879,9 @@ class H2Protocol(Protocol):
         self._refuse(stream_id, NO_ERROR)
 
     # -- writing ---------------------------------------------------------------------------
+
+    def _transport(self) -> Any:
+        return self.transport
 
     def schedule_flush(self) -> None:
         """Write what is queued on the next loop pass (every stream's frames in one write)."""
@@ -915,9 +925,9 @@ class H2Protocol(Protocol):
             self._reading_paused = pause
             if pause:
                 self.stats.read_pauses += 1
-                self.transport.pauseProducing()
+                self._transport().pauseProducing()
             else:
-                self.transport.resumeProducing()
+                self._transport().resumeProducing()
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -1002,7 +1012,7 @@ class H2Protocol(Protocol):
         self._flush()
         self._closing = True
         if not self.lost:
-            self.transport.loseConnection()
+            self._transport().loseConnection()
 
     def shutdown(self) -> None:
         """Drain: GOAWAY with the last stream id; streams in flight finish, then the connection closes."""
@@ -1019,4 +1029,4 @@ class H2Protocol(Protocol):
             stream.reset()
         if not self.lost:
             self._closing = True
-            self.transport.abortConnection()
+            self._transport().abortConnection()

@@ -246,7 +246,7 @@ class FrameGuard:
         return resets
 
 
-def _settings(limits: H2Limits) -> dict[int, int]:
+def _settings(limits: H2Limits) -> dict[SettingCodes, int]:
     return {
         SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
         SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
@@ -312,7 +312,7 @@ class H2Core:
         try:
             self.guard.scan(data, now)
         except RemoteProtocolError as exc:
-            self.close(exc.hint)  # type: ignore[arg-type]
+            self.close(exc.hint)
             raise
         try:
             events = h2.receive_data(data)
@@ -326,7 +326,7 @@ class H2Core:
             try:
                 self.provoked_resets += self.guard.provoked(answer, now)
             except RemoteProtocolError as exc:
-                self.close(exc.hint)  # type: ignore[arg-type]
+                self.close(exc.hint)
                 raise
         return events
 
