@@ -142,6 +142,22 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"body"})
         await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")]})
+    elif path == "/hints":
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
+        await text(send, b"hinted")
+    elif path == "/gate":
+        # Reads the body only once the file named by ?gate= exists (flow-control tests).
+        while not os.path.exists(query["gate"]):
+            await asyncio.sleep(0.01)
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            total += len(message["body"])
+            if not message["more_body"]:
+                break
+        await text(send, b"%d" % total)
     elif path == "/file":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
         await send({"type": "http.response.pathsend", "path": query["path"]})

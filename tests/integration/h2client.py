@@ -13,6 +13,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 
 
@@ -20,7 +21,7 @@ class H2Client:
     """One HTTP/2 connection (cleartext prior knowledge, or TLS with ALPN ``h2`` when ``context``)."""
 
     def __init__(self, port: int, *, context: ssl.SSLContext | None = None, timeout: float = 10.0,
-                 settings: dict[int, int] | None = None) -> None:
+                 settings: dict[int, int] | None = None, auto_ack: bool = True) -> None:
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if context is not None:
             raw = context.wrap_socket(raw, server_hostname="localhost")
@@ -32,6 +33,8 @@ class H2Client:
             self.conn.update_settings(settings)
         self.events: list[Any] = []
         self.closed = False
+        #: Acknowledge DATA as it arrives (a reader that keeps up); off to hold the windows shut.
+        self.auto_ack = auto_ack
         self.flush()
 
     def flush(self) -> None:
@@ -56,6 +59,13 @@ class H2Client:
             self.closed = True
             return []
         events = self.conn.receive_data(data)
+        if self.auto_ack:
+            for event in events:
+                if isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                    try:
+                        self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    except h2.exceptions.StreamClosedError:
+                        pass
         self.flush()
         self.events.extend(events)
         return events
@@ -97,8 +107,6 @@ class H2Client:
                 status = int(headers[b":status"])
             elif isinstance(event, h2.events.DataReceived):
                 body += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-        self.flush()
         return status, headers, body
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, dict[bytes, bytes], bytes]:

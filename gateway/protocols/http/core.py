@@ -167,6 +167,10 @@ class HTTPConnection:
         self.in_message = False
         self._expect_continue = False
         self._upgrade: bytes | None = None
+        # A request asked to upgrade but has a body: llhttp stops after its head (see
+        # _resume_body); the head of its framing, to parse the body as HTTP/1.1 after all.
+        self._body_head: bytes | None = None
+        self._synthetic = False
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
         # protocol (autobahn) exactly as received. Only valid when the message began at the
         # start of a receive_data() chunk (always true unless requests are pipelined).
@@ -214,7 +218,11 @@ class HTTPConnection:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgraded(data, exc.args[0] if exc.args else len(data))
+            offset = exc.args[0] if exc.args else len(data)
+            if self._body_head is not None:
+                self._resume_body(data[offset:])
+            else:
+                self._upgraded(data, offset)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, RemoteProtocolError):
@@ -255,6 +263,24 @@ class HTTPConnection:
         if rest:
             self.receive_data(rest)
 
+    def _resume_body(self, rest: bytes) -> None:
+        """Parse the body of a request that asked to upgrade (and was not upgraded: a request with
+        a body never is, RFC 9110 7.8 lets the server ignore Upgrade): llhttp stopped after its
+        head and reported it complete. A fresh parser is put in the same place by feeding it a
+        head that frames the body the same way (its events are not reported), then the rest."""
+        head, self._body_head = self._body_head, None
+        if self._events and self._events[-1] is END_OF_MESSAGE:
+            self._events.pop()
+        self._after_last = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._synthetic = True
+        self._parser.feed_data(head)  # type: ignore[arg-type]
+        self._synthetic = False
+        self.in_message = True
+        self._chunks = []
+        if rest:
+            self.receive_data(rest)
+
     def events_received(self) -> list[Event]:
         """Return (and forget) the events parsed so far, in order."""
         events = self._events
@@ -274,6 +300,8 @@ class HTTPConnection:
     # httptools callbacks (called from feed_data) -------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._synthetic:
+            return
         if self._completed_in_chunk:
             # A message began right after another one inside one chunk (pipelining): its raw
             # head does not start at the chunk boundary.
@@ -287,11 +315,15 @@ class HTTPConnection:
         self._upgrade = None
 
     def on_url(self, url: bytes) -> None:
+        if self._synthetic:
+            return
         self._url += url
         if len(self._url) > self.limits.max_request_line:
             raise RemoteProtocolError("request target too long", hint=414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._synthetic:
+            return
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.limits.max_header_size:
             raise RemoteProtocolError("request header fields too large", hint=431)
@@ -317,7 +349,23 @@ class HTTPConnection:
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
+        if self._synthetic:
+            return
         upgrade = self._upgrade if parser.should_upgrade() else None
+        if upgrade is not None and upgrade != b"websocket" and version == "1.1":
+            # An upgrade with a body is served as a plain request (see _resume_body).
+            length = 0
+            chunked = False
+            for name, value in self._headers:
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if length or chunked:
+                upgrade = None
+                framing = b"transfer-encoding: chunked\r\n" if chunked else b"content-length: %d\r\n" % length
+                close = b"" if parser.should_keep_alive() else b"connection: close\r\n"
+                self._body_head = b"POST / HTTP/1.1\r\n" + framing + close + b"\r\n"
         self._events.append(
             Request(parser.get_method().decode("ascii"), self._url, version, self._headers,
                     parser.should_keep_alive(), self._expect_continue, upgrade)
