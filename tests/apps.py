@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-STATS: dict[str, Any] = {"big_sent": 0, "uploads": []}
+STATS: dict[str, Any] = {"big_sent": 0, "uploads": [], "holding": 0, "most_held": 0, "held": 0}
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -142,6 +142,19 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"body"})
         await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")]})
+    elif path == "/hold":
+        # Keeps running ?s= seconds whatever the client does (it ignores http.disconnect), and
+        # counts how many run at once (/held): the HTTP/2 concurrency tests.
+        STATS["holding"] += 1
+        STATS["held"] += 1
+        STATS["most_held"] = max(STATS["most_held"], STATS["holding"])
+        try:
+            await asyncio.sleep(float(query.get("s", "2")))
+        finally:
+            STATS["holding"] -= 1
+        await text(send, b"held")
+    elif path == "/held":
+        await text(send, json.dumps({k: STATS[k] for k in ("holding", "most_held", "held")}).encode())
     elif path == "/hints":
         await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
         await text(send, b"hinted")
