@@ -155,6 +155,10 @@ class HTTPStats(ListenerStats):
         yield "events_in", (*proto, ("type", "http.request")), self.requests
         yield "events_out", (*proto, ("type", "http.response")), self.responses
         yield "request_latency", proto, self.request_latency
+        yield "http_requests", (("http_version", "1.x"),), self.requests - self.h2_requests
+        yield "http_requests", (("http_version", "2"),), self.h2_requests
+        yield "http2_goaways", (), self.h2_goaways
+        yield "connections_total", (("protocol", "http2"),), self.h2_connections
         if protocol not in ("http", "admin"):
             return
         ws = (("protocol", "websocket"),)

@@ -105,7 +105,7 @@ def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTP
     if config.http2.enabled:
         from gateway.protocols.http2.listener import http2_entry
 
-        settings.http2 = http2_entry(config, context, settings)
+        settings.http2 = http2_entry(config, settings)
     factory = HTTPFactory(settings, config.limits.max_connections)
     if config.endpoint is None:  # the configuration check rules this out
         raise ValueError(f"listener {config.name!r} has no endpoint")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.listener import ListenerContext
 from gateway.protocols.http.adapter import HTTPSettings
 from gateway.protocols.http2.adapter import H2Entry, H2Settings
 from gateway.protocols.http2.config import Http2Config
@@ -27,11 +26,15 @@ def h2_limits(config: Http2Config, max_body_size: int, websocket: bool) -> H2Lim
     )
 
 
-def http2_entry(config: Any, context: ListenerContext, http: HTTPSettings) -> H2Entry:
-    """The HTTP/2 side of one HTTP listener (``config``: its ``HttpListenerConfig``)."""
+def http2_entry(config: Any, http: HTTPSettings) -> H2Entry:
+    """The HTTP/2 side of one HTTP listener (``config``: its ``HttpListenerConfig``), on the
+    settings its HTTP/1.1 side was built with (WebSocket over HTTP/2 shares the listener's
+    WebSocket settings, when its upgrade hook is the WebSocket package's own)."""
+    from gateway.protocols.websocket.listener import WebSocketUpgrade
+
     h2 = config.http2
     websocket = None
-    if h2.websocket and config.websocket.enabled and http.websocket is not None:
+    if h2.websocket and config.websocket.enabled and isinstance(http.websocket, WebSocketUpgrade):
         from gateway.protocols.http2.websocket import H2WebSockets
 
         websocket = H2WebSockets(http.websocket.settings, config.websocket)
