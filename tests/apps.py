@@ -68,6 +68,12 @@ async def text(send: Any, body: bytes, status: int = 200, headers: list[tuple[by
     await send({"type": "http.response.body", "body": body})
 
 
+async def typed(send: Any, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _query(scope: dict[str, Any]) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
@@ -155,6 +161,12 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await text(send, b"held")
     elif path == "/held":
         await text(send, json.dumps({k: STATS[k] for k in ("holding", "most_held", "held")}).encode())
+    elif path == "/many":
+        # A page with many resources (the browser fetches them over one HTTP/2 connection).
+        scripts = "".join(f'<script src="/res.js?i={i}"></script>' for i in range(int(query.get("n", "40"))))
+        await typed(send, f"<!doctype html><title>many</title>{scripts}".encode(), b"text/html")
+    elif path == "/res.js":
+        await typed(send, b"window.loaded = (window.loaded || 0) + 1;", b"text/javascript")
     elif path == "/hints":
         await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
         await text(send, b"hinted")

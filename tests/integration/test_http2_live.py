@@ -135,6 +135,23 @@ def test_httpx_http2_over_tls(tls: Daemon, certificate: tuple[Path, Path, Path])
         assert len(big.content) == 3 * 1024 * 1024
 
 
+@pytest.mark.chromium
+def test_chromium_loads_a_page_with_many_resources_over_h2(tls: Daemon, certificate: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from tests.integration.chromium import Browser
+
+    browser = Browser(tmp_path)
+    try:
+        page = browser.start(f"https://localhost:{tls.port()}/many?n=60", flags=("--ignore-certificate-errors",))
+        page.wait_for("window.loaded === 60", what="all 60 scripts")
+        protocols = page.evaluate(
+            "JSON.stringify([performance.getEntriesByType('navigation')[0].nextHopProtocol,"
+            " ...performance.getEntriesByType('resource').map(e => e.nextHopProtocol)])")
+    finally:
+        browser.stop()
+    seen = json.loads(protocols)
+    assert len(seen) >= 61 and set(seen) == {"h2"}, seen
+
+
 # -- behaviour --------------------------------------------------------------------------------
 
 
