@@ -145,3 +145,9 @@ def test_provoked_resets_are_charged() -> None:
     # The client's SETTINGS and these two resets spent the budget of 3: the next reset breaks it.
     with pytest.raises(RemoteProtocolError, match="reset a stream"):
         core.receive_data(frame(0x8, 0, 5, (0x7FFFFFFF).to_bytes(4, "big")), 0.0)
+
+
+def test_the_listener_recognises_the_preface_without_loading_h2() -> None:
+    from gateway.protocols.http2 import listener
+
+    assert listener.PREFACE == PREFACE
