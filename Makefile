@@ -9,7 +9,7 @@ CONFIG ?= conf/gateway.yaml
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test check-config bench clean dropin-cache
+.PHONY: run test typecheck install install-test check-config bench clean dropin-cache
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("gateway needs Python 3.11 or newer, found %s" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -36,8 +36,12 @@ run: install
 check-config: install
 	$(BIN)/gateway check-config $(CONFIG)
 
-test: install-test
+# The type check first (mypy over gateway/, configured in setup.cfg), then the tests.
+test: install-test typecheck
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: install-test
+	$(BIN)/python -m mypy
 
 # Refresh Twisted's plugin cache (twistd does it on first use as well).
 dropin-cache: install
@@ -50,4 +54,4 @@ bench: install
 	bench/run.sh $(BENCH_OUT) $(BENCH_REPS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis twisted/plugins/dropin.cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .mypy_cache twisted/plugins/dropin.cache

@@ -2,12 +2,12 @@
 # instructions.sh PEER MODE [N] - user-space instructions per HTTP request, WebSocket handshake or
 # echo round trip of one server, counted by valgrind's callgrind: unlike rates, this does not move
 # with the machine's other load (a few tenths of a percent between runs). Needs valgrind.
-#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | hs | echo
+#   PEER: gateway | daphne | uvicorn-wsproto      MODE: get | post | conn | hs | echo
 # The server runs under callgrind (about 50x slower); after 30 warm-up operations the counters
 # are zeroed, N operations run (bench/rawclient.py, sequential), and the counters are dumped.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEER=${1:?usage: $0 PEER get|post|hs|echo [N]}; MODE=${2:?}; N=${3:-300}
+PEER=${1:?usage: $0 PEER get|post|conn|hs|echo [N]}; MODE=${2:?}; N=${3:-300}
 VENV=${VENV:-${BENCH_HOME:-$HOME/.cache/gateway-bench}/venv}
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 OUT=$(mktemp -d)

@@ -1,8 +1,10 @@
 """A minimal sequential client for instruction counting (bench/instructions.sh).
 
-usage: rawclient.py PORT N get|post|hs|echo
+usage: rawclient.py PORT N get|post|conn|hs|echo
   get:  one keep-alive connection, N requests ``GET /`` (each answered before the next)
   post: one keep-alive connection, N requests ``POST /`` with a 64-byte body
+  conn: N times: connect, ``GET /`` with ``Connection: close``, read until the server closes
+        (connection set-up and tear-down: reactor registration, per-connection timers)
   hs:   N times: connect, WebSocket handshake, send a close frame (1000), read until the server closes
   echo: one connection, N WebSocket round trips of a 32-byte text message
 """
@@ -31,10 +33,12 @@ def handshake(port: int) -> socket.socket:
     return sock
 
 
-def http(port: int, n: int, request: bytes) -> None:
+def http(port: int, n: int, request: bytes, per_connection: bool = False) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for _ in range(n):
+    for i in range(n):
+        if per_connection and i:
+            sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(request)
         got = b""
         while True:
@@ -49,6 +53,10 @@ def http(port: int, n: int, request: bytes) -> None:
                     length = int(value)
             if len(body) >= length:
                 break
+        if per_connection:
+            while sock.recv(65536):  # the server closes
+                pass
+            sock.close()
     sock.close()
 
 
@@ -56,6 +64,9 @@ def main() -> None:
     port, n, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     if mode == "get":
         http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rawclient\r\nAccept: */*\r\n\r\n" % port)
+        return
+    if mode == "conn":
+        http(port, n, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port, per_connection=True)
         return
     if mode == "post":
         http(port, n, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/octet-stream\r\n"

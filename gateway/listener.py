@@ -552,3 +552,10 @@ class EndpointListener(GatewayListener):
             log.warn("{name}: closing {count} connection(s) that did not finish in time", name=self.name, count=len(remaining))
         for connection in remaining:
             connection.abort()
+
+
+class ListenerBuilder(TypingProtocol):
+    """Builds one listener service from its configuration and what the daemon provides (each
+    protocol's ``build_listener``, found through :mod:`gateway.protocols.registry`)."""
+
+    def __call__(self, config: Any, context: ListenerContext, /) -> GatewayListener: ...

@@ -29,7 +29,7 @@ from twisted.logger import (
     globalLogBeginner,
     globalLogPublisher,
 )
-from zope.interface import provider  # type: ignore[import-untyped]
+from zope.interface import provider
 
 _LEVELS = {
     "debug": LogLevel.debug,

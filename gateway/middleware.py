@@ -15,12 +15,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import formatdate
-from http.cookies import SimpleCookie, _unquote  # type: ignore[attr-defined]
+from http.cookies import SimpleCookie, _unquote
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from asgiref.sync import sync_to_async
 
+from gateway.asgi.app import ASGIApp, Receive, Scope, Send
 from gateway.consumers.threads import get_sync_executor
 from gateway.routing.base import matches
 
@@ -43,7 +44,7 @@ class BaseMiddleware:
     serves every connection; put it in the scope.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
     @property
@@ -51,15 +52,15 @@ class BaseMiddleware:
         # Lets URLRouter treat middleware around a nested URLRouter as a prefix route.
         return getattr(self.inner, "_path_routing", False) is True
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+    async def resolve_scope(self, scope: Scope) -> None:
         """Hook: add keys to the (already copied) scope before the inner application runs."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
         await self.resolve_scope(scope)
         return await self.inner(scope, receive, send)
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """Forward the routing question to the inner application."""
         return await matches(self.inner, scope)
 
@@ -78,7 +79,7 @@ def _default_port(scheme: str | None) -> int | None:
     return {"http": 80, "ws": 80, "https": 443, "wss": 443}.get(scheme or "")
 
 
-async def _deny_websocket(receive: Any, send: Any) -> None:
+async def _deny_websocket(receive: Receive, send: Send) -> None:
     message = await receive()
     if message.get("type") == "websocket.connect":
         await send({"type": "websocket.close", "code": 1000})
@@ -97,12 +98,12 @@ class OriginValidator(BaseMiddleware):
         allowed_origins: the patterns.
     """
 
-    def __init__(self, application: Any, allowed_origins: Iterable[str]) -> None:
+    def __init__(self, application: ASGIApp, allowed_origins: Iterable[str]) -> None:
         super().__init__(application)
         self.application = application
         self.allowed_origins = list(allowed_origins)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "websocket":
             return await self.inner(scope, receive, send)
         parsed = None
@@ -116,14 +117,14 @@ class OriginValidator(BaseMiddleware):
             return await self.inner(scope, receive, send)
         return await _deny_websocket(receive, send)
 
-    def valid_origin(self, parsed_origin: Any) -> bool:
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         """True if the (parsed) Origin is allowed; a missing one only with ``"*"``."""
         if parsed_origin is None and "*" not in self.allowed_origins:
             return False
         return any(pattern == "*" or self.match_allowed_origin(parsed_origin, pattern)
                    for pattern in self.allowed_origins)
 
-    def match_allowed_origin(self, parsed_origin: Any, pattern: str) -> bool:
+    def match_allowed_origin(self, parsed_origin: ParseResult | None, pattern: str) -> bool:
         """Compare one parsed Origin with one pattern."""
         if parsed_origin is None:
             return False
@@ -147,7 +148,7 @@ class OriginValidator(BaseMiddleware):
 
 
 def AllowedHostsOriginValidator(  # noqa: N802 - Channels' name
-    application: Any, allowed_hosts: Iterable[str] | None = None
+    application: ASGIApp, allowed_hosts: Iterable[str] | None = None
 ) -> OriginValidator:
     """An :class:`OriginValidator` for host names (default: localhost, 127.0.0.1, [::1])."""
     hosts = list(allowed_hosts) if allowed_hosts is not None else ["localhost", "127.0.0.1", "[::1]"]
@@ -174,7 +175,7 @@ class CookieMiddleware(BaseMiddleware):
     message (``http.response.start`` or ``websocket.accept``), with Channels' signatures.
     """
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+    async def resolve_scope(self, scope: Scope) -> None:
         values = [v.decode("latin-1") for n, v in scope.get("headers", []) if n.lower() == b"cookie"]
         scope["cookies"] = parse_cookie("; ".join(values)) if values else {}
 
@@ -250,16 +251,16 @@ class UserMiddleware(BaseMiddleware):
         resolve_user: ``(scope) -> user`` (any object; ``None`` for anonymous).
     """
 
-    def __init__(self, inner: Any, resolve_user: Callable[[dict[str, Any]], Any | Awaitable[Any]]) -> None:
+    def __init__(self, inner: ASGIApp, resolve_user: Callable[[Scope], Any | Awaitable[Any]]) -> None:
         super().__init__(inner)
         self.resolve_user = resolve_user
         self._is_async = inspect.iscoroutinefunction(resolve_user) or inspect.iscoroutinefunction(
             getattr(resolve_user, "__call__", None)
         )
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+    async def resolve_scope(self, scope: Scope) -> None:
         if self._is_async:
-            user = await self.resolve_user(scope)  # type: ignore[misc]
+            user = await self.resolve_user(scope)
         else:
             run = sync_to_async(self.resolve_user, thread_sensitive=False, executor=get_sync_executor())
             user = await run(scope)

@@ -5,7 +5,9 @@ and they call it *before* importing any application: an application, or a librar
 (treq, txredisapi, ``twisted.mail.smtp``), may run ``from twisted.internet import reactor`` at
 module level, which installs Twisted's default reactor when none is installed yet. The loop kind
 comes from :func:`gateway.config.read_loop_kind`, which reads it without importing anything.
-Importing any gateway module never installs a reactor.
+Importing any gateway module never installs a reactor. The reactor class is
+:class:`gateway._compat.asyncio_reactor.GatewayReactor`, Twisted's asyncio reactor tuned through
+its internals.
 """
 
 from __future__ import annotations
@@ -79,73 +81,15 @@ def install_reactor(loop_kind: str = "asyncio", *, fix: str = _DEFAULT_FIX) -> A
     asyncio.set_event_loop(loop)
     from twisted.internet.main import installReactor
 
-    reactor = _reactor_class()(loop)
+    from gateway._compat.asyncio_reactor import GatewayReactor
+
+    reactor = GatewayReactor(loop)
     installReactor(reactor)
     return reactor
 
 
-def _reactor_class() -> type:
-    """Twisted's asyncio reactor, minus the legacy log context around every socket event, and
-    with cancelled timed calls swept as they are cancelled.
-
-    Twisted registers each reader and writer as ``callWithLogger(selectable, _readOrWrite, ...)``:
-    it sets the legacy ``twisted.python.log`` context ("system": the protocol's logPrefix) and
-    catches errors, at a cost of five Python calls per socket event (about 7 % of an HTTP
-    keep-alive request). ``_readOrWrite`` already catches and logs a failing ``doRead`` and
-    ``doWrite``; the gateway logs through ``twisted.logger`` with its own namespaces.
-    """
-    import errno
-    from heapq import heapify
-
-    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-
-    class GatewayReactor(AsyncioSelectorReactor):
-        def _cancelCallLater(self, delayedCall: Any) -> None:
-            # Twisted leaves a cancelled call in its lists until runUntilCurrent() sweeps them,
-            # and on asyncio that only runs when a timer is due: with per-connection timeouts of
-            # seconds, every closed connection's cancelled timer (a DelayedCall and two bound
-            # methods) stays alive meanwhile, tens of thousands under connection churn, and each
-            # full garbage collection walks them all (30-50 ms pauses). Sweep here instead, once
-            # cancelled calls are half of all: amortised O(1) per cancel, as in runUntilCurrent().
-            self._cancellations = cancellations = self._cancellations + 1
-            if cancellations > 64 and cancellations > (len(self._pendingTimedCalls) + len(self._newTimedCalls)) >> 1:
-                self._newTimedCalls = [call for call in self._newTimedCalls if not call.cancelled]
-                pending = self._pendingTimedCalls = [call for call in self._pendingTimedCalls if not call.cancelled]
-                heapify(pending)
-                self._cancellations = 0
-
-        def addReader(self, reader: Any) -> None:
-            if reader in self._readers or reader in self._continuousPolling._readers:
-                return
-            fd = reader.fileno()
-            try:
-                self._asyncioEventloop.add_reader(fd, self._readOrWrite, reader, True)
-                self._readers[reader] = fd
-            except OSError as e:
-                self._unregisterFDInAsyncio(fd)
-                if e.errno != errno.EPERM:
-                    raise
-                self._continuousPolling.addReader(reader)  # epoll cannot watch regular files
-
-        def addWriter(self, writer: Any) -> None:
-            if writer in self._writers or writer in self._continuousPolling._writers:
-                return
-            fd = writer.fileno()
-            try:
-                self._asyncioEventloop.add_writer(fd, self._readOrWrite, writer, False)
-                self._writers[writer] = fd
-            except PermissionError:
-                self._unregisterFDInAsyncio(fd)
-                self._continuousPolling.addWriter(writer)
-            except BrokenPipeError:
-                self._unregisterFDInAsyncio(fd)
-            except BaseException:
-                self._unregisterFDInAsyncio(fd)
-                raise
-
-    return GatewayReactor
-
-
 def reactor_loop(reactor: Any) -> asyncio.AbstractEventLoop:
     """The asyncio loop under an asyncio reactor."""
-    return reactor._asyncioEventloop
+    from gateway._compat.asyncio_reactor import reactor_loop as loop_of
+
+    return loop_of(reactor)

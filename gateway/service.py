@@ -23,7 +23,7 @@ from gateway import systemd
 from gateway.asgi.app import ASGIApp, load_application
 from gateway.asgi.lifespan import Lifespan, LifespanFailure
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.listener import GatewayListener, ListenerContext
+from gateway.listener import GatewayListener, ListenerBuilder, ListenerContext
 from gateway.protocols.registry import listener_builder
 from gateway.reactor import reactor_loop
 from gateway.reload import ListenerStep, ReloadPlan, plan_reload
@@ -102,7 +102,8 @@ class GatewayService(MultiService):
     def build_listener(self, listener_config: Any, config: GatewayConfig) -> GatewayListener:
         """Build (but neither bind nor start) the listener for one listener configuration."""
         context = self.listener_context(listener_config, config)
-        listener: GatewayListener = listener_builder(listener_config.protocol)(listener_config, context)
+        builder: ListenerBuilder = listener_builder(listener_config.protocol)
+        listener = builder(listener_config, context)
         listener.config = listener_config
         self.metrics.attach(listener)
         return listener

@@ -14,7 +14,25 @@ import os
 import time
 from typing import Any
 
-STATS: dict[str, Any] = {"big_sent": 0, "uploads": [], "holding": 0, "most_held": 0, "held": 0}
+STATS: dict[str, Any] = {"big_sent": 0, "big_held": None, "upload_received": 0, "uploads": [],
+                         "holding": 0, "most_held": 0, "held": 0}
+#: ``/stream?hold=<tag>`` waits after its first chunk until ``/release?tag=<tag>`` sets this.
+RELEASES: dict[str, asyncio.Event] = {}
+
+
+async def send_noting_holds(send: Any, message: dict[str, Any], on_hold: Any) -> None:
+    """``await send(message)``, calling ``on_hold()`` first if send() has to wait: if it is still
+    pending after one pass of the loop, the server's flow control holds the application (a send()
+    it does not hold returns without suspending)."""
+    sending = asyncio.ensure_future(send(message))
+    await asyncio.sleep(0)
+    if not sending.done():
+        on_hold()
+    await sending
+
+
+def _release(tag: str) -> asyncio.Event:
+    return RELEASES.setdefault(tag, asyncio.Event())
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -104,14 +122,16 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 break
         await send({"type": "http.response.body", "body": b""})
     elif path == "/upload":
-        # Records when each body piece arrived, to show uploads stream.
+        # Records how much of the body has arrived (``/stats``: upload_received), to show uploads
+        # stream; answers with the total and the pieces as they arrived.
         arrivals = []
-        total = 0
+        total = STATS["upload_received"] = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             total += len(message["body"])
+            STATS["upload_received"] = total
             arrivals.append([time.monotonic(), total])
             if not message["more_body"]:
                 break
@@ -124,11 +144,17 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(float(query.get("s", "1")))
         await text(send, b"slow done")
     elif path == "/stream":
+        # ``hold=<tag>``: after the first chunk, wait for ``/release?tag=<tag>``.
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(int(query.get("n", "3"))):
             await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+            if i == 0 and "hold" in query:
+                await _release(query["hold"]).wait()
             await asyncio.sleep(float(query.get("gap", "0")))
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/release":
+        _release(query["tag"]).set()
+        await text(send, b"released")
     elif path == "/big":
         # Sends `mb` MiB in 64 KiB pieces and records how far send() got (for slow clients).
         STATS["big_sent"] = 0
@@ -136,12 +162,17 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         count = int(float(query.get("mb", "64")) * 16)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"%d" % (count * len(piece)))]})
+        STATS["big_held"] = None
+
+        def held() -> None:  # how far it got when send() waited for the client
+            STATS["big_held"] = STATS["big_sent"]
+
         for _ in range(count):
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send_noting_holds(send, {"type": "http.response.body", "body": piece, "more_body": True}, held)
             STATS["big_sent"] += len(piece)
         await send({"type": "http.response.body", "body": b""})
     elif path == "/stats":
-        await text(send, json.dumps({"big_sent": STATS["big_sent"]}).encode())
+        await text(send, json.dumps({key: STATS[key] for key in ("big_sent", "big_held", "upload_received")}).encode())
     elif path == "/error":
         raise RuntimeError("this application failed on purpose")
     elif path == "/trailers":

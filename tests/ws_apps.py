@@ -14,10 +14,12 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.apps import plain_lifespan
+from tests.apps import plain_lifespan, send_noting_holds
 
 EVENTS: list[dict[str, Any]] = []
 PROGRESS: dict[str, int] = {}
+#: tag -> messages sent when the daemon's flow control held send() (``/held``; -1: not held).
+HELD: dict[str, int] = {}
 _changed: asyncio.Condition | None = None
 _released: dict[str, asyncio.Event] = {}
 
@@ -98,6 +100,8 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         content_type = b"application/javascript" if query.get("js") else b"application/json"
     elif path == "/progress":
         body, content_type = str(PROGRESS.get(query["tag"], -1)).encode(), b"text/plain"
+    elif path == "/held":
+        body, content_type = str(HELD.get(query["tag"], -1)).encode(), b"text/plain"
     elif path == "/release":
         _released.setdefault(query["tag"], asyncio.Event()).set()
         body, content_type = b"ok", b"text/plain"
@@ -213,8 +217,12 @@ async def flood(tag: str, query: dict[str, str], receive: Any, send: Any) -> Non
     n, size = int(query["n"]), int(query["size"])
     payload = b"x" * size
     for i in range(n):
+
+        def held(i: int = i) -> None:
+            HELD[tag] = i
+
         try:
-            await send({"type": "websocket.send", "bytes": payload})
+            await send_noting_holds(send, {"type": "websocket.send", "bytes": payload}, held)
         except OSError:
             await record(tag, {"type": "flood-stopped", "sent": i})
             return

@@ -117,7 +117,7 @@ class Sampler:
 
     def sample(self) -> dict[str, Any]:
         """Take one sample now, keep it in the history and return it."""
-        return json.loads(self._take())  # type: ignore[no-any-return]
+        return json.loads(self._take())
 
     def _take(self) -> str:
         now = self.reactor.seconds()

@@ -54,4 +54,4 @@ def import_application(reference: str) -> Any:
 
 def load_application(reference: str) -> ASGIApp:
     """Import an application and return it as an ASGI 3 single callable."""
-    return guarantee_single_callable(import_application(reference))  # type: ignore[no-any-return]
+    return guarantee_single_callable(import_application(reference))

@@ -200,7 +200,8 @@ class ApplicationInstance:
 
     def start(self) -> None:
         """Start the application (its first step runs on the next loop pass)."""
-        task = self.task = self.loop.create_task(self.app(self.scope, self.receive, self.send))
+        # An ASGI application returns a coroutine (asgiref's types say Awaitable).
+        task = self.task = self.loop.create_task(self.app(self.scope, self.receive, self.send))  # type: ignore[arg-type]
         task.add_done_callback(self._done)
 
     def put(self, message: Message, size: int = 1) -> None:
@@ -378,7 +379,7 @@ def start_instance(
     loop: asyncio.AbstractEventLoop, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: DoneCallback
 ) -> asyncio.Task[Any]:
     """Start ``app(scope, receive, send)`` as a task and call ``on_done`` when it ends."""
-    task = loop.create_task(app(scope, receive, send))
+    task: asyncio.Task[Any] = loop.create_task(app(scope, receive, send))  # type: ignore[arg-type]
 
     def done(finished: asyncio.Task[Any]) -> None:
         if finished.cancelled():

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from gateway.asgi.app import ASGIApp
+from gateway.asgi.app import ASGIApp, Message, Scope
 
 log = Logger(namespace="gateway.lifespan")
 
@@ -94,7 +94,7 @@ class Lifespan:
     async def _receive(self) -> dict[str, Any]:
         return await self._queue.get()
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: Message) -> None:
         kind = message.get("type")
         expected = (
             ("lifespan.startup.complete", "lifespan.startup.failed")
@@ -107,7 +107,7 @@ class Lifespan:
         if answer is not None and not answer.done():
             answer.set_result(dict(message))
 
-    async def _run(self, scope: dict[str, Any]) -> None:
+    async def _run(self, scope: Scope) -> None:
         try:
             await self.app(scope, self._receive, self._send)
         except asyncio.CancelledError:

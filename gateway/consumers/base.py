@@ -12,20 +12,35 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from asgiref.sync import async_to_sync, sync_to_async
 
+from gateway.asgi.app import ASGIApp, Message, Receive, Scope, Send
 from gateway.asgi.instance import ClientDisconnected
 from gateway.consumers.threads import SerialExecutor, run_sync_handler
 from gateway.exceptions import StopConsumer
 from gateway.layers.registry import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
-__all__ = ["AsyncConsumer", "SyncConsumer", "await_many_dispatch", "get_handler_name"]
+__all__ = ["AsyncConsumer", "ChannelLayer", "SyncConsumer", "await_many_dispatch", "get_handler_name"]
 
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+
+class ChannelLayer(Protocol):
+    """What consumers use of a channel layer: the Channels layer API with the ``groups``
+    extension (every layer in :mod:`gateway.layers` provides it; a layer without groups raises
+    ``NotImplementedError`` from the group methods)."""
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
+
+    async def receive(self, channel: str) -> dict[str, Any]: ...
+
+    async def new_channel(self, prefix: str = "specific") -> str: ...
+
+    async def group_add(self, group: str, channel: str) -> None: ...
+
+    async def group_discard(self, group: str, channel: str) -> None: ...
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
 
 
 def get_handler_name(message: Message) -> str:
@@ -36,14 +51,14 @@ def get_handler_name(message: Message) -> str:
     """
     if "type" not in message:
         raise ValueError("Incoming message has no 'type' attribute")
-    handler_name = message["type"].replace(".", "_")
+    handler_name: str = message["type"].replace(".", "_")
     if handler_name.startswith("_"):
         raise ValueError("Malformed type in message (leading underscore)")
     return handler_name
 
 
 async def await_many_dispatch(
-    consumer_callables: Sequence[Callable[[], Awaitable[Message]]],
+    consumer_callables: Sequence[Receive],
     dispatch: Callable[[Message], Awaitable[Any]],
 ) -> None:
     """Await every source at once and ``await dispatch(message)`` for each result, one at a time.
@@ -84,21 +99,20 @@ class AsyncConsumer:
     #: The layer alias to use (``layers:`` key in the config).
     channel_layer_alias: ClassVar[str] = DEFAULT_CHANNEL_LAYER
 
-    scope: dict[str, Any]
-    channel_layer: Any
+    scope: Scope
+    channel_layer: ChannelLayer | None
     channel_name: str | None = None
+    base_send: Any  # ``send``, or (sync consumers) a blocking wrapper of it
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the instance: set up the layer channel, then dispatch until ``StopConsumer``."""
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        layer = self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources: list[Receive] = [receive]
+        if layer is not None:
+            channel_name = self.channel_name = await layer.new_channel()
+            sources.append(functools.partial(layer.receive, channel_name))
         self.base_send = self._prepare(send)
-        sources: list[Callable[[], Awaitable[Message]]] = [receive]
-        if self.channel_layer is not None:
-            sources.append(self.channel_receive)
         try:
             await await_many_dispatch(sources, self._dispatch_async)
         except StopConsumer:
@@ -145,17 +159,17 @@ class AsyncConsumer:
         await self.base_send(message)
 
     @classmethod
-    def as_asgi(cls, **initkwargs: Any) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
+    def as_asgi(cls, **initkwargs: Any) -> ASGIApp:
         """An ASGI 3 application that builds ``cls(**initkwargs)`` for each scope.
 
         The returned callable carries ``consumer_class`` and ``consumer_initkwargs``.
         """
 
-        async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
             consumer = cls(**initkwargs)
             return await consumer(scope, receive, send)
 
-        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_class = cls  # type: ignore[attr-defined]  # Channels' attributes on a function
         app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
         functools.update_wrapper(app, cls, updated=())
         return app
@@ -173,19 +187,20 @@ class SyncConsumer(AsyncConsumer):
 
     def _prepare(self, send: Send) -> Any:
         self._lane = SerialExecutor()
-        self._run_dispatch = sync_to_async(run_sync_handler, thread_sensitive=False, executor=self._lane)
+        # asgiref annotates ``executor`` as a ThreadPoolExecutor; it only calls ``submit``.
+        self._run_dispatch = sync_to_async(run_sync_handler, thread_sensitive=False, executor=self._lane)  # type: ignore[call-overload]
         return async_to_sync(send)
 
     async def _dispatch_async(self, message: Message) -> None:
         await self._run_dispatch(self.dispatch, message)
 
-    def dispatch(self, message: Message) -> None:  # type: ignore[override]
+    def dispatch(self, message: Message) -> None:  # type: ignore[override]  # sync on purpose
         """Call the handler named after ``message["type"]`` (runs in a pool thread)."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         handler(message)
 
-    def send(self, message: Message) -> None:  # type: ignore[override]
+    def send(self, message: Message) -> None:  # type: ignore[override]  # sync on purpose
         """Send an ASGI message to the client, blocking until the server took it."""
         self.base_send(message)

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from twisted.logger import Logger
 
+from gateway.asgi.app import Receive, Scope, Send
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.exceptions import StopConsumer
 from gateway.layers import get_channel_layer
@@ -133,7 +134,7 @@ def _log_result(consumer: Any, result: dict[str, Any]) -> None:
                  text=result.get("text"), refused=result.get("refused") or "")
 
 
-class _OneMessage:
+class _OneMessage(AsyncConsumer):
     """The run loop of email consumers: one source (the message), one handler at a time.
 
     An email instance lives for one message, so by default it does not open a channel of its own
@@ -146,23 +147,23 @@ class _OneMessage:
 
     channel_receive: ClassVar[bool] = False
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.channel_receive:
-            await super().__call__(scope, receive, send)  # type: ignore[misc]
+            await super().__call__(scope, receive, send)
             return
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[attr-defined]
-        self.base_send = self._prepare(send)  # type: ignore[attr-defined]
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = self._prepare(send)
         try:
             while True:
-                await self._dispatch_async(await receive())  # type: ignore[attr-defined]
+                await self._dispatch_async(await receive())
         except StopConsumer:
             pass
         finally:
-            await self._on_exit()  # type: ignore[attr-defined]
+            await self._on_exit()
 
 
-class AsyncEmailConsumer(_OneMessage, AsyncConsumer):
+class AsyncEmailConsumer(_OneMessage):
     """An async email consumer (see the module docstring)."""
 
     answered = False
@@ -214,14 +215,16 @@ class AsyncEmailConsumer(_OneMessage, AsyncConsumer):
         out = _send_message(to, subject, body, html=html, from_=from_, cc=cc, bcc=bcc, headers=headers,
                             message=message, message_id=id)
         await self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        message_id: str = out["id"]
+        return message_id
 
     async def reply(self, body: str, *, subject: str | None = None, html: str | None = None,
                     from_: str | None = None, headers: Mapping[str, str] | None = None) -> str:
         """Answer the received message's author (Reply-To, else From); returns the send id."""
         out = _reply_message(self.message, body, subject, html, from_, headers)
         await self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        message_id: str = out["id"]
+        return message_id
 
 
 class EmailConsumer(_OneMessage, SyncConsumer):
@@ -276,11 +279,13 @@ class EmailConsumer(_OneMessage, SyncConsumer):
         out = _send_message(to, subject, body, html=html, from_=from_, cc=cc, bcc=bcc, headers=headers,
                             message=message, message_id=id)
         self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        message_id: str = out["id"]
+        return message_id
 
     def reply(self, body: str, *, subject: str | None = None, html: str | None = None,
               from_: str | None = None, headers: Mapping[str, str] | None = None) -> str:
         """Answer the received message's author; returns the send id."""
         out = _reply_message(self.message, body, subject, html, from_, headers)
         self.send(out)
-        return out["id"]  # type: ignore[no-any-return]
+        message_id: str = out["id"]
+        return message_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.asgi.app import Message
 from gateway.consumers.base import AsyncConsumer
 from gateway.exceptions import StopConsumer
 
@@ -89,7 +90,7 @@ class AsyncHttpConsumer(AsyncConsumer):
         """True while a started response still expects body chunks."""
         return self._response_started and not self._response_complete
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
+    async def dispatch(self, message: Message) -> None:
         """Dispatch as usual; once :meth:`handle` has run and the response is complete, stop."""
         await super().dispatch(message)
         if self._handled and not self.response_open:

@@ -26,13 +26,16 @@ types for your own layer messages (``mqtt.publish`` is the client's publish).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import async_to_sync
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.exceptions import AcceptConnection, DenyConnection, StopConsumer
 from gateway.protocols.mqtt.asgi import broker_link
+
+if TYPE_CHECKING:
+    from gateway.protocols.mqtt.broker.link import BrokerLink
 
 __all__ = ["AsyncMqttConsumer", "MqttConsumer"]
 
@@ -50,7 +53,7 @@ def _publish_message(topic: str, payload: bytes | str, qos: int, retain: bool, p
     return message
 
 
-def _default_grants(link: Any, subscriptions: list[dict[str, Any]]) -> list[int]:
+def _default_grants(link: BrokerLink | None, subscriptions: list[dict[str, Any]]) -> list[int]:
     if link is not None:
         return list(link.grant([(s["topic_filter"], s["qos"]) for s in subscriptions]))
     return [min(int(s["qos"]), 2) for s in subscriptions]
@@ -63,9 +66,10 @@ class AsyncMqttConsumer(AsyncConsumer):
     connect_event: dict[str, Any] = {}
 
     @property
-    def broker(self) -> Any:
+    def broker(self) -> BrokerLink | None:
         """The connection's broker link (None without a broker)."""
-        return broker_link(self.scope)
+        link: BrokerLink | None = broker_link(cast("dict[str, Any]", self.scope))
+        return link
 
     async def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""
@@ -173,9 +177,10 @@ class MqttConsumer(SyncConsumer):
     connect_event: dict[str, Any] = {}
 
     @property
-    def broker(self) -> Any:
+    def broker(self) -> BrokerLink | None:
         """The connection's broker link (None without a broker)."""
-        return broker_link(self.scope)
+        link: BrokerLink | None = broker_link(cast("dict[str, Any]", self.scope))
+        return link
 
     def mqtt_connect(self, message: dict[str, Any]) -> None:
         """Remember the credentials, call :meth:`connect`; handles Accept/DenyConnection."""

@@ -15,11 +15,11 @@ Channels, also when the instance ends any other way, e.g. an exception).
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from gateway.consumers.base import AsyncConsumer, SyncConsumer
+from gateway.consumers.base import AsyncConsumer, ChannelLayer, SyncConsumer
 from gateway.exceptions import AcceptConnection, DenyConnection, InvalidChannelLayerError, StopConsumer
 
 __all__ = [
@@ -56,29 +56,44 @@ def _send_message(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
     raise ValueError("You must pass one of bytes_data or text_data")
 
 
-class _GroupsMixin:
-    groups: ClassVar[list[str] | None] = None
-    _groups_joined: bool = False
+class _Groups(AsyncConsumer):
+    """``groups``: joined on connect, left on disconnect or whenever the instance ends."""
+
+    groups: list[str] | None = None
+    #: The layer and channel name the groups were joined with (None: not joined).
+    _joined: tuple[ChannelLayer, str] | None = None
 
     def _init_groups(self) -> None:
         if self.groups is None:
-            self.groups = []  # type: ignore[misc]
+            self.groups = []
 
-    def _require_groups_layer(self) -> Any:
+    def _groups_target(self) -> tuple[ChannelLayer, str] | None:
+        """The layer and channel to join ``groups`` with; None when there are no groups.
+
+        Raises:
+            InvalidChannelLayerError: groups are set but no layer with groups is configured.
+        """
+        if not self.groups:
+            return None
         layer = getattr(self, "channel_layer", None)
-        if self.groups and (layer is None or not hasattr(layer, "group_add")):
+        if layer is None or self.channel_name is None or not hasattr(layer, "group_add"):
             raise InvalidChannelLayerError(_NO_GROUPS)
-        return layer
+        return layer, self.channel_name
+
+    def _leave(self) -> tuple[ChannelLayer, str] | None:
+        """What to leave the groups with, once (None when not joined or already left)."""
+        joined, self._joined = self._joined, None
+        return joined
 
     async def _on_exit(self) -> None:
-        if self._groups_joined:
-            self._groups_joined = False
-            layer = self.channel_layer  # type: ignore[attr-defined]
+        joined = self._leave()
+        if joined is not None:
+            layer, channel = joined
             for group in self.groups or ():
-                await layer.group_discard(group, self.channel_name)  # type: ignore[attr-defined]
+                await layer.group_discard(group, channel)
 
 
-class WebsocketConsumer(_GroupsMixin, SyncConsumer):
+class WebsocketConsumer(_Groups, SyncConsumer):
     """Sync WebSocket consumer (Channels' ``WebsocketConsumer``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -86,10 +101,12 @@ class WebsocketConsumer(_GroupsMixin, SyncConsumer):
 
     def websocket_connect(self, message: dict[str, Any]) -> None:
         """Join ``groups``, then call :meth:`connect`; handles Accept/DenyConnection."""
-        layer = self._require_groups_layer()
-        for group in self.groups or ():
-            async_to_sync(layer.group_add)(group, self.channel_name)
-            self._groups_joined = True
+        target = self._groups_target()
+        if target is not None:
+            layer, channel = target
+            for group in self.groups or ():
+                async_to_sync(layer.group_add)(group, channel)
+                self._joined = target
         try:
             self.connect()
         except AcceptConnection:
@@ -115,7 +132,7 @@ class WebsocketConsumer(_GroupsMixin, SyncConsumer):
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each frame's payload."""
 
-    def send(  # type: ignore[override]
+    def send(  # type: ignore[override]  # Channels' signature: frames, not ASGI messages
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
     ) -> None:
         """Send a text or binary frame; ``close`` (True or a code) closes afterwards."""
@@ -129,10 +146,11 @@ class WebsocketConsumer(_GroupsMixin, SyncConsumer):
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Leave ``groups``, call :meth:`disconnect`, then stop the consumer."""
-        if self._groups_joined:
-            self._groups_joined = False
+        joined = self._leave()
+        if joined is not None:
+            layer, channel = joined
             for group in self.groups or ():
-                async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+                async_to_sync(layer.group_discard)(group, channel)
         self.disconnect(message.get("code", 1005))
         raise StopConsumer()
 
@@ -168,7 +186,7 @@ class JsonWebsocketConsumer(WebsocketConsumer):
         return json.dumps(content)
 
 
-class AsyncWebsocketConsumer(_GroupsMixin, AsyncConsumer):
+class AsyncWebsocketConsumer(_Groups, AsyncConsumer):
     """Async WebSocket consumer (Channels' ``AsyncWebsocketConsumer``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -176,10 +194,12 @@ class AsyncWebsocketConsumer(_GroupsMixin, AsyncConsumer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Join ``groups``, then call :meth:`connect`; handles Accept/DenyConnection."""
-        layer = self._require_groups_layer()
-        for group in self.groups or ():
-            await layer.group_add(group, self.channel_name)
-            self._groups_joined = True
+        target = self._groups_target()
+        if target is not None:
+            layer, channel = target
+            for group in self.groups or ():
+                await layer.group_add(group, channel)
+                self._joined = target
         try:
             await self.connect()
         except AcceptConnection:
@@ -205,7 +225,7 @@ class AsyncWebsocketConsumer(_GroupsMixin, AsyncConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each frame's payload."""
 
-    async def send(  # type: ignore[override]
+    async def send(  # type: ignore[override]  # Channels' signature: frames, not ASGI messages
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
     ) -> None:
         """Send a text or binary frame; ``close`` (True or a code) closes afterwards."""
@@ -219,10 +239,11 @@ class AsyncWebsocketConsumer(_GroupsMixin, AsyncConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         """Leave ``groups``, call :meth:`disconnect`, then stop the consumer."""
-        if self._groups_joined:
-            self._groups_joined = False
+        joined = self._leave()
+        if joined is not None:
+            layer, channel = joined
             for group in self.groups or ():
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await layer.group_discard(group, channel)
         await self.disconnect(message.get("code", 1005))
         raise StopConsumer()
 

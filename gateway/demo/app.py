@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from gateway.asgi.app import Receive, Scope, Send
 from gateway.consumers import AsyncHttpConsumer
 from gateway.demo.page import INDEX, room_page
 from gateway.demo.rooms import (
@@ -56,23 +57,23 @@ async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> 
     await send({"type": "http.response.body", "body": body})
 
 
-async def index(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def index(scope: Scope, receive: Receive, send: Send) -> None:
     """``GET /``: the index page."""
     await _respond(send, 200, INDEX, b"text/html; charset=utf-8")
 
 
-async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     """``GET /hello``: plain text."""
     await _respond(send, 200, b"Hello, world!", b"text/plain")
 
 
-async def state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def state(scope: Scope, receive: Receive, send: Send) -> None:
     """``GET /state``: the time the application started (lifespan state)."""
     body = json.dumps({"started": scope.get("state", {}).get("started")}).encode()
     await _respond(send, 200, body, b"application/json")
 
 
-async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /echo``: the request body back, streamed."""
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
     while True:
@@ -97,7 +98,7 @@ class RoomPage(AsyncHttpConsumer):
         await self.send_response(200, room_page(room), headers=[(b"content-type", b"text/html; charset=utf-8")])
 
 
-async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     """Lifespan: remember when the application started (``/state``)."""
     while True:
         message = await receive()

@@ -87,6 +87,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         if not valid_room(self.room):
             await self.close()
             return
+        assert self.channel_layer is not None and self.channel_name is not None  # the demo's layer is configured
         await self.channel_layer.group_add(f"room.{self.room}", self.channel_name)
         await self.accept()
         for event in recent(self.room):
@@ -105,7 +106,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(_public(event))
 
     async def disconnect(self, code: int) -> None:
-        if valid_room(self.room):
+        if valid_room(self.room) and self.channel_layer is not None and self.channel_name is not None:
             await self.channel_layer.group_discard(f"room.{self.room}", self.channel_name)
 
 
@@ -137,7 +138,7 @@ class MqttRoomClient(AsyncMqttConsumer):
     async def accept(self, session_present: bool | None = None, properties: dict[str, Any] | None = None) -> None:
         self.filters = []
         await super().accept(session_present, properties)
-        if self.channel_layer is not None:
+        if self.channel_layer is not None and self.channel_name is not None:
             await self.channel_layer.group_add(MQTT_GROUP, self.channel_name)
 
     async def subscribe(self, subscriptions: list[dict[str, Any]]) -> list[int]:
@@ -159,7 +160,7 @@ class MqttRoomClient(AsyncMqttConsumer):
             await self.publish(topic, payload)
 
     async def disconnect(self, reason_code: int | None) -> None:
-        if self.channel_layer is not None:
+        if self.channel_layer is not None and self.channel_name is not None:
             await self.channel_layer.group_discard(MQTT_GROUP, self.channel_name)
 
 

@@ -25,6 +25,7 @@ from django.contrib.auth import (
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import LazyObject
 
+from gateway.asgi.app import Receive, Scope, Send
 from gateway.django.db import database_sync_to_async
 from gateway.django.sessions import CookieMiddleware, SessionMiddleware
 from gateway.middleware import BaseMiddleware
@@ -36,7 +37,7 @@ _NO_SESSION = "Cannot find session in scope. You should wrap your consumer in Se
 
 def _get_user_session_key(session: Any) -> Any:
     # Stored as a string; the user model's primary key type converts it back.
-    return get_user_model()._meta.pk.to_python(session[SESSION_KEY])  # type: ignore[union-attr]
+    return get_user_model()._meta.pk.to_python(session[SESSION_KEY])
 
 
 @database_sync_to_async
@@ -128,7 +129,7 @@ def logout(scope: dict[str, Any]) -> None:
     if "session" not in scope:
         raise ValueError(_NO_SESSION)
     session = scope["session"]
-    user = scope.get("user", None)
+    user: Any = scope.get("user", None)
     if hasattr(user, "is_authenticated") and not user.is_authenticated:
         user = None
     if user is not None:
@@ -148,7 +149,7 @@ class UserLazyObject(LazyObject):
 class AuthMiddleware(BaseMiddleware):
     """Sets ``scope["user"]`` from the Django session (needs :class:`SessionMiddleware` outside)."""
 
-    def populate_scope(self, scope: dict[str, Any]) -> None:
+    def populate_scope(self, scope: Scope) -> None:
         """Add the (unresolved) ``scope["user"]``.
 
         Raises:
@@ -159,16 +160,16 @@ class AuthMiddleware(BaseMiddleware):
         if "user" not in scope:
             scope["user"] = UserLazyObject()
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+    async def resolve_scope(self, scope: Scope) -> None:
         """Resolve ``scope["user"]`` from the session (a user set further out is kept)."""
         if isinstance(scope["user"], UserLazyObject):
             scope["user"]._wrapped = await get_user(scope)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
         self.populate_scope(scope)
         await self.resolve_scope(scope)
-        return await self.inner(scope, receive, send)
+        await self.inner(scope, receive, send)
 
 
 def AuthMiddlewareStack(inner: Any) -> CookieMiddleware:  # noqa: N802 - Channels' name

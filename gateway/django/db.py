@@ -60,7 +60,7 @@ def connections_kept() -> Iterator[None]:
             _kept -= 1
 
 
-class DatabaseSyncToAsync(SyncToAsync):  # type: ignore[type-arg]
+class DatabaseSyncToAsync(SyncToAsync):
     """``sync_to_async`` that closes stale database connections before and after the call."""
 
     def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:

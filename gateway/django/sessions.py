@@ -20,6 +20,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.core.exceptions import SuspiciousOperation
 from django.utils.http import http_date
 
+from gateway.asgi.app import Receive, Scope, Send
 from gateway.django.db import database_sync_to_async
 from gateway.middleware import CookieMiddleware
 
@@ -33,7 +34,7 @@ class InstanceSessionWrapper:
     save_message_types = ("http.response.start", "websocket.accept")
     cookie_response_message_types = ("http.response.start", "websocket.accept")
 
-    def __init__(self, scope: dict[str, Any], send: Any) -> None:
+    def __init__(self, scope: Scope, send: Any) -> None:
         self.cookie_name = settings.SESSION_COOKIE_NAME
         self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
         self.scope = dict(scope)
@@ -129,7 +130,7 @@ class SessionMiddleware:
 
         return await matches(self.inner, scope)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         wrapper = InstanceSessionWrapper(scope, send)
         await wrapper.resolve_session()
         return await self.inner(wrapper.scope, receive, wrapper.send)

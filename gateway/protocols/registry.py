@@ -29,13 +29,14 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-class _LazyClasses(Mapping[str, Any]):
-    """Protocol name -> config class, importing a protocol's module only when it is used."""
+class _LazyClasses(Mapping[str, type]):
+    """Protocol name -> config class (a subclass of ``gateway.config.schema.ListenerConfig``),
+    importing a protocol's module only when it is used."""
 
     def __init__(self) -> None:
-        self._loaded: dict[str, Any] = {}
+        self._loaded: dict[str, type] = {}
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> type:
         if name not in self._loaded:
             self._loaded[name] = _resolve(LISTENER_PROTOCOLS[name][0])
         return self._loaded[name]
@@ -48,11 +49,12 @@ class _LazyClasses(Mapping[str, Any]):
 
 
 @cache
-def listener_config_classes() -> Mapping[str, Any]:
+def listener_config_classes() -> Mapping[str, type]:
     """The listener configuration classes by protocol name (imported when first used)."""
     return _LazyClasses()
 
 
 def listener_builder(protocol: str) -> Any:
-    """The function that builds a listener service for ``protocol``."""
+    """The function that builds a listener service for ``protocol`` (a
+    :class:`gateway.listener.ListenerBuilder`)."""
     return _resolve(LISTENER_PROTOCOLS[protocol][1])

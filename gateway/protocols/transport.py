@@ -1,9 +1,6 @@
-"""Helpers every Twisted adapter uses: fast writes, addresses, the ASGI ``tls`` extension.
+"""Helpers every Twisted adapter uses: addresses and the ASGI ``tls`` extension.
 
-Write-through: Twisted's file-descriptor transports buffer every ``write()`` and send it on the
-next reactor iteration (an extra ``add_writer``/``remove_writer`` pair and loop pass per
-response under the asyncio reactor). When nothing is buffered we send right away instead;
-measured, this doubles the requests per second of a plain Twisted server on the asyncio reactor.
+The fast writes (:func:`~gateway._compat.tcp.write_through`) are in :mod:`gateway._compat.tcp`.
 """
 
 from __future__ import annotations
@@ -11,58 +8,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import ISSLTransport
 
-try:  # unix sockets are absent on some platforms
-    from twisted.internet import unix
-
-    _DIRECT: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
-except ImportError:  # pragma: no cover
-    _DIRECT = (tcp.Server, tcp.Client)
-
-
-def write_through(transport: Any, data: bytes) -> None:
-    """Write ``data`` to ``transport``, sending it immediately when its buffer is empty.
-
-    Falls back to ``transport.write`` for every transport that is not a plain TCP or UNIX
-    connection (ours as a server, or a client's such as the Redis layer's) (TLS from the start or after ``startTLS()``, tests' string transports)
-    and whenever data is already queued, so ordering and Twisted's flow control are unchanged.
-    """
-    if (
-        isinstance(transport, _DIRECT)
-        and not getattr(transport, "TLS", False)  # after startTLS() bytes must go through TLS
-        and not transport._tempDataLen
-        and not transport.dataBuffer
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnected
-    ):
-        sent = transport.writeSomeData(data)
-        if type(sent) is int:
-            if sent == len(data):
-                return
-            data = data[sent:]
-    transport.write(data)
-
-
-_DEFAULT_BUFFER = 64 * 1024
-
-
-def set_write_high_water(transport: Any, size: int) -> None:
-    """Make the transport pause its producer when more than ``size`` bytes are buffered.
-
-    Twisted's file descriptors pause a registered streaming producer above ``bufferSize``
-    (64 KiB by default; the same number is also their read size). Behind TLS the setting goes
-    to the TCP connection underneath.
-    """
-    if size == _DEFAULT_BUFFER:
-        return
-    target = transport
-    while target is not None and not hasattr(target, "bufferSize"):
-        target = getattr(target, "transport", None)
-    if target is not None:
-        target.bufferSize = size
+__all__ = [
+    "Drain",
+    "address_tuple",
+    "is_tls",
+    "server_tuple",
+    "tls_extension",
+]
 
 
 def address_tuple(address: Any) -> tuple[str, int] | None:

@@ -15,12 +15,13 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Receive, Scope, Send
 from gateway.exceptions import NoRouteFound
 
 __all__ = ["ChannelNameRouter", "ProtocolTypeRouter", "matches", "not_found"]
 
 
-async def matches(application: Any, scope: dict[str, Any]) -> bool:
+async def matches(application: object, scope: Scope) -> bool:
     """True if ``application`` would handle ``scope`` (see the module docstring)."""
     method = getattr(application, "matches", None)
     if method is None:
@@ -31,7 +32,7 @@ async def matches(application: Any, scope: dict[str, Any]) -> bool:
     return bool(result)
 
 
-async def not_found(scope: dict[str, Any], receive: Any, send: Any, detail: str) -> None:
+async def not_found(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
     """Answer a scope no route matched, in its protocol's words.
 
     * ``http``: a 404 response with a short text body.
@@ -64,12 +65,12 @@ class ProtocolTypeRouter:
         ValueError: (when called) no application for the scope's type.
     """
 
-    def __init__(self, application_mapping: Mapping[str, Any]) -> None:
+    def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
         if not isinstance(application_mapping, Mapping):
             raise TypeError("ProtocolTypeRouter takes a mapping of scope type -> application")
         self.application_mapping = dict(application_mapping)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]  # a scope without a type is a server bug: KeyError, as Channels
         application = self.application_mapping.get(kind)
         if application is None:
@@ -77,9 +78,10 @@ class ProtocolTypeRouter:
             raise ValueError(f"No application configured for scope type {kind!r} (configured: {known})")
         return await application(scope, receive, send)
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """True if the scope's type is routed and the application for it matches."""
-        application = self.application_mapping.get(scope.get("type"))  # type: ignore[arg-type]
+        kind = scope.get("type")
+        application = self.application_mapping.get(kind) if isinstance(kind, str) else None
         return application is not None and await matches(application, scope)
 
 
@@ -90,10 +92,10 @@ class ChannelNameRouter:
         ValueError: (when called) the scope has no ``channel`` or no application for it.
     """
 
-    def __init__(self, application_mapping: Mapping[str, Any]) -> None:
+    def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
         self.application_mapping = dict(application_mapping)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if "channel" not in scope:
             raise ValueError(
                 "ChannelNameRouter got a scope without a 'channel' key. "
@@ -104,9 +106,10 @@ class ChannelNameRouter:
             raise ValueError(f"No application configured for channel name {scope['channel']!r}")
         return await application(scope, receive, send)
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """True if the scope's channel is routed and its application matches."""
-        application = self.application_mapping.get(scope.get("channel"))  # type: ignore[arg-type]
+        channel = scope.get("channel")
+        application = self.application_mapping.get(channel) if isinstance(channel, str) else None
         return application is not None and await matches(application, scope)
 
     @property

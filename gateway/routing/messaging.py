@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from typing import Any, Pattern
+from typing import Any, Pattern, TypeVar
 
+from gateway.asgi.app import ASGIApp, Message, Receive, Scope, Send
 from gateway.exceptions import NoRouteFound
 from gateway.routing.base import not_found
+
+_R = TypeVar("_R")
 
 __all__ = ["DefaultRoute", "EmailToRouter", "PhoneRoute", "RegexRoute", "SMSFromRouter", "SMSToRouter",
            "default", "phone", "regex"]
@@ -33,8 +36,8 @@ __all__ = ["DefaultRoute", "EmailToRouter", "PhoneRoute", "RegexRoute", "SMSFrom
 class RegexRoute:
     """``regex(pattern, app)``: recipients where ``pattern.search(address)`` finds a match."""
 
-    def __init__(self, pattern: str | Pattern[str], application: Any, flags: int = re.IGNORECASE) -> None:
-        self.regex = pattern if hasattr(pattern, "search") else re.compile(pattern, flags)  # type: ignore[arg-type]
+    def __init__(self, pattern: str | Pattern[str], application: ASGIApp, flags: int = re.IGNORECASE) -> None:
+        self.regex: Pattern[str] = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
         self.application = application
 
     def __repr__(self) -> str:
@@ -44,7 +47,7 @@ class RegexRoute:
 class DefaultRoute:
     """``default(app)``: what nothing else matched."""
 
-    def __init__(self, application: Any) -> None:
+    def __init__(self, application: ASGIApp) -> None:
         self.application = application
 
 
@@ -53,7 +56,7 @@ class PhoneRoute:
 
     _clean = re.compile(r"[\s().-]")
 
-    def __init__(self, prefix: str, application: Any) -> None:
+    def __init__(self, prefix: str, application: ASGIApp) -> None:
         cleaned = self._clean.sub("", prefix)
         if not re.fullmatch(r"\+\d{0,15}", cleaned):
             raise ValueError(f"phone prefix must be '+' then digits (E.164), got {prefix!r}")
@@ -61,23 +64,24 @@ class PhoneRoute:
         self.application = application
 
 
-def regex(pattern: str | Pattern[str], application: Any, flags: int = re.IGNORECASE) -> RegexRoute:
+def regex(pattern: str | Pattern[str], application: ASGIApp, flags: int = re.IGNORECASE) -> RegexRoute:
     """An :class:`EmailToRouter` route; strings compile case-insensitively by default."""
     return RegexRoute(pattern, application, flags)
 
 
-def phone(prefix: str, application: Any) -> PhoneRoute:
+def phone(prefix: str, application: ASGIApp) -> PhoneRoute:
     """An :class:`SMSFromRouter` / :class:`SMSToRouter` route for an E.164 prefix."""
     return PhoneRoute(prefix, application)
 
 
-def default(application: Any) -> DefaultRoute:
+def default(application: ASGIApp) -> DefaultRoute:
     """The fallback route of a message router."""
     return DefaultRoute(application)
 
 
-def _split_default(routes: Sequence[Any], allowed: type, name: str) -> tuple[list[Any], Any]:
-    plain, fallback = [], None
+def _split_default(routes: Sequence[object], allowed: type[_R], name: str) -> tuple[list[_R], ASGIApp | None]:
+    plain: list[_R] = []
+    fallback: ASGIApp | None = None
     for route in routes:
         if isinstance(route, DefaultRoute):
             if fallback is not None:
@@ -96,23 +100,23 @@ class EmailToRouter:
     def __init__(self, routes: Sequence[RegexRoute | DefaultRoute]) -> None:
         self.routes, self.default = _split_default(routes, RegexRoute, "EmailToRouter")
 
-    def route_for(self, address: str) -> Any | None:
+    def route_for(self, address: str) -> ASGIApp | None:
         """The application for one recipient address, or ``None``."""
         for route in self.routes:
             if route.regex.search(address):
                 return route.application
         return self.default
 
-    def plan(self, scope: dict[str, Any]) -> list[tuple[Any, list[str]]]:
+    def plan(self, scope: Scope) -> list[tuple[ASGIApp, list[str]]]:
         """``[(application, recipients), ...]`` in first-route order; unrouted recipients omitted."""
-        groups: dict[int, tuple[Any, list[str]]] = {}
+        groups: dict[int, tuple[ASGIApp, list[str]]] = {}
         for address in scope.get("recipients") or ():
             application = self.route_for(address)
             if application is not None:
                 groups.setdefault(id(application), (application, []))[1].append(address)
         return list(groups.values())
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """True if every recipient in ``scope["recipients"]`` (at least one) has a route.
 
         At ``RCPT TO`` time the SMTP listener probes with ``{"type": "email", "recipients":
@@ -121,7 +125,7 @@ class EmailToRouter:
         recipients = scope.get("recipients") or ()
         return bool(recipients) and all(self.route_for(a) is not None for a in recipients)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plan(scope)
         if not plan:
             return await not_found(scope, receive, send, f"no route for {scope.get('recipients')!r}")
@@ -131,7 +135,7 @@ class EmailToRouter:
         await _fan_out(plan, scope, receive, send)
 
 
-def _combine(answers: list[dict[str, Any]]) -> dict[str, Any]:
+def _combine(answers: list[Message]) -> Message:
     rejects = [a for a in answers if a.get("type") != "email.accept"]
     if not rejects:
         return {"type": "email.accept"}
@@ -141,13 +145,13 @@ def _combine(answers: list[dict[str, Any]]) -> dict[str, Any]:
     return rejects[0]
 
 
-async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], receive: Any, send: Any) -> None:
-    queues: list[asyncio.Queue[dict[str, Any]]] = [asyncio.Queue() for _ in plan]
-    answers: list[dict[str, Any] | None] = [None] * len(plan)
+async def _fan_out(plan: list[tuple[ASGIApp, list[str]]], scope: Scope, receive: Receive, send: Send) -> None:
+    queues: list[asyncio.Queue[Message]] = [asyncio.Queue() for _ in plan]
+    answers: list[Message | None] = [None] * len(plan)
     answered = asyncio.Event()
 
-    def make_send(index: int) -> Any:
-        async def sub_send(message: dict[str, Any]) -> None:
+    def make_send(index: int) -> Send:
+        async def sub_send(message: Message) -> None:
             if message.get("type") in ("email.accept", "email.reject"):
                 if answers[index] is None:
                     answers[index] = message
@@ -175,7 +179,7 @@ async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], rec
         remaining = set(tasks)
         sent = False
         while remaining:
-            watch = set(remaining)
+            watch: set[asyncio.Future[Any]] = set(remaining)
             if not pumper.done():
                 watch.add(pumper)
             if not sent:
@@ -187,8 +191,9 @@ async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], rec
                 if task is pumper and task.exception() is None:
                     continue  # the disconnect was passed on; the applications finish on their own
                 remaining.discard(task)
-                if task.exception() is not None:  # an application failed, or receive() did
-                    raise task.exception()  # type: ignore[misc]
+                failure = task.exception()
+                if failure is not None:  # an application failed, or receive() did
+                    raise failure
             if not sent and answered.is_set():
                 sent = True
                 await send(_combine([a for a in answers if a is not None]))
@@ -197,8 +202,8 @@ async def _fan_out(plan: list[tuple[Any, list[str]]], scope: dict[str, Any], rec
                       for a in answers]
             await send(_combine(filled))
     finally:
-        for task in [*tasks, pumper, waiter]:
-            task.cancel()
+        for future in [*tasks, pumper, waiter]:
+            future.cancel()
         await asyncio.gather(*tasks, pumper, waiter, return_exceptions=True)
 
 
@@ -207,14 +212,14 @@ class _PhoneRouter:
 
     def __init__(self, routes: Sequence[PhoneRoute | DefaultRoute]) -> None:
         plain, self.default = _split_default(routes, PhoneRoute, type(self).__name__)
-        self.table: dict[str, Any] = {}
+        self.table: dict[str, ASGIApp] = {}
         for route in plain:
             if route.prefix in self.table:
                 raise ValueError(f"{type(self).__name__}: prefix {route.prefix!r} given twice")
             self.table[route.prefix] = route.application
         self._longest = max((len(p) for p in self.table), default=0)
 
-    def route_for(self, number: str | None) -> Any | None:
+    def route_for(self, number: str | None) -> ASGIApp | None:
         """The application for a number: the longest matching prefix, else the default."""
         if number:
             table = self.table
@@ -224,11 +229,11 @@ class _PhoneRouter:
                     return application
         return self.default
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """True if the scope's number has a route (or there is a default)."""
         return self.route_for(scope.get(self.key)) is not None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         application = self.route_for(scope.get(self.key))
         if application is None:
             raise NoRouteFound(f"no SMS route for {self.key} number {scope.get(self.key)!r}")

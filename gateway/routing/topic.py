@@ -28,6 +28,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Message, Receive, Scope, Send
+
 __all__ = ["TopicRoute", "TopicRouter", "topic", "topic_matches"]
 
 
@@ -71,7 +73,7 @@ def topic_matches(topic_filter: str, topic_name: str) -> bool:
 class TopicRoute:
     """``topic("sensors/+/temperature", app)``."""
 
-    def __init__(self, topic_filter: str, application: Any) -> None:
+    def __init__(self, topic_filter: str, application: ASGIApp) -> None:
         self.filter = topic_filter
         self.levels = _check_filter(topic_filter)
         self.application = application
@@ -84,7 +86,7 @@ class TopicRoute:
         return f"topic({self.filter!r}, {self.application!r})"
 
 
-def topic(topic_filter: str, application: Any) -> TopicRoute:
+def topic(topic_filter: str, application: ASGIApp) -> TopicRoute:
     """A :class:`TopicRouter` route."""
     return TopicRoute(topic_filter, application)
 
@@ -92,13 +94,13 @@ def topic(topic_filter: str, application: Any) -> TopicRoute:
 class _SubInstance:
     """One application instance inside the connection, fed one event at a time."""
 
-    def __init__(self, application: Any, scope: dict[str, Any], send: Any) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    def __init__(self, application: ASGIApp, scope: Scope, send: Send) -> None:
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.asked: asyncio.Future[None] | None = None
         self.holding = False  # it took an event and has not asked for the next one yet
         self.task = asyncio.ensure_future(application(scope, self.receive, send))
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if self.holding:  # asking again: the previous event has been handled
             self.holding = False
             if self.asked is not None and not self.asked.done():
@@ -107,13 +109,15 @@ class _SubInstance:
         self.holding = True
         return event
 
-    async def deliver(self, event: dict[str, Any]) -> None:
+    async def deliver(self, event: Message) -> None:
         """Give one event; return once the instance asks for the next one or ends."""
         self.asked = asyncio.get_running_loop().create_future()
         self.queue.put_nowait(event)
         await asyncio.wait([self.asked, self.task], return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done() and not self.task.cancelled() and self.task.exception() is not None:
-            raise self.task.exception()  # type: ignore[misc]
+        if self.task.done() and not self.task.cancelled():
+            failure = self.task.exception()
+            if failure is not None:
+                raise failure
 
 
 class TopicRouter:
@@ -124,7 +128,7 @@ class TopicRouter:
         connection: the application for connection-level events; default: the last route's.
     """
 
-    def __init__(self, routes: Sequence[TopicRoute], *, connection: Any = None) -> None:
+    def __init__(self, routes: Sequence[TopicRoute], *, connection: ASGIApp | None = None) -> None:
         self.routes = list(routes)
         for route in self.routes:
             if not isinstance(route, TopicRoute):
@@ -141,16 +145,16 @@ class TopicRouter:
                 return route, args
         return None
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """With a probe scope carrying ``topic``: whether a route matches it; otherwise True."""
         if "topic" not in scope:
             return True
         return self.resolve(scope["topic"]) is not None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         instances: dict[int, _SubInstance] = {}
 
-        def instance(application: Any) -> _SubInstance:
+        def instance(application: ASGIApp) -> _SubInstance:
             current = instances.get(id(application))
             if current is None or current.task.done():
                 current = instances[id(application)] = _SubInstance(application, scope, send)

@@ -17,6 +17,7 @@ import string
 import uuid
 from typing import Any, Pattern
 
+from gateway.asgi.app import ASGIApp, Receive, Scope, Send
 from gateway.routing.base import matches, not_found
 
 __all__ = [
@@ -192,7 +193,7 @@ class RegexPattern:
 class URLPattern:
     """One route: a pattern, the application, default kwargs and an optional name."""
 
-    def __init__(self, pattern: RoutePattern | RegexPattern | _DjangoPattern, callback: Any,
+    def __init__(self, pattern: RoutePattern | RegexPattern | _DjangoPattern, callback: ASGIApp,
                  default_args: dict[str, Any] | None = None, name: str | None = None) -> None:
         if not callable(callback):
             raise TypeError(f"the application for {pattern!r} must be an ASGI callable, got {callback!r}")
@@ -205,12 +206,12 @@ class URLPattern:
         return f"<URLPattern {self.pattern!r} -> {self.callback!r}>"
 
 
-def path(route: str, view: Any, kwargs: dict[str, Any] | None = None, name: str | None = None) -> URLPattern:
+def path(route: str, view: ASGIApp, kwargs: dict[str, Any] | None = None, name: str | None = None) -> URLPattern:
     """A route with ``<converter:name>`` parameters (Django's ``path``). A leading ``/`` is ignored."""
     return URLPattern(RoutePattern(route.lstrip("/")), view, kwargs, name)
 
 
-def re_path(route: str, view: Any, kwargs: dict[str, Any] | None = None, name: str | None = None) -> URLPattern:
+def re_path(route: str, view: ASGIApp, kwargs: dict[str, Any] | None = None, name: str | None = None) -> URLPattern:
     """A route given as a regular expression (Django's ``re_path``)."""
     return URLPattern(RegexPattern(route), view, kwargs, name)
 
@@ -227,7 +228,8 @@ class _DjangoPattern:
         return _DjangoPattern(type(pattern)(source, pattern.name, is_endpoint=is_endpoint))
 
     def match(self, path: str) -> Match | None:
-        return self.pattern.match(path)  # type: ignore[no-any-return]
+        match: Match | None = self.pattern.match(path)
+        return match
 
     def __repr__(self) -> str:
         return f"<Django {self.pattern.describe()}>"
@@ -282,7 +284,7 @@ class URLRouter:
             self.routes.append(route)
 
     @staticmethod
-    def _path_of(scope: dict[str, Any]) -> str | None:
+    def _path_of(scope: Scope) -> str | None:
         remaining = scope.get("path_remaining")
         if remaining is not None:
             return remaining.lstrip("/")
@@ -297,7 +299,7 @@ class URLRouter:
             full = full[len(root_path):]
         return full.lstrip("/")
 
-    async def resolve(self, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    async def resolve(self, scope: Scope) -> tuple[ASGIApp, Scope] | None:
         """The application and the scope it would get, or ``None`` when nothing matches."""
         target = self._path_of(scope)
         if target is None:
@@ -321,11 +323,11 @@ class URLRouter:
                 return route.callback, inner_scope
         return None
 
-    async def matches(self, scope: dict[str, Any]) -> bool:
+    async def matches(self, scope: Scope) -> bool:
         """True if some route (and the application behind it) matches the scope's path."""
         return await self.resolve(scope) is not None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         resolved = await self.resolve(scope)
         if resolved is None:
             return await not_found(scope, receive, send, f"No route found for path {scope.get('path')!r}.")

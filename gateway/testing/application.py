@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 from asgiref.testing import ApplicationCommunicator as _AsgirefCommunicator
 
+from gateway.asgi.app import ASGIApp, Message, Scope
+
 __all__ = ["ApplicationCommunicator", "ProtocolCommunicator", "UnexpectedMessage"]
 
 
@@ -45,19 +47,58 @@ class ApplicationCommunicator(_AsgirefCommunicator):
         scope: the connection scope.
     """
 
-    _future: Any = None  # so __del__ works even if a subclass constructor raised early
+    _future: asyncio.Task[None] | None = None  # so __del__ works even if a subclass constructor raised early
+    application: ASGIApp
+    scope: Scope
 
-    async def send_input(self, message: dict[str, Any]) -> None:
-        """Give the application one input message."""
+    def __init__(self, application: ASGIApp, scope: Scope) -> None:
+        super().__init__(application, scope)
+
+    # asgiref's methods, with their types.
+
+    @property
+    def future(self) -> asyncio.Task[None]:
+        """The application's task (started on first use)."""
+        task: asyncio.Task[None] = super().future
+        return task
+
+    @property
+    def input_queue(self) -> asyncio.Queue[Message]:
+        """What the application's ``receive()`` reads."""
+        queue: asyncio.Queue[Message] = super().input_queue
+        return queue
+
+    @property
+    def output_queue(self) -> asyncio.Queue[Message]:
+        """What the application's ``send()`` writes."""
+        queue: asyncio.Queue[Message] = super().output_queue
+        return queue
+
+    async def send_input(self, message: Message) -> None:
+        """Give the application one event (starts it on first use)."""
         with _connections_kept():
             await super().send_input(message)
 
-    async def receive_output(self, timeout: float = 1) -> dict[str, Any]:
-        """The application's next output message (``TimeoutError`` after ``timeout``)."""
-        with _connections_kept():
-            return await super().receive_output(timeout)  # type: ignore[no-any-return]
+    async def receive_output(self, timeout: float = 1) -> Message:
+        """The application's next message.
 
-    async def expect(self, types: str | Iterable[str], timeout: float = 1) -> dict[str, Any]:
+        Raises:
+            TimeoutError: nothing within ``timeout`` seconds (the application is cancelled).
+        """
+        with _connections_kept():
+            message: Message = await super().receive_output(timeout)
+        return message
+
+    async def receive_nothing(self, timeout: float = 0.1, interval: float = 0.01) -> bool:
+        """True if the application sent nothing within ``timeout`` seconds."""
+        nothing: bool = await super().receive_nothing(timeout, interval)
+        return nothing
+
+    async def wait(self, timeout: float = 1) -> None:
+        """Wait for the application to end (cancelled after ``timeout``); re-raise its error."""
+        await super().wait(timeout)
+
+    async def expect(self, types: str | Iterable[str], timeout: float = 1) -> Message:
         """Receive the next output message and check its ``type``.
 
         Raises:
@@ -83,32 +124,35 @@ class ProtocolCommunicator(ApplicationCommunicator):
 
     scope_type: ClassVar[str] = ""
 
-    def __init__(self, application: Any, *, scope_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, application: ASGIApp, *, scope_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
         scope = self.build_scope(**kwargs)
         if scope_overrides:
             scope.update(scope_overrides)
         super().__init__(application, scope)
 
-    def build_scope(self, **kwargs: Any) -> dict[str, Any]:
-        """The scope for this protocol; the base gives ``type`` and ``asgi`` plus ``kwargs``."""
+    def build_scope(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The scope for this protocol; the base gives ``type`` and ``asgi`` plus ``kwargs``.
+
+        Subclasses take their own keyword arguments (any signature may override this one).
+        """
         scope: dict[str, Any] = {"type": self.scope_type, "asgi": {"version": "3.0"}}
         scope.update(kwargs)
         return scope
 
-    async def next_output(self, timeout: float) -> dict[str, Any] | None:
+    async def next_output(self, timeout: float) -> Message | None:
         """The application's next message; ``None`` once it ended with nothing left to read.
 
         Raises:
             TimeoutError: it neither sent nor ended within ``timeout`` seconds (it is cancelled).
         """
         if not self.output_queue.empty():
-            return self.output_queue.get_nowait()  # type: ignore[no-any-return]
+            return self.output_queue.get_nowait()
         if self.future.done():
             return None
         getter = asyncio.ensure_future(self.output_queue.get())
         done, _ = await asyncio.wait({getter, self.future}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if getter in done:
-            return getter.result()  # type: ignore[no-any-return]
+            return getter.result()
         getter.cancel()
         if self.future.done():
             return None if self.output_queue.empty() else self.output_queue.get_nowait()

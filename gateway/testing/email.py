@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["EmailCommunicator", "EmailOutcome"]
@@ -39,7 +40,7 @@ class EmailOutcome:
     accepted: bool = False
     code: int = 451
     text: str = "4.3.0 Temporary failure, please try again later"
-    sends: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[Message] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -66,7 +67,7 @@ class EmailCommunicator(ProtocolCommunicator):
 
     scope_type = "email"
 
-    def __init__(self, application: Any, message: bytes | str | EmailMessage, *, sender: str = "sender@example.org",
+    def __init__(self, application: ASGIApp, message: bytes | str | EmailMessage, *, sender: str = "sender@example.org",
                  recipients: Sequence[str] = ("recipient@example.org",), source: str = "smtp",
                  helo: str | None = "client.example.org", client: tuple[str, int] | None = ("192.0.2.1", 40000),
                  server: tuple[str, int | None] | None = ("192.0.2.25", 25), tls: dict[str, Any] | None = None,
@@ -80,7 +81,7 @@ class EmailCommunicator(ProtocolCommunicator):
                          source=source, helo=helo, client=client, server=server, tls=tls, auth_user=auth_user,
                          mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
 
-    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,  # type: ignore[override]
+    def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,
                     client: Any, server: Any, tls: Any, auth_user: str | None, mailbox: str, uid: int,
                     uidvalidity: int) -> dict[str, Any]:
         """An ``email`` scope as the listener builds it."""
@@ -130,9 +131,9 @@ class EmailCommunicator(ProtocolCommunicator):
         await self.send_input({"type": "email.send.result", "id": message_id, "ok": ok, "code": code, "text": text,
                                "temporary": temporary, "refused": dict(refused or {})})
 
-    async def collect_sends(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+    async def collect_sends(self, timeout: float = 0.1) -> list[Message]:
         """The ``email.send`` messages sent since, until ``timeout`` passes quietly."""
-        sends = []
+        sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
             if message.get("type") != "email.send":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.protocols.http.asgi import http_scope
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
@@ -27,7 +28,7 @@ class HttpCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         method: str,
         path: str,
         body: bytes = b"",
@@ -41,7 +42,7 @@ class HttpCommunicator(ProtocolCommunicator):
         self.sent_request = False
         super().__init__(application, scope_overrides=scope_overrides, method=method, path=path, headers=headers)
 
-    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:
         """An ASGI 3 ``http`` scope for ``method`` and ``path``, as the HTTP listener builds it."""
         parsed = urlparse(path)
         return http_scope(
@@ -58,7 +59,7 @@ class HttpCommunicator(ProtocolCommunicator):
             extensions={"http.response.trailers": {}, "http.response.pathsend": {}},
         )
 
-    async def get_response(self, timeout: float = 1) -> dict[str, Any]:
+    async def get_response(self, timeout: float = 1) -> Message:
         """Send the request (once) and return ``{"status", "headers", "body", ...}``.
 
         Raises:

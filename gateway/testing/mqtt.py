@@ -23,11 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.protocols.mqtt.asgi import connect_event, mqtt_scope, properties_from_dict, properties_to_dict
 from gateway.protocols.mqtt.packets import Connect, Subscribe, Subscription, Will
+from gateway.asgi.app import ASGIApp, Message
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
+
+if TYPE_CHECKING:
+    from gateway.protocols.mqtt.broker.auth import Authenticator
+    from gateway.protocols.mqtt.broker.core import Broker
+    from gateway.protocols.mqtt.broker.link import BrokerLink
 
 __all__ = ["MqttCommunicator"]
 
@@ -48,10 +54,10 @@ class MqttCommunicator(ProtocolCommunicator):
     scope_type = "mqtt"
 
     def __init__(
-        self, application: Any, client_id: str = "test-client", *, protocol_level: int = 5,
+        self, application: ASGIApp, client_id: str = "test-client", *, protocol_level: int = 5,
         clean_start: bool = True, keep_alive: int = 60, username: str | None = None,
         password: bytes | None = None, will: dict[str, Any] | None = None,
-        properties: dict[str, Any] | None = None, broker: Any = None, auth: Any = None,
+        properties: dict[str, Any] | None = None, broker: Broker | None = None, auth: Authenticator | None = None,
         scope_overrides: dict[str, Any] | None = None,
     ) -> None:
         will_packet = None
@@ -65,10 +71,10 @@ class MqttCommunicator(ProtocolCommunicator):
         self._sent = 0
         self._asked = 0
         self._asked_event: asyncio.Event | None = None
-        self._stash: deque[dict[str, Any]] = deque()
+        self._stash: deque[Message] = deque()
         self._packet_id = 0
-        self._requests: dict[int, Any] = {}
-        self.link: Any = None
+        self._requests: dict[int, Subscribe | list[str]] = {}
+        self.link: BrokerLink | None = None
         if broker is not None:
             from gateway.protocols.mqtt.broker.auth import Authenticator
             from gateway.protocols.mqtt.broker.link import BrokerLink
@@ -76,7 +82,7 @@ class MqttCommunicator(ProtocolCommunicator):
             self.link = BrokerLink(broker, auth or Authenticator(), _Recorder(self), self.connect_packet, client_id)
         super().__init__(application, scope_overrides=scope_overrides, link=self.link)
 
-    def build_scope(self, *, link: Any = None) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, link: BrokerLink | None = None) -> dict[str, Any]:
         """The ``mqtt`` scope the gateway would build for this CONNECT."""
         connect = self.connect_packet
         return mqtt_scope(
@@ -87,14 +93,16 @@ class MqttCommunicator(ProtocolCommunicator):
     # -- plumbing: know when the application asks for its next event -------------------------
 
     @property
-    def future(self) -> Any:
+    def future(self) -> asyncio.Task[None]:
         if self._future is None:
-            self._future = contextvars.Context().run(
-                asyncio.create_task, self.application(self.scope, self._receive, self._send)
-            )
+            # A fresh context, as asgiref's communicator: the test's context variables stay out.
+            self._future = asyncio.create_task(self._run(), context=contextvars.Context())
         return self._future
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _run(self) -> None:
+        await self.application(self.scope, self._receive, self._send)
+
+    async def _send(self, message: Message) -> None:
         """The application's send: the gateway's side effects on the broker link, then out."""
         link = self.link
         kind = message.get("type")
@@ -103,34 +111,34 @@ class MqttCommunicator(ProtocolCommunicator):
                 link.accepted()
             elif kind == "mqtt.suback":
                 request = self._requests.pop(int(message.get("packet_id") or 0), None)
-                if request is not None:
+                if isinstance(request, Subscribe):
                     link.subscribed(request, list(message["reason_codes"]))
             elif kind == "mqtt.unsuback":
                 request = self._requests.pop(int(message.get("packet_id") or 0), None)
-                if request is not None:
+                if isinstance(request, list):
                     link.unsubscribed(request, message.get("reason_codes"))
             elif kind == "mqtt.close" and link.session is not None:
                 link.closed(False, None, None)
         await self.output_queue.put(message)
 
-    async def _receive(self) -> dict[str, Any]:
+    async def _receive(self) -> Message:
         self._asked += 1
         if self._asked_event is not None:
             self._asked_event.set()
-        return await self.input_queue.get()  # type: ignore[no-any-return]
+        return await self.input_queue.get()
 
-    async def send_input(self, message: dict[str, Any]) -> None:
+    async def send_input(self, message: Message) -> None:
         """Send one event to the application."""
         self._sent += 1
         await super().send_input(message)
 
-    async def receive_output(self, timeout: float = 1) -> dict[str, Any]:
+    async def receive_output(self, timeout: float = 1) -> Message:
         """The next message the application sent (messages set aside while waiting first)."""
         if self._stash:
             return self._stash.popleft()
-        return await super().receive_output(timeout)  # type: ignore[no-any-return]
+        return await super().receive_output(timeout)
 
-    async def _handled_or(self, wanted: str, timeout: float) -> dict[str, Any] | None:
+    async def _handled_or(self, wanted: str, timeout: float) -> Message | None:
         """Wait until the last event sent was handled (None) or ``wanted`` comes out."""
         index = self._sent
         loop = asyncio.get_running_loop()
@@ -231,7 +239,7 @@ class MqttCommunicator(ProtocolCommunicator):
             return [0] * len(topic_filters)
         return [int(code) for code in answer["reason_codes"]]
 
-    async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
+    async def receive_publish(self, timeout: float = 1) -> Message:
         """The next ``mqtt.publish`` the application sent to the client."""
         return await self.expect("mqtt.publish", timeout)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.asgi.app import ASGIApp, Message
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["SmsCommunicator", "SmsOutcome"]
@@ -30,7 +31,7 @@ class SmsOutcome:
 
     acked: bool = False
     replies: list[str] = field(default_factory=list)
-    sends: list[dict[str, Any]] = field(default_factory=list)
+    sends: list[Message] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -50,7 +51,7 @@ class SmsCommunicator(ProtocolCommunicator):
 
     scope_type = "sms"
 
-    def __init__(self, application: Any, text: str = "", *, from_: str | None = "+447400123456",
+    def __init__(self, application: ASGIApp, text: str = "", *, from_: str | None = "+447400123456",
                  to: str | None = "+441134960000", kind: str = "message", provider: str = "generic",
                  account: str = "test", message_id: str = "m-1", country: str | None = None,
                  media: list[dict[str, Any]] | None = None, status: str = "delivered",
@@ -65,7 +66,7 @@ class SmsCommunicator(ProtocolCommunicator):
         super().__init__(application, scope_overrides=scope_overrides, kind=kind, provider=provider,
                          account=account, from_=from_, to=to, message_id=message_id, country=country)
 
-    def build_scope(self, *, kind: str, provider: str, account: str, from_: str | None, to: str | None,  # type: ignore[override]
+    def build_scope(self, *, kind: str, provider: str, account: str, from_: str | None, to: str | None,
                     message_id: str, country: str | None) -> dict[str, Any]:
         """An ``sms`` scope as the listener builds it."""
         if country is None and from_ and from_.startswith("+"):
@@ -136,9 +137,9 @@ class SmsCommunicator(ProtocolCommunicator):
                                                 "retryable": False}),
         })
 
-    async def collect_sends(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+    async def collect_sends(self, timeout: float = 0.1) -> list[Message]:
         """The ``sms.send`` / ``sms.reply`` messages sent since, until ``timeout`` passes quietly."""
-        sends = []
+        sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
             if message.get("type") not in ("sms.send", "sms.reply", "sms.ack"):

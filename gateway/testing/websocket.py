@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from gateway.asgi.app import ASGIApp
 from gateway.protocols.http.asgi import http_scope
 from gateway.protocols.websocket.asgi import websocket_scope
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
@@ -29,7 +30,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         path: str,
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
@@ -49,7 +50,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
             spec_version=spec_version,
         )
 
-    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:  # type: ignore[override]
+    def build_scope(self, *, path: str, headers: Any, subprotocols: Any, spec_version: Any) -> dict[str, Any]:
         """An ASGI 3 ``websocket`` scope, as the HTTP listener builds it for an upgrade request
         (the ``subprotocols`` given win over a ``Sec-WebSocket-Protocol`` header)."""
         parsed = urlparse(path)

@@ -11,6 +11,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import InvalidStatus
 
 from tests.integration.daemon import Daemon
 
@@ -203,9 +204,10 @@ def test_status_stream_sends_history_then_samples(tmp_path: Path) -> None:
             assert sample["ready"] is True
             assert sample["protocols"]["http"]["rps"] is not None
             assert "admin" not in sample["protocols"]  # the page does not count itself
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidStatus) as refused:  # another site's page: the handshake gets 403
             with connect(f"ws://{admin}/ws", origin="http://evil.example", open_timeout=10) as ws:  # type: ignore[arg-type]
                 ws.recv(timeout=10)
+        assert refused.value.response.status_code == 403
 
 
 def _websocket_counts() -> bool:

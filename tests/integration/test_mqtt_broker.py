@@ -104,8 +104,9 @@ def test_will_on_abrupt_disconnect(broker: Daemon) -> None:
     clean = Raw(broker.addresses["plain"])
     clean.connect("polite", will=Will("status/polite", b"offline"))
     clean.send(Disconnect())
+    assert clean.closed_after() == []  # the server closed the connection: the Will was decided
     clean.close()
-    assert watcher.nothing()
+    assert watcher.nothing_before("status/marker")
     watcher.close()
 
 
@@ -146,7 +147,7 @@ def test_keep_alive_expiry(broker: Daemon) -> None:
     raw.connect("sleepy", keep_alive=1)
     started = time.monotonic()
     assert raw.closed_after(5) == [Disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)]
-    assert 1.4 <= time.monotonic() - started < 4
+    assert time.monotonic() - started >= 1.4  # not before 1.5 x Keep Alive [MQTT-3.1.2-22]
 
 
 def test_oversize_packet(broker: Daemon) -> None:

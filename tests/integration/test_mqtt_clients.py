@@ -99,12 +99,14 @@ class Client:
             got.append(self.messages.get(timeout=max(0.01, deadline - time.monotonic())))
         return got
 
-    def nothing(self, wait: float = 0.3) -> bool:
-        try:
-            self.messages.get(timeout=wait)
-        except queue.Empty:
-            return True
-        return False
+    def nothing_before(self, marker_topic: str) -> bool:
+        """Publish a marker to ``marker_topic`` (which this client subscribes to) and wait for it:
+        True if it is the next message, i.e. nothing else arrived before it. Use it once whatever
+        must not happen would already have happened (the broker delivers in order to one client)."""
+        payload = f"marker-{time.monotonic_ns()}".encode()
+        self.publish(marker_topic, payload, 1)
+        message = self.get(timeout=10)
+        return (message.topic, message.payload) == (marker_topic, payload)
 
     def close(self) -> None:
         """Disconnect, stop the network thread, close paho's sockets (its socket pair too)."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import txredisapi
 
-from gateway.protocols.transport import write_through
+from gateway._compat.tcp import write_through
 
 try:  # optional: a C parser
     import hiredis

@@ -16,10 +16,17 @@ from gateway.protocols.http.core import Request
 class Logged(Protocol):
     """What a line is written from (the HTTP adapter's ``Exchange``)."""
 
-    scope: Mapping[str, Any]
-    request: Request
-    status: int
-    bytes_sent: int
+    @property
+    def scope(self) -> Mapping[str, Any]: ...
+
+    @property
+    def request(self) -> Request: ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def bytes_sent(self) -> int: ...
 
 
 class AccessLog:

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from gateway._compat.tcp import set_write_high_water, write_through
 from gateway.asgi.app import ASGIApp, Message
 from gateway.asgi.instance import RETURNED, ApplicationInstance, Ending
 from gateway.logs import RejectionLog
@@ -33,15 +34,7 @@ from gateway.protocols.http.accesslog import AccessLog
 from gateway.protocols.http.asgi import BODY, PATHSEND, START, TRAILERS, ResponseState, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.transport import (
-    Drain,
-    address_tuple,
-    is_tls,
-    server_tuple,
-    set_write_high_water,
-    tls_extension,
-    write_through,
-)
+from gateway.protocols.transport import Drain, address_tuple, is_tls, server_tuple, tls_extension
 
 log = Logger(namespace="gateway.http")
 
@@ -49,6 +42,7 @@ log = Logger(namespace="gateway.http")
 _IDLE = "keep-alive"
 _HEAD = "header"
 _BODY = "body"
+_LINGER = "lingering close"
 
 
 @dataclass(eq=False, slots=True)
@@ -64,6 +58,8 @@ class HTTPSettings:
     header_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
     body_timeout: float = 60.0
+    lingering_timeout: float = 5.0
+    lingering_size: int = 1024 * 1024
     request_timeout: float | None = None
     application_close_timeout: float = 10.0
     max_pipelined: int = 32
@@ -332,6 +328,9 @@ class ContinueExchange(Exchange):
 class HTTPProtocol(Protocol):
     """One HTTP/1.1 connection: requests in order, one application instance per request."""
 
+    #: A TCP, UNIX or TLS transport (Twisted types it as the bare ITransport).
+    transport: Any
+
     def __init__(self, settings: HTTPSettings) -> None:
         self.settings = settings
         self.conn = HTTPConnection(settings.limits)
@@ -343,7 +342,8 @@ class HTTPProtocol(Protocol):
         self.writes_paused = False
         self.drain = Drain()
         self._reading_paused = False
-        self._closing = False
+        #: No more requests are served: the connection is closing (or lingering to close).
+        self.closing = False
         self._shutting_down = False
         self._lost = False
         self._deadline: float | None = None
@@ -357,6 +357,8 @@ class HTTPProtocol(Protocol):
         self._error: RemoteProtocolError | None = None
         self._upgrade: tuple[Request, dict[str, Any]] | None = None
         self._extensions: dict[str, Any] | None = None
+        #: While closing after an error answer: request bytes still to throw away (else None).
+        self._lingering: int | None = None
         #: The connection's first bytes are still to come (HTTP/2 may take the connection over).
         self._fresh = settings.http2 is not None
 
@@ -378,7 +380,7 @@ class HTTPProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._lost = True
-        self._closing = True
+        self.closing = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -396,7 +398,13 @@ class HTTPProtocol(Protocol):
     # -- incoming data -------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self.closing:
+            lingering = self._lingering
+            if lingering is not None:
+                # Closing after an error answer: the request's rest is read and thrown away.
+                self._lingering = lingering = lingering - len(data)
+                if lingering < 0:
+                    self.transport.loseConnection()
             return
         if self._fresh:
             self._fresh = False
@@ -414,7 +422,7 @@ class HTTPProtocol(Protocol):
                 if event.__class__ is Data:
                     receiving = self.receiving
                     if receiving is not None:
-                        receiving.feed(event.data)  # type: ignore[union-attr]
+                        receiving.feed(event.data)
                         self._deadline_kind = _BODY
                 elif event is END_OF_MESSAGE:
                     receiving = self.receiving
@@ -423,7 +431,7 @@ class HTTPProtocol(Protocol):
                     self._deadline = None
                 else:
                     self._on_request(event)  # type: ignore[arg-type]
-                if self._closing:
+                if self.closing:
                     return
             events = conn.events_received()
         if self._error is not None:
@@ -561,7 +569,10 @@ class HTTPProtocol(Protocol):
             return
         self.active = None
         if not keep_alive or self._lost:
-            self._close()
+            if exchange.body_complete:
+                self._close()
+            else:
+                self._close_lingering()  # answered before the request body was read
             return
         if self.pending:
             self._start_next()
@@ -589,7 +600,7 @@ class HTTPProtocol(Protocol):
         access_log = self.settings.access_log
         if access_log is not None:
             access_log.log(exchange, self.client)
-        self._close()
+        self._close_lingering()
 
     def abort_response(self, exchange: Exchange) -> None:
         """A response cannot be completed: close so the client sees it was cut short."""
@@ -632,7 +643,7 @@ class HTTPProtocol(Protocol):
         ``self.conn.trailing_data``.
         """
         transport = self.transport
-        self._closing = True
+        self.closing = True
         self._deadline = None
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
@@ -709,7 +720,10 @@ class HTTPProtocol(Protocol):
             self._timer = self.settings.reactor.callLater(deadline - now, self._timer_fired)
             return
         kind = self._deadline_kind
-        if kind is _IDLE or (kind is _HEAD and not self.conn.in_message):
+        if kind is _LINGER:
+            self._lingering = None
+            self.transport.loseConnection()
+        elif kind is _IDLE or (kind is _HEAD and not self.conn.in_message):
             self._close()
         elif kind is _HEAD:
             if self.settings.rejections.allow("request head timeout", LogLevel.info):
@@ -742,12 +756,34 @@ class HTTPProtocol(Protocol):
     def _write_error_and_close(self, status: int, message: str) -> None:
         if not self._lost:
             write_through(self.transport, error_response(status, message, extra=self.extra_headers(False, False)))
-        self._close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close after an answer while the client may still be sending its request: a close with
+        unread bytes makes the kernel reset the connection, and the client would never read the
+        answer. So: send FIN after the answer, read and throw away what still comes (at most
+        ``lingering_size`` bytes, for at most ``lingering_timeout`` seconds, as nginx's lingering
+        close does), and close once the client closed its side or either bound is reached."""
+        if self.closing:
+            return
+        self.closing = True
+        self._deadline = None
+        if self._lost:
+            return
+        transport = self.transport
+        self._lingering = self.settings.lingering_size
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resumeProducing()
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is not None:  # TCP: FIN once the answer is out (TLS has no half-close)
+            lose_write()
+        self._set_deadline(self.settings.lingering_timeout, _LINGER)
 
     def _close(self) -> None:
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self.closing = True
         self._deadline = None
         if not self._lost:
             self.transport.loseConnection()

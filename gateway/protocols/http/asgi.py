@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote
 
 from gateway.protocols.errors import LocalProtocolError
@@ -33,11 +33,11 @@ _EXPECTED = {
 
 # The actions of ResponseState.app_send, for the adapter: tuples tagged with the message type
 # (one is built per message; a tuple costs a fraction of an object with an __init__).
-START = "http.response.start"
-BODY = "http.response.body"
-TRAILERS = "http.response.trailers"
-PATHSEND = "http.response.pathsend"
-EARLY_HINT = "http.response.early_hint"
+START: Final = "http.response.start"
+BODY: Final = "http.response.body"
+TRAILERS: Final = "http.response.trailers"
+PATHSEND: Final = "http.response.pathsend"
+EARLY_HINT: Final = "http.response.early_hint"
 #: ``(START, status, fields, trailers)``: the status, the header fields checked and encoded
 #: (:data:`~gateway.protocols.http.core.ResponseFields`), and whether trailers follow.
 Start = tuple[Literal["http.response.start"], int, ResponseFields, bool]
@@ -167,7 +167,7 @@ def message_body(message: Any, kind: str) -> bytes:
     are copied to bytes); anything else is a :class:`LocalProtocolError` naming ``kind``."""
     body = message.get("body", b"")
     if type(body) is bytes:
-        return body  # type: ignore[no-any-return]
+        return body
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     raise LocalProtocolError(f"{kind} 'body' must be bytes, got {type(body).__name__}")

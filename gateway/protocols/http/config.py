@@ -54,6 +54,11 @@ class HttpLimitsConfig:
     write_high_water: Size = field(
         default=Size(64 * 1024), metadata={"doc": "Response bytes buffered for a slow client before the application's send() waits."}
     )
+    lingering_size: Size = field(
+        default=Size(1024 * 1024),
+        metadata={"doc": "After an error answer (400, 408, 413, 414, 431, 500, 503) or an answer given before the request body was read, "
+                         "request bytes still read and thrown away, so the client reads the answer instead of a connection reset; then the connection closes."},
+    )
 
     def parser_limits(self) -> HTTPLimits:
         """The limits the sans-IO core enforces."""
@@ -72,6 +77,11 @@ class HttpTimeoutsConfig:
     header: Duration = field(default=Duration(10.0), metadata={"doc": "Time to receive a whole request head (slowloris defence); then 408.", "check": positive})
     keep_alive: Duration = field(default=Duration(5.0), metadata={"doc": "Idle time allowed between requests on a kept-alive connection.", "check": positive})
     body: Duration = field(default=Duration(60.0), metadata={"doc": "Longest pause while a request body is arriving; then 408.", "check": positive})
+    lingering: Duration = field(
+        default=Duration(5.0),
+        metadata={"doc": "After an error answer, the time the client has to read it and close its side (lingering close, as nginx's lingering_time) "
+                         "while its request bytes are thrown away; then the connection closes.", "check": positive},
+    )
     request: Duration | None = field(
         default=None,
         metadata={"doc": "Time the application has to finish a response; then the client gets 503 (if nothing was sent) and the application http.disconnect. Off by default (streaming responses)."},

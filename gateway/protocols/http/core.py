@@ -11,7 +11,18 @@ Bytes in, events out; responses in, bytes out. No sockets, no clocks::
     transport.write(conn.data_to_send())
 
 Peer errors raise :class:`~gateway.protocols.errors.RemoteProtocolError` whose ``hint`` is the
-HTTP status to answer with (400, 413, 414, 431, ...); after one, the connection must close.
+HTTP status to answer with; after one, the connection must close:
+
+* 400: malformed request; among them every framing two parsers could read differently (RFC 9112
+  6.3, 11.2): Content-Length with Transfer-Encoding, a repeated or non-numeric Content-Length,
+  chunked not the final coding (or repeated), Transfer-Encoding in an HTTP/1.0 request, obs-fold
+  (5.2), whitespace before a colon (5.1), bare CR or LF;
+* 413: a body larger than ``max_body_size`` (a Content-Length over it, before any body);
+* 414: a request target longer than ``max_request_line``;
+* 431: more than ``max_headers`` fields, or a head larger than ``max_header_size``;
+* 501: a transfer coding other than chunked (``gzip, chunked``): we do not decode them (6.1);
+* 505: an HTTP version other than 1.0 and 1.1.
+
 Misuse by our side (a body longer than its Content-Length, say) raises
 :class:`~gateway.protocols.errors.LocalProtocolError`.
 """
@@ -113,7 +124,9 @@ Event = Request | Data | EndOfMessage
 # RFC 9110 5.1: field names are tokens; 5.5: values must not contain CR, LF or NUL.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
-_STATUS_LINES = {}
+_STATUS_LINES: dict[int, bytes] = {}
+#: Request fields the parse takes note of (see on_header).
+_NOTED_FIELDS = frozenset((b"expect", b"upgrade", b"transfer-encoding"))
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -132,6 +145,43 @@ def status_line(status: int) -> bytes:
     return line
 
 
+class _AfterHead:
+    """The callbacks of a parser restarted inside a request's body (see
+    :meth:`HTTPConnection._resume_body`): those of the made-up head it is fed first are dropped,
+    everything after it goes to the connection. (The connection's own callbacks stay free of the
+    check: this is the rare path.)"""
+
+    __slots__ = ("conn", "head")
+
+    def __init__(self, conn: HTTPConnection) -> None:
+        self.conn = conn
+        self.head = True
+
+    def on_message_begin(self) -> None:
+        if not self.head:
+            self.conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.head:
+            self.conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head:
+            self.conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.head:
+            self.head = False
+        else:
+            self.conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.conn.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.conn.on_message_complete()
+
+
 class _ReleasedParser:
     """Stands in for the parser of a released :class:`HTTPConnection`."""
 
@@ -145,6 +195,10 @@ class _ReleasedParser:
 
 
 _RELEASED = _ReleasedParser()
+
+
+class _LastRequest(Exception):
+    """Raised from a parser callback to stop parsing after the connection's last request."""
 
 
 class HTTPConnection:
@@ -167,10 +221,13 @@ class HTTPConnection:
         self.in_message = False
         self._expect_continue = False
         self._upgrade: bytes | None = None
+        # The header list of the message that has a Transfer-Encoding field (compared by
+        # identity: each message gets a new list, so nothing needs resetting per message).
+        self._transfer_encoding: Headers | None = None
+        self._keep_alive = True
         # A request asked to upgrade but has a body: llhttp stops after its head (see
         # _resume_body); the head of its framing, to parse the body as HTTP/1.1 after all.
         self._body_head: bytes | None = None
-        self._synthetic = False
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
         # protocol (autobahn) exactly as received. Only valid when the message began at the
         # start of a receive_data() chunk (always true unless requests are pipelined).
@@ -225,6 +282,8 @@ class HTTPConnection:
                 self._upgraded(data, offset)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, _LastRequest):
+                return
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             raise RemoteProtocolError(f"invalid request: {cause or exc}", hint=400) from None
@@ -267,15 +326,13 @@ class HTTPConnection:
         """Parse the body of a request that asked to upgrade (and was not upgraded: a request with
         a body never is, RFC 9110 7.8 lets the server ignore Upgrade): llhttp stopped after its
         head and reported it complete. A fresh parser is put in the same place by feeding it a
-        head that frames the body the same way (its events are not reported), then the rest."""
+        head that frames the body the same way (its callbacks are not passed on), then the rest."""
         head, self._body_head = self._body_head, None
         if self._events and self._events[-1] is END_OF_MESSAGE:
             self._events.pop()
         self._after_last = False
-        self._parser = httptools.HttpRequestParser(self)
-        self._synthetic = True
+        self._parser = httptools.HttpRequestParser(_AfterHead(self))
         self._parser.feed_data(head)  # type: ignore[arg-type]
-        self._synthetic = False
         self.in_message = True
         self._chunks = []
         if rest:
@@ -300,8 +357,6 @@ class HTTPConnection:
     # httptools callbacks (called from feed_data) -------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._synthetic:
-            return
         if self._completed_in_chunk:
             # A message began right after another one inside one chunk (pipelining): its raw
             # head does not start at the chunk boundary.
@@ -315,15 +370,11 @@ class HTTPConnection:
         self._upgrade = None
 
     def on_url(self, url: bytes) -> None:
-        if self._synthetic:
-            return
         self._url += url
         if len(self._url) > self.limits.max_request_line:
             raise RemoteProtocolError("request target too long", hint=414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._synthetic:
-            return
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.limits.max_header_size:
             raise RemoteProtocolError("request header fields too large", hint=431)
@@ -338,25 +389,33 @@ class HTTPConnection:
         if name == b"content-length":
             if int(value) > self.limits.max_body_size:
                 raise RemoteProtocolError("request body too large", hint=413)
-        elif name == b"expect":
-            if value.lower() == b"100-continue":
-                self._expect_continue = True
-        elif name == b"upgrade":
-            self._upgrade = value.lower()
+        elif name in _NOTED_FIELDS:  # one set lookup for the other fields, not three comparisons
+            if name == b"expect":
+                if value.lower() == b"100-continue":
+                    self._expect_continue = True
+            elif name == b"upgrade":
+                self._upgrade = value.lower()
+            else:
+                self._transfer_encoding = headers
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RemoteProtocolError(f"unsupported HTTP version {version}", hint=505)
-        if self._synthetic:
-            return
+        headers = self._headers
+        if self._transfer_encoding is headers:
+            _check_transfer_codings(headers, version)
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and version == "1.0" and _close_option(headers):
+            keep_alive = False  # llhttp lets keep-alive win over close in HTTP/1.0 (RFC 9112 9.3: close wins)
+        self._keep_alive = keep_alive
         upgrade = self._upgrade if parser.should_upgrade() else None
         if upgrade is not None and upgrade != b"websocket" and version == "1.1":
             # An upgrade with a body is served as a plain request (see _resume_body).
             length = 0
             chunked = False
-            for name, value in self._headers:
+            for name, value in headers:
                 if name == b"content-length":
                     length = int(value)
                 elif name == b"transfer-encoding" and b"chunked" in value.lower():
@@ -364,11 +423,11 @@ class HTTPConnection:
             if length or chunked:
                 upgrade = None
                 framing = b"transfer-encoding: chunked\r\n" if chunked else b"content-length: %d\r\n" % length
-                close = b"" if parser.should_keep_alive() else b"connection: close\r\n"
+                close = b"" if keep_alive else b"connection: close\r\n"
                 self._body_head = b"POST / HTTP/1.1\r\n" + framing + close + b"\r\n"
         self._events.append(
-            Request(parser.get_method().decode("ascii"), self._url, version, self._headers,
-                    parser.should_keep_alive(), self._expect_continue, upgrade)
+            Request(parser.get_method().decode("ascii"), self._url, version, headers,
+                    keep_alive, self._expect_continue, upgrade)
         )
 
     def on_body(self, body: bytes) -> None:
@@ -380,9 +439,13 @@ class HTTPConnection:
     def on_message_complete(self) -> None:
         self.in_message = False
         self._completed_in_chunk = True
-        if not self._parser.should_keep_alive():
-            self._after_last = True
         self._events.append(END_OF_MESSAGE)
+        if not self._keep_alive:
+            self._after_last = True
+            if self._parser.should_keep_alive():
+                # We close where llhttp would go on (HTTP/1.0 with keep-alive and close): stop
+                # it before it parses what follows.
+                raise _LastRequest()
 
     # -- sending -------------------------------------------------------------------------
 
@@ -416,7 +479,7 @@ class HTTPConnection:
         """
         if fields.__class__ is not tuple:
             fields = response_fields(fields)
-        block, length, close, _, _ = fields  # type: ignore[misc]
+        block, length, close, _, _ = fields
         self._head_request = request.method == "HEAD"
         keep_alive = request.keep_alive and not close
         parts = [status_line(status), block]
@@ -615,6 +678,30 @@ def response_fields(headers: Any, http2: bool = False) -> ResponseFields:
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None
     return b"".join(lines), length, close, has_server, has_date
+
+
+def _check_transfer_codings(headers: Headers, version: str) -> None:
+    """RFC 9112 6.1 and 6.3 for a request with Transfer-Encoding (llhttp refuses chunked not last
+    or repeated, but would take the codings before chunked as absent).
+
+    Raises:
+        RemoteProtocolError: 400 in HTTP/1.0 or unless chunked is the final coding, once; 501
+            when other codings come before it.
+    """
+    if version == "1.0":
+        raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", hint=400)
+    codings = [coding for name, value in headers if name == b"transfer-encoding"
+               for coding in (element.strip(b" \t").lower() for element in value.split(b",")) if coding]
+    if codings[-1:] != [b"chunked"] or codings.count(b"chunked") > 1:
+        raise RemoteProtocolError("chunked must be the final transfer coding, once", hint=400)
+    if len(codings) > 1:
+        raise RemoteProtocolError("transfer codings other than chunked are not supported", hint=501)
+
+
+def _close_option(headers: Headers) -> bool:
+    """Whether a Connection field carries the ``close`` option."""
+    return any(name == b"connection" and b"close" in [option.strip(b" \t").lower() for option in value.split(b",")]
+               for name, value in headers)
 
 
 def _describe(exc: Exception) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
+from gateway._compat.tcp import DIRECT_TRANSPORTS, notify_when_writable, output_buffered
 from gateway.asgi.instance import ClientDisconnected
 from gateway.protocols.http.core import HTTPConnection
-from gateway.protocols.transport import _DIRECT
 
 _PIECE = 64 * 1024
 
@@ -48,7 +48,7 @@ async def send_file(protocol: Connection, exchange: Exchange, path: str) -> None
         if not conn.suppresses_body and size:
             exchange.bytes_sent += size
             transport = protocol.transport
-            if isinstance(transport, _DIRECT) and hasattr(os, "sendfile"):
+            if isinstance(transport, DIRECT_TRANSPORTS) and hasattr(os, "sendfile"):
                 await _sendfile(protocol, exchange, fd, size)
             else:
                 await _copy(protocol, exchange, fd, size)
@@ -66,8 +66,7 @@ async def _wait_writable(protocol: Connection, exchange: Exchange) -> None:
     """
     transport = protocol.transport
     protocol.writes_paused = True
-    transport.producerPaused = True
-    transport.startWriting()
+    notify_when_writable(transport)
     await protocol.wait_for_drain()
     if exchange.gone:
         raise ClientDisconnected("the client disconnected")
@@ -79,7 +78,7 @@ async def _sendfile(protocol: Connection, exchange: Exchange, fd: int, size: int
     while offset < size:
         if exchange.gone:
             raise ClientDisconnected("the client disconnected")
-        if transport.dataBuffer or transport._tempDataLen:
+        if output_buffered(transport):
             await _wait_writable(protocol, exchange)
             continue
         try:

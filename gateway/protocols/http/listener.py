@@ -74,6 +74,8 @@ def http_settings(config: HttpListenerConfig, context: ListenerContext) -> HTTPS
         header_timeout=timeouts.header,
         keep_alive_timeout=timeouts.keep_alive,
         body_timeout=timeouts.body,
+        lingering_timeout=timeouts.lingering,
+        lingering_size=limits.lingering_size,
         request_timeout=timeouts.request,
         application_close_timeout=context.daemon.timeouts.application_close,
         max_pipelined=limits.max_pipelined_requests,

@@ -20,13 +20,14 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gateway._compat.tcp import write_through
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.metrics.stats import MqttStats
 from gateway.protocols.mqtt.adapter import MqttConnection, MqttSettings, TransportSide
 from gateway.protocols.mqtt.broker.auth import AccessRule, Authenticator
 from gateway.protocols.mqtt.broker.core import Broker
 from gateway.protocols.mqtt.config import MqttBrokerConfig, MqttListenerConfig
-from gateway.protocols.transport import address_tuple, server_tuple, write_through
+from gateway.protocols.transport import address_tuple, server_tuple
 
 __all__ = [
     "MqttFactory", "MqttListener", "MqttProtocol", "broker_for", "build_listener", "mount_on_http", "mqtt_settings",

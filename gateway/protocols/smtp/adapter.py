@@ -28,6 +28,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 
+from gateway._compat.tcp import write_through
 from gateway.asgi.app import ASGIApp
 from gateway.email.cycle import ACCEPTED, DEFAULT_ACCEPT, REJECTED, EmailCycle, Outcome
 from gateway.logs import RejectionLog
@@ -45,7 +46,7 @@ from gateway.protocols.smtp.events import (
     StartTLS,
 )
 from gateway.protocols.smtp.replies import Reply
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension, write_through
+from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
 __all__ = ["SMTPSettings", "SMTPProtocol", "soften"]
 

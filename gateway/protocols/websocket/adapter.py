@@ -26,7 +26,6 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -37,7 +36,8 @@ from gateway.asgi.app import Message
 from gateway.asgi.instance import FAILED, RETURNED, ApplicationInstance, ClientDisconnected, Ending
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.core import HTTPConnection, error_response
-from gateway.protocols.transport import Drain, set_write_high_water, write_through
+from gateway._compat.tcp import output_buffered, set_write_high_water, write_through
+from gateway.protocols.transport import Drain
 from gateway.protocols.websocket import frames
 from gateway.protocols.websocket.asgi import (
     CONNECTED,
@@ -52,8 +52,6 @@ from gateway.protocols.websocket.asgi import (
 )
 
 log = Logger(namespace="gateway.websocket")
-
-_DIRECT = (tcp.Server,)
 
 # autobahn's connection states (WebSocketProtocol.STATE_*).
 _CLOSED = 0
@@ -78,7 +76,7 @@ _HANDSHAKE_LEFTOVERS = dict.fromkeys((
 _CONNECT: Message = {"type": "websocket.connect"}
 
 
-class _HeaderItems(list):  # type: ignore[type-arg]
+class _HeaderItems(list):
     """Response headers in order, duplicates kept; autobahn only calls ``.items()`` on them."""
 
     def items(self) -> _HeaderItems:
@@ -197,7 +195,7 @@ class WebSocketInstance(ApplicationInstance):
 
 
 @implementer(IPushProducer)
-class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autobahn's own bases disagree
+class WebSocketProtocol(WebSocketServerProtocol):  # autobahn's own bases disagree
     """One WebSocket; a per-listener subclass carries autobahn's options as class attributes.
 
     Built by the upgrade hook with the listener's settings (class attribute ``settings``), the
@@ -223,7 +221,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
         self.connected = 0
         self.state = _OPENING
         self.data = b""
-        self.current_frame = None
+        self.current_frame = None  # type: ignore[assignment]  # autobahn resets it to None itself
         self.inside_message = False
         self.instance: WebSocketInstance | None = WebSocketInstance(self, scope)
         self.request = request  # the upgrade request, until the handshake is answered (access log)
@@ -355,7 +353,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
             except UnicodeDecodeError:
                 return False
         self.wasClean = True
-        self.remoteCloseCode = self.localCloseCode = code
+        self.remoteCloseCode = self.localCloseCode = code  # type: ignore[assignment]  # autobahn's hints say None
         self.remoteCloseReason = reason or None
         # RFC 6455 5.5.1: answer with the same code and reason; 7.1.1: then the server closes TCP.
         self.sendData(b"\x88" + bytes((len(payload),)) + payload)
@@ -435,7 +433,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
         # As autobahn's, without firing its "message" observers (a Deferred per message).
         if not self.failedByMe:
             self.onMessage(b"".join(self.message_data), self.message_is_binary)
-        self.message_data = None
+        self.message_data = None  # type: ignore[assignment]  # as autobahn does
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
         violation = super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]  # autobahn takes None
@@ -443,7 +441,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
             # The client's close frame, valid: its code (RFC 6455 7.1.5: none means 1005) and
             # reason are the application's. Otherwise onClose reports the code we failed with.
             self._disconnected(code if code is not None else 1005, self.remoteCloseReason or "")
-        return violation  # type: ignore[no-any-return]
+        return violation
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         if self.localCloseCode is not None:
@@ -481,7 +479,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
             # handshake deserves an orderly close (FIN, RFC 6455 7.1.1), not a reset.
             abort = False
         super().dropConnection(abort)
-        if not abort and not self.lost and _output_pending(self.transport):
+        if not abort and not self.lost and output_buffered(self.transport):
             # A client that does not read our last bytes must not keep the connection open.
             self._arm_closing()
 
@@ -704,13 +702,3 @@ class WebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]  # autob
             due = end if due is None else min(due, end)
         return due
 
-
-def _output_pending(transport: Any) -> bool:
-    """Whether a TCP transport still buffers output (then ``loseConnection`` waits for the client).
-
-    Reads the same Twisted fields as :func:`~gateway.protocols.transport.write_through`; any
-    other transport (TLS) is assumed to have some.
-    """
-    if isinstance(transport, _DIRECT):
-        return bool(transport.dataBuffer or transport._tempDataLen)
-    return True

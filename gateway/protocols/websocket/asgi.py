@@ -138,7 +138,7 @@ class WebSocketState:
                 text = message.get("text")
                 # The common case inline: text, and no bytes beside it (exactly one not None).
                 if text.__class__ is str and message.get("bytes") is None:
-                    return text  # type: ignore[no-any-return]
+                    return text
                 return _payload(message)
         elif kind not in _KNOWN:
             raise LocalProtocolError(f"unknown ASGI message type {kind!r} for a websocket scope")

@@ -33,7 +33,7 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     if n <= _INT_UNMASK_LIMIT:
         key = mask * ((n >> 2) + 1)
         return (_from_bytes(payload, "little") ^ _from_bytes(key[:n], "little")).to_bytes(n, "little")
-    return create_xor_masker(mask, n).process(payload)  # type: ignore[no-any-return]
+    return create_xor_masker(mask, n).process(payload)
 
 
 def frame(first: int, payload: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_good_file_loads_into_typed_immutable_objects() -> None:
     assert config.layers["default"].capacity == 10
     assert config.layers["shared"].hosts == ("redis://127.0.0.1:6379/1",)  # type: ignore[attr-defined]
     assert config.logging.format == "json"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.loop = "uvloop"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.layers["x"] = config.layers["default"]  # type: ignore[index]
@@ -82,7 +83,7 @@ def test_unknown_key_names_line_path_and_suggestion() -> None:
         """)
     assert found == [
         "gw.yaml:7: listeners[0].limits.max_body_sise: unknown key (did you mean 'max_body_size'?); allowed keys: "
-        "max_body_size, max_connections, max_header_size, max_headers, max_pipelined_requests, max_request_line, "
+        "lingering_size, max_body_size, max_connections, max_header_size, max_headers, max_pipelined_requests, max_request_line, "
         "read_high_water, write_high_water"
     ]
 

@@ -36,7 +36,9 @@ class Harness(LoopHarness):
 
     @property
     def closed(self) -> bool:
-        return bool(self.transport.disconnecting)
+        """The server is done with the connection: closed, or lingering to close after an error
+        answer (reading and throwing away what the client still sends)."""
+        return bool(self.transport.disconnecting) or self.protocol.closing
 
     def disconnect(self) -> None:
         self.protocol.connectionLost(None)

@@ -384,17 +384,6 @@ def test_asgi2_double_callable_application(make: Any) -> None:
         del sys.modules["asgi2_probe"]
 
 
-def test_write_high_water_reaches_the_tcp_transport_under_tls() -> None:
-    from types import SimpleNamespace
-
-    from gateway.protocols.transport import set_write_high_water
-
-    tcp = SimpleNamespace(bufferSize=65536)
-    tls = SimpleNamespace(transport=tcp)
-    set_write_high_water(tls, 4096)
-    assert tcp.bufferSize == 4096
-
-
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
@@ -413,28 +402,26 @@ def test_arbitrary_bytes_never_escape_the_adapter(chunks: list[bytes]) -> None:
         h.close()
 
 
-def test_write_through_respects_start_tls() -> None:
-    """After startTLS() a plain TCP transport must encrypt: no direct socket writes."""
-    from twisted.internet import tcp
+# -- lingering close after an error answer ---------------------------------------------------------
 
-    from gateway.protocols.transport import write_through
 
-    class FakeServer(tcp.Server):
-        def __init__(self) -> None:  # no socket: only the attributes write_through reads
-            self.connected = True
-            self.disconnecting = False
-            self._writeDisconnected = False
-            self._tempDataLen = 0
-            self.dataBuffer = b""
-            self.TLS = True
-            self.written: list[bytes] = []
+def test_after_an_error_answer_the_rest_of_the_request_is_read_and_thrown_away(make: Any) -> None:
+    h = make(hello, limits=HTTPLimits(max_body_size=10), lingering_size=1000, lingering_timeout=5.0)
+    h.send(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
+    [(status, headers, _)] = responses(h.output())
+    assert status == 413 and headers[b"connection"] == b"close"
+    assert h.closed and not h.transport.disconnecting  # lingering: still reading
+    h.send(b"x" * 800)
+    assert not h.transport.disconnecting and h.output() == b""
+    h.send(b"x" * 300)  # past lingering_size: closed now
+    assert h.transport.disconnecting
 
-        def writeSomeData(self, data: bytes) -> int:  # type: ignore[override]
-            raise AssertionError("bypassed the TLS layer")
 
-        def write(self, data: bytes) -> None:  # type: ignore[override]
-            self.written.append(data)
-
-    transport = FakeServer()
-    write_through(transport, b"secret")
-    assert transport.written == [b"secret"]
+def test_lingering_ends_after_its_timeout(make: Any) -> None:
+    h = make(hello, limits=HTTPLimits(max_body_size=10), lingering_timeout=2.0)
+    h.send(b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    assert responses(h.output())[0][0] == 413 and not h.transport.disconnecting
+    h.advance(1.9)
+    assert not h.transport.disconnecting
+    h.advance(0.2)
+    assert h.transport.disconnecting

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
-from gateway.protocols.http.core import Data, EndOfMessage, HTTPConnection, HTTPLimits, Request
-from tests.strategies.http import requests, splits
+from gateway.protocols.http.core import Data, EndOfMessage, Event, HTTPConnection, HTTPLimits, Request
+from tests.strategies.http import Framed, framed_requests, requests, smuggling_requests, splits
 
 
 def parse(chunks: list[bytes], limits: HTTPLimits | None = None) -> list[tuple[str, object]]:
@@ -45,6 +45,89 @@ def test_any_chunking_of_valid_requests_yields_the_same_events(reqs, data) -> No
             bodies[-1] += event[1]  # type: ignore[operator]
     assert bodies == [r.body for r in reqs]
     assert [h for *_, h, _ka in requests_seen] == [r.headers for r in reqs]  # type: ignore[misc]
+
+
+def feed(chunks: list[bytes], limits: HTTPLimits | None = None) -> tuple[list[Event], RemoteProtocolError | None]:
+    """Feed chunks until the end or an error; return the events and the error."""
+    conn = HTTPConnection(limits)
+    events: list[Event] = []
+    try:
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            events += conn.events_received()
+    except RemoteProtocolError as exc:
+        return events, exc
+    return events, None
+
+
+@given(framed_requests(), st.data())
+def test_framing_headers_give_the_expected_framing_or_the_documented_error(framed: Framed, data: st.DataObject) -> None:
+    """Content-Length, Transfer-Encoding and Connection in any combination: the body and
+    keep-alive of RFC 9112 6 and 9.3, or one RemoteProtocolError whose hint is the status
+    (400 bad framing, 413 too large, 501 an unknown transfer coding), however the bytes arrive."""
+    limits = HTTPLimits(max_body_size=framed.max_body_size)
+    for chunks in ([framed.wire], data.draw(splits(framed.wire))):
+        events, error = feed(chunks, limits)
+        if framed.status is not None:
+            assert error is not None, events
+            assert error.hint in (framed.status, framed.also), error
+            continue
+        assert error is None, error
+        first = events[0]
+        assert isinstance(first, Request) and first.target == b"/framed"
+        assert first.keep_alive == framed.keep_alive
+        end = events.index(EndOfMessage())
+        assert all(isinstance(event, Data) for event in events[1:end])
+        assert b"".join(event.data for event in events[1:end]) == framed.body  # type: ignore[union-attr]
+        # The body ended exactly where the framing says: the request after it is parsed next,
+        # when the connection persists; otherwise nothing after the first request is parsed.
+        after = [event.target for event in events[end:] if isinstance(event, Request)]
+        assert after == ([b"/next"] if framed.keep_alive else [])
+
+
+@given(smuggling_requests(), st.data())
+def test_request_smuggling_combinations_are_refused(wire: bytes, data: st.DataObject) -> None:
+    """Framing two parsers could read differently is refused before any request is seen."""
+    for chunks in ([wire], data.draw(splits(wire))):
+        events, error = feed(chunks)
+        assert error is not None and error.hint in (400, 501), (error, events)
+        assert events == []
+
+
+@st.composite
+def _heads(draw: st.DrawFn) -> tuple[bytes, HTTPLimits, int | None]:
+    """A request head, limits, and the status the limits give it (None: within them)."""
+    target = b"/" + b"t" * draw(st.integers(0, 120))
+    fields = [(b"host", b"example.org")] + [
+        (b"x-%d" % i, b"v" * draw(st.integers(0, 60))) for i in range(draw(st.integers(0, 12)))
+    ]
+    limits = HTTPLimits(max_request_line=draw(st.integers(1, 130)), max_headers=draw(st.integers(1, 14)),
+                        max_header_size=draw(st.integers(16, 800)))
+    status = None
+    if len(target) > limits.max_request_line:
+        status = 414
+    else:
+        size = 0
+        for count, (name, value) in enumerate(fields):
+            size += len(name) + len(value) + 4
+            if size > limits.max_header_size or count >= limits.max_headers:
+                status = 431
+                break
+    head = b"GET " + target + b" HTTP/1.1\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in fields) + b"\r\n"
+    return head, limits, status
+
+
+@given(_heads(), st.data())
+def test_request_line_and_header_limits_hold_exactly(head: tuple[bytes, HTTPLimits, int | None], data: st.DataObject) -> None:
+    """414 for a target longer than max_request_line, 431 past max_headers or max_header_size
+    (name, value and 4 bytes of framing per field), nothing within them."""
+    wire, limits, status = head
+    for chunks in ([wire], data.draw(splits(wire))):
+        events, error = feed(chunks, limits)
+        if status is None:
+            assert error is None and isinstance(events[0], Request)
+        else:
+            assert error is not None and error.hint == status
 
 
 @given(st.binary(max_size=600))
@@ -100,6 +183,44 @@ def test_limits_and_malformed_requests_carry_the_status_to_answer(wire: bytes, s
     with pytest.raises(RemoteProtocolError) as info:
         conn.receive_data(wire)
     assert info.value.hint == status
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        # RFC 9112 6.1: a transfer coding we do not implement before chunked.
+        (b"Transfer-Encoding: gzip, chunked", 501),
+        (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", 501),
+        (b"Transfer-Encoding: identity, chunked", 501),
+        # RFC 9112 6.3: chunked not final (or repeated) leaves the length unknown.
+        (b"Transfer-Encoding: chunked, gzip", 400),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 400),
+        (b"Transfer-Encoding: gzip", 400),
+        # RFC 9112 5.2 and 5.1: obs-fold, whitespace before the colon.
+        (b"Transfer-Encoding: gzip,\r\n chunked", 400),
+        (b"Transfer-Encoding : chunked", 400),
+    ],
+)
+def test_transfer_codings_other_than_chunked_are_refused(head: bytes, status: int) -> None:
+    events, error = feed([b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"])
+    assert error is not None and error.hint == status
+    assert events == []
+
+
+def test_transfer_encoding_in_an_http_1_0_request_is_refused() -> None:
+    """RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing."""
+    events, error = feed([b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"])
+    assert error is not None and error.hint == 400
+    assert events == []
+
+
+@pytest.mark.parametrize("connection", [b"keep-alive, close", b"close, keep-alive", b"keep-alive\r\nConnection: close"])
+def test_close_wins_over_keep_alive_in_http_1_0(connection: bytes) -> None:
+    """RFC 9112 9.3: with ``close`` among the connection options the connection does not persist."""
+    events, error = feed([b"GET / HTTP/1.0\r\nConnection: " + connection + b"\r\n\r\nGET /next HTTP/1.1\r\n\r\n"])
+    assert error is None
+    requests_seen = [event for event in events if isinstance(event, Request)]
+    assert [(r.target, r.keep_alive) for r in requests_seen] == [(b"/", False)]
 
 
 def test_chunked_body_over_the_limit() -> None:

@@ -247,9 +247,11 @@ def test_topic_router_hands_events_over_one_at_a_time() -> None:
 
     async def main() -> None:
         gate = release()
+        entered = release()
 
         class Slow(AsyncConsumer):
             async def mqtt_publish(self, event: dict[str, Any]) -> None:
+                entered.set()
                 await gate.wait()
                 handled.append(event["topic"])
 
@@ -264,7 +266,9 @@ def test_topic_router_hands_events_over_one_at_a_time() -> None:
             return event
 
         task = asyncio.ensure_future(TopicRouter([topic("#", Slow.as_asgi())])({"type": "mqtt"}, receive, None))
-        await asyncio.sleep(0.02)
+        await entered.wait()  # the first event is being handled...
+        for _ in range(20):  # ...and the router had many loop passes to pull the next: it must not
+            await asyncio.sleep(0)
         assert pulled == ["a"] and handled == []
         gate.set()
         await until(lambda: len(handled) == 2, 5)

@@ -126,9 +126,21 @@ class Harness:
     def post(self, hook: TestWebhook, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
         return self.request(hook.method, hook.url, hook.headers, hook.body, **kwargs)
 
-    def run(self, seconds: float = 0.05) -> None:
-        """Let the loop run (sends, late instances) for ``seconds``."""
-        self.loop.run_until_complete(asyncio.sleep(seconds))
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        """Run the loop (sends, late instances) until ``predicate()`` holds.
+
+        Raises:
+            AssertionError: it did not within ``timeout`` seconds.
+        """
+
+        async def until() -> None:
+            deadline = self.loop.time() + timeout
+            while not predicate():
+                if self.loop.time() > deadline:
+                    raise AssertionError(f"condition not reached within {timeout}s")
+                await asyncio.sleep(0.01)
+
+        self.loop.run_until_complete(until())
 
     def close(self) -> None:
         for task in asyncio.all_tasks(self.loop):

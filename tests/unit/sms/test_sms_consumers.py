@@ -148,7 +148,7 @@ def test_routing_by_from_and_to_through_the_bridge(sender: str, to: str, expecte
     try:
         hook = sign_test_webhook("twilio", h.url("twilio"), auth_token="tw-token", from_=sender, to=to)
         assert h.post(hook)[0] == 200
-        h.run()
+        h.wait_for(lambda: bool(reached))
         assert reached == [expected]
     finally:
         h.close()

@@ -115,8 +115,10 @@ class WSHarness(LoopHarness):
 
     @property
     def closed(self) -> bool:
+        """The server is done with the connection: closed, or (a refused upgrade, still the HTTP
+        protocol's) lingering to close after its error answer."""
         assert self.transport is not None
-        return bool(self.transport.disconnecting)
+        return bool(self.transport.disconnecting) or (self.transport.producer is self.http and self.http.closing)
 
     def lose(self) -> None:
         """The TCP connection went away (as Twisted reports it)."""
