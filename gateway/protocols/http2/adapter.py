@@ -56,7 +56,8 @@ from gateway.protocols.http.asgi import BODY, EARLY_HINT, PATHSEND, START, TRAIL
 from gateway.protocols.http.core import Request
 from gateway.protocols.http2.asgi import H2Request, read_request, response_headers, status_field
 from gateway.protocols.http2.core import H2Core, H2Limits, is_preface
-from gateway.protocols.transport import Drain, address_tuple, server_tuple, set_write_high_water, tls_extension, write_through
+from gateway._compat.tcp import set_write_high_water, write_through
+from gateway.protocols.transport import Drain, tls_extension
 
 log = Logger(namespace="gateway.http2")
 
