@@ -114,6 +114,33 @@ def test_curl_over_tls_negotiates_h2_by_alpn(tls: Daemon, certificate: tuple[Pat
     assert result.stdout == b"Hello, world!\n1.1"
 
 
+@needs_curl
+def test_switches_per_listener(tmp_path: Path, certificate: tuple[Path, Path, Path]) -> None:
+    key, cert, authority = certificate
+    config = f"""
+application: tests.apps:app
+listeners:
+  - name: plain
+    protocol: http
+    endpoint: "tcp:0:interface=127.0.0.1"
+    http2: {{h2c: false}}
+  - name: secure
+    protocol: http
+    endpoint: "ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    http2: {{enabled: false}}
+logging: {{level: info}}
+"""
+    with Daemon(tmp_path, config) as daemon:
+        # h2c off: the preface is not HTTP/2 here (an HTTP/1.1 error), the upgrade is ignored.
+        refused = subprocess.run(["curl", "-s", "--http2-prior-knowledge", daemon.url("plain") + "/hello"], capture_output=True)
+        assert refused.returncode != 0 or b"Hello" not in refused.stdout
+        upgrade = curl("--http2", "-w", "\n%{http_version}", daemon.url("plain") + "/hello")
+        assert upgrade.stdout == b"Hello, world!\n1.1"
+        # HTTP/2 off on TLS: ALPN offers only http/1.1.
+        secure = curl("--http2", "--cacert", str(authority), "-w", "\n%{http_version}", f"https://localhost:{daemon.port('secure')}/hello")
+        assert secure.stdout == b"Hello, world!\n1.1"
+
+
 @needs_nghttp
 def test_nghttp_many_concurrent_streams(h2c: Daemon) -> None:
     urls = [h2c.url() + f"/hello?n={i}" for i in range(40)]
