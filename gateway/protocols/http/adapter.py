@@ -490,12 +490,12 @@ class HTTPProtocol(Protocol):
             self.receiving = None
             self._upgrade = (request, scope)
             return
-        if request.upgrade == b"h2c" and settings.http2 is not None and settings.http2.upgrades(request):
-            # HTTP/2 takes the connection over once the head is complete (RFC 7540 3.2).
-            self.receiving = None
-            self._upgrade = (request, scope)
-            return
         if request.upgrade is not None:
+            if request.upgrade == b"h2c" and settings.http2 is not None and settings.http2.upgrades(request):
+                # HTTP/2 takes the connection over once the head is complete (RFC 7540 3.2).
+                self.receiving = None
+                self._upgrade = (request, scope)
+                return
             # An upgrade we do not speak: answer as plain HTTP/1.1 (RFC 9110 7.8).
             try:
                 self.conn.cancel_upgrade()
