@@ -257,13 +257,14 @@ def _settings(limits: H2Limits) -> dict[SettingCodes, int]:
     }
 
 
-#: h2's configuration for servers: inbound headers are validated (RFC 9113 8.2, 8.3); outbound
-#: ones were checked by the ASGI layer (``response_fields``), so h2 does not check them again.
+#: h2's configuration for servers: inbound headers are validated (RFC 9113 8.2, 8.3); split
+#: cookies are joined by the ASGI mapping (``read_request``), which walks the fields anyway;
+#: outbound fields were checked by the ASGI layer (``response_fields``), so h2 does not check them again.
 _CONFIG = H2Configuration(
     client_side=False,
     header_encoding=None,
     validate_inbound_headers=True,
-    normalize_inbound_headers=True,
+    normalize_inbound_headers=False,
     validate_outbound_headers=False,
     normalize_outbound_headers=False,
 )
