@@ -525,6 +525,9 @@ class H2Protocol(Protocol):
         self.blocked.clear()
         self._starting.clear()
         self.drain.release()
+        core = self.core
+        if core is not None:
+            core.release()
         tracker, self.tracker = self.tracker, None
         if tracker is not None:
             tracker.connection_closed(self)

@@ -34,6 +34,7 @@ from h2.events import Event
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from gateway._compat.h2 import release_connection
 from gateway.protocols.errors import RemoteProtocolError
 
 __all__ = ["PREFACE", "Budget", "FrameGuard", "H2Core", "H2Limits", "is_preface"]
@@ -339,6 +340,10 @@ class H2Core:
             h2.close_connection(error_code=code, last_stream_id=h2.highest_inbound_stream_id)
         except ProtocolError:  # already closed
             pass
+
+    def release(self) -> None:
+        """The connection is over: let ``h2``'s state go with its last reference (no garbage cycle)."""
+        release_connection(self.h2)
 
     def queue(self, data: bytes) -> None:
         """Queue bytes built elsewhere (a GOAWAY that leaves h2's state open, for a drain)."""
