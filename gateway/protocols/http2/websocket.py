@@ -137,6 +137,7 @@ class H2WebSocket(ApplicationInstance):
         self._close_timer: Any = None
         self._deflate_header: bytes | None = None
         settings.open_count += 1
+        settings.open_over_http2 += 1
         settings.stats.ws_connections += 1
         self.put(_CONNECT, 0)
 
@@ -401,7 +402,9 @@ class H2WebSocket(ApplicationInstance):
     def _uncount(self) -> None:
         if self.counted:
             self.counted = False
-            self.sockets.settings.open_count -= 1
+            settings = self.sockets.settings
+            settings.open_count -= 1
+            settings.open_over_http2 -= 1
 
     def _logged(self) -> None:
         access_log = self.protocol.settings.http.access_log if self.protocol is not None else None
