@@ -330,19 +330,21 @@ def test_graceful_drain_sends_goaway_and_finishes_streams_in_flight(tmp_path: Pa
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("h2ws")
-    config = http_config(app="tests.ws_apps:app", listener_extra="websocket: {max_message_size: 64KiB}")
+    config = http_config(app="tests.ws_apps:app",
+                         listener_extra="websocket: {max_message_size: 64KiB, allowed_origins: [https://good.example]}")
     daemon = Daemon(tmp, config).start()
     yield daemon
     daemon.stop()
 
 
-def open_websocket(client: H2Client, path: str, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[bytes, bytes]]:
+def open_websocket(client: H2Client, path: str, extra: list[tuple[bytes, bytes]] | None = None,
+                   origin: bytes = b"https://good.example") -> tuple[int, dict[bytes, bytes]]:
     client.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
     assert client.conn.remote_settings.enable_connect_protocol == 1
     stream_id = client.conn.get_next_available_stream_id()
     client.conn.send_headers(stream_id, [
         (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"), (b":path", path.encode()),
-        (b":authority", b"localhost"), (b"sec-websocket-version", b"13"), *(extra or []),
+        (b":authority", b"localhost"), (b"sec-websocket-version", b"13"), (b"origin", origin), *(extra or []),
     ])
     client.flush()
     response = client.until(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == stream_id)
@@ -408,8 +410,14 @@ def test_websocket_over_http2_refusals(ws: Daemon) -> None:
     with H2Client(ws.port()) as client:
         _, headers = open_websocket(client, "/reject")
         assert headers[b":status"] == b"403"
+        _, headers = open_websocket(client, "/echo", origin=b"https://evil.example")
+        assert headers[b":status"] == b"403"  # the listener's Origin allow-list, before the application
         _, headers = open_websocket(client, "/deny")
         assert headers[b":status"] == b"401" and headers[b"www-authenticate"] == b"Bearer"
+        # An application that fails after accepting closes with 1011, as over HTTP/1.1.
+        stream_id, _ = open_websocket(client, "/raise-after")
+        (first, data), = ws_messages(client, stream_id, 1)
+        assert first == 0x88 and int.from_bytes(data[:2], "big") == 1011
         # Unmasked client frames break RFC 6455 5.1: 1002.
         stream_id, _ = open_websocket(client, "/echo")
         client.conn.send_data(stream_id, b"\x81\x02hi")
