@@ -191,6 +191,8 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
             STATS["holding"] -= 1
         await text(send, b"held")
     elif path == "/held":
+        if query.get("reset"):
+            STATS["most_held"] = STATS["holding"]
         await text(send, json.dumps({k: STATS[k] for k in ("holding", "most_held", "held")}).encode())
     elif path == "/many":
         # A page with many resources (the browser fetches them over one HTTP/2 connection).
