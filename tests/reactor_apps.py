@@ -1,5 +1,5 @@
 """An application that imports Twisted's reactor at module level, as txredisapi,
-``twisted.mail.smtp`` and the gateway's own ``gateway.email.sender`` do (and treq's users often
+``twisted.mail.smtp`` and the gateway's own ``gateway.protocols.email.sender`` do (and treq's users often
 do): importing it installs Twisted's default reactor unless the entry point installed the
 gateway's first (``tests/integration/test_commands.py``).
 
@@ -19,7 +19,7 @@ import treq  # noqa: F401,E402
 import twisted.mail.smtp  # noqa: F401,E402
 import txredisapi  # noqa: F401,E402
 
-import gateway.email.sender  # noqa: F401,E402
+import gateway.protocols.email.sender  # noqa: F401,E402
 from gateway.consumers import AsyncConsumer  # noqa: E402
 from gateway.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
 from tests import apps  # noqa: E402

@@ -254,14 +254,18 @@ class ApplicationInstance:
         if task is not None and not task.done():
             self.close_after()
 
-    def close_after(self, seconds: float | None = None) -> None:
-        """Cancel the application if it still runs ``seconds`` (default ``close_timeout``) from now."""
+    def close_after(self, seconds: float | None = None, since: str = "its client left") -> None:
+        """Cancel the application if it still runs ``seconds`` (default ``close_timeout``) from now.
+
+        ``since`` says what the time is counted from, for the log line if it comes to that.
+        """
         if self.ended is not None or self.task is None:
             return
         timer = self._close_timer
         if timer is not None and timer.active():
             timer.cancel()
-        self._close_timer = self.clock.callLater(self.close_timeout if seconds is None else seconds, self._expired)
+        delay = self.close_timeout if seconds is None else seconds
+        self._close_timer = self.clock.callLater(delay, self._expired, delay, since)
 
     def cancel(self) -> None:
         """Cancel the application now (the adapter gives up on it)."""
@@ -325,13 +329,18 @@ class ApplicationInstance:
 
     # -- the end ---------------------------------------------------------------------------
 
-    def _expired(self) -> None:
+    def _expired(self, seconds: float, since: str) -> None:
         self._close_timer = None
+        self.time_out(seconds, since)
+
+    def time_out(self, seconds: float, since: str) -> None:
+        """The application had its time (``seconds`` after ``since``): count a timeout, say so,
+        and cancel it (if it still runs)."""
         task = self.task
         if task is not None and not task.done():
             self.counters.timeouts += 1
-            self.log.warn("Application for {what} was still running {seconds:g}s after its client left; cancelled",
-                          what=self.describe(), seconds=self.close_timeout)
+            self.log.warn("Application for {what} was still running {seconds:g}s after {since}; cancelled",
+                          what=self.describe(), seconds=seconds, since=since)
             task.cancel()
 
     def _done(self, task: asyncio.Task[Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 LISTENER_PROTOCOLS: dict[str, tuple[str, str]] = {
     "http": ("gateway.protocols.http.config:HttpListenerConfig", "gateway.protocols.http.listener:build_listener"),
     "mqtt": ("gateway.protocols.mqtt.config:MqttListenerConfig", "gateway.protocols.mqtt.listener:build_listener"),
-    "smtp": ("gateway.protocols.smtp.settings:SmtpListenerConfig", "gateway.protocols.smtp.listener:build_listener"),
+    "smtp": ("gateway.protocols.smtp.config:SmtpListenerConfig", "gateway.protocols.smtp.listener:build_listener"),
     "imap": ("gateway.protocols.imap.config:ImapListenerConfig", "gateway.protocols.imap.listener:build_listener"),
     "sms": ("gateway.protocols.sms.config:SmsListenerConfig", "gateway.protocols.sms.listener:build_listener"),
     "admin": ("gateway.admin.config:AdminListenerConfig", "gateway.admin.listener:build_listener"),

@@ -5,9 +5,12 @@
     outcome = await communicator.deliver()
     assert outcome.accepted and outcome.code == 250
 
-The scope is the one the SMTP listener builds (``docs/asgi-email.md``); keyword arguments fill it
-in (``source="imap"`` gives the IMAP reader's keys). :attr:`EmailOutcome.code` is what the SMTP
-client would see: the application's reply, or ``451`` when it raised or ended without answering.
+The scope is the one the SMTP listener builds (``docs/asgi-email.md``), by the same function;
+keyword arguments fill it in (``source="imap"`` gives the IMAP reader's keys). What the application
+sends is checked by the listeners' own message-order machine, and the outcome is read with their
+own rules: :attr:`EmailOutcome.code` is what the SMTP client would see (the application's reply,
+or ``451`` when it raised or ended without answering), :attr:`EmailOutcome.fate` what the IMAP
+reader would do with the message.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from email.policy import SMTP
 from typing import Any
 
 from gateway.asgi.app import ASGIApp, Message
+from gateway.protocols.email.asgi import ACCEPTED, EmailOrder, Outcome, Send, email_scope
+from gateway.protocols.errors import LocalProtocolError
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["EmailCommunicator", "EmailOutcome"]
@@ -35,6 +40,8 @@ class EmailOutcome:
         text: the reply text (with its enhanced status code).
         sends: the ``email.send`` messages sent before the answer, in order.
         error: the exception the application raised before answering, if it did.
+        fate: what the IMAP reader would do with the message: ``"taken"`` (marked, moved or
+            deleted as configured), ``"refused"`` (a 5xx) or ``"retried"`` (left for later).
     """
 
     accepted: bool = False
@@ -42,6 +49,16 @@ class EmailOutcome:
     text: str = "4.3.0 Temporary failure, please try again later"
     sends: list[Message] = field(default_factory=list)
     error: BaseException | None = None
+    fate: str = "retried"
+
+    @classmethod
+    def of(cls, outcome: Outcome, sends: list[Message], error: BaseException | None = None) -> EmailOutcome:
+        """The outcome as the listeners read it (:meth:`Outcome.smtp_reply`, :attr:`Outcome.fate`)."""
+        reply = outcome.smtp_reply()
+        text = " ".join(reply.lines)
+        return cls(accepted=outcome.kind == ACCEPTED, code=reply.code,
+                   text=f"{reply.status} {text}" if reply.status else text, sends=sends, error=error,
+                   fate=outcome.fate)
 
 
 def _raw(message: bytes | str | EmailMessage) -> bytes:
@@ -77,6 +94,8 @@ class EmailCommunicator(ProtocolCommunicator):
             raise ValueError("source is 'smtp' or 'imap'")
         self.raw = _raw(message)
         self.delivered = False
+        #: The listeners' message-order machine, fed with everything the application sends.
+        self.order = EmailOrder()
         super().__init__(application, scope_overrides=scope_overrides, sender=sender, recipients=list(recipients),
                          source=source, helo=helo, client=client, server=server, tls=tls, auth_user=auth_user,
                          mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
@@ -84,46 +103,46 @@ class EmailCommunicator(ProtocolCommunicator):
     def build_scope(self, *, sender: str, recipients: list[str], source: str, helo: str | None,
                     client: Any, server: Any, tls: Any, auth_user: str | None, mailbox: str, uid: int,
                     uidvalidity: int) -> dict[str, Any]:
-        """An ``email`` scope as the listener builds it."""
-        scope = super().build_scope(source=source, sender=sender, recipients=recipients, tls=tls, auth_user=auth_user,
-                                    size=len(self.raw), state={}, extensions={"email.send": {}})
-        scope["asgi"]["spec_version"] = "1.0"
-        if source == "smtp":
-            scope.update(helo=helo, client=client, server=server, esmtp=True, smtputf8=False, body=None)
-        else:
-            scope.update(helo=None, client=None, server=server, mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
-        return scope
+        """An ``email`` scope as the listener builds it (:func:`~gateway.protocols.email.asgi.email_scope`)."""
+        scope = email_scope(source="smtp" if source == "smtp" else "imap", sender=sender, recipients=recipients,
+                            size=len(self.raw), server=server, tls=tls, state=None, can_send=True, helo=helo,
+                            client=client, auth_user=auth_user, mailbox=mailbox, uid=uid, uidvalidity=uidvalidity)
+        return dict(scope)
+
+    def check(self, message: Message) -> Any:
+        """What the listener makes of a message from the application (the order's action).
+
+        Raises:
+            UnexpectedMessage: the listener would refuse it (``send()`` would raise
+                ``LocalProtocolError``).
+        """
+        try:
+            return self.order.app_send(message)
+        except LocalProtocolError as exc:
+            raise UnexpectedMessage(f"the email application sent {message!r}: {exc}") from None
 
     async def deliver(self, timeout: float = 1) -> EmailOutcome:
         """Send ``email.receive`` and collect what the application does until it answers or ends.
 
         Raises:
-            UnexpectedMessage: the application sent something that is not an email message.
+            UnexpectedMessage: the application sent something the listener would refuse.
             TimeoutError: it neither answered nor ended within ``timeout``.
         """
         if self.delivered:
             raise RuntimeError("deliver() is called once per communicator")
         self.delivered = True
         await self.send_input({"type": "email.receive", "raw": self.raw})
-        outcome = EmailOutcome()
-        while True:
+        sends: list[Message] = []
+        error: BaseException | None = None
+        order = self.order
+        while order.outcome is None:
             message = await self.next_output(timeout)
             if message is None:  # the application ended without answering
-                outcome.error = None if self.future.cancelled() else self.future.exception()
-                return outcome
-            kind = message.get("type")
-            if kind == "email.send":
-                outcome.sends.append(message)
-            elif kind == "email.accept":
-                outcome.accepted, outcome.code = True, 250
-                outcome.text = message.get("text") or "2.0.0 Ok: queued"
-                return outcome
-            elif kind == "email.reject":
-                outcome.code = message.get("code", 550)
-                outcome.text = message.get("text", "")
-                return outcome
-            else:
-                raise UnexpectedMessage(f"unexpected message from an email application: {message!r}")
+                error = None if self.future.cancelled() else self.future.exception()
+                order.give_up(f"{type(error).__name__}: {error}" if error else "it ended without answering")
+            elif isinstance(self.check(message), Send):
+                sends.append(message)
+        return EmailOutcome.of(order.outcome, sends, error)
 
     async def send_result(self, message_id: str, *, ok: bool = True, code: int | None = 250, text: str = "sent",
                           temporary: bool = False, refused: dict[str, str] | None = None) -> None:
@@ -136,8 +155,8 @@ class EmailCommunicator(ProtocolCommunicator):
         sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
-            if message.get("type") != "email.send":
-                raise UnexpectedMessage(f"unexpected message from an email application: {message!r}")
+            if not isinstance(self.check(message), Send):
+                raise UnexpectedMessage(f"expected email.send after the answer, got {message!r}")
             sends.append(message)
         return sends
 

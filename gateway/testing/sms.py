@@ -4,7 +4,11 @@
     outcome = await communicator.deliver()
     assert outcome.acked and outcome.replies == ["hi there"]
 
-The scope is the one the SMS listener builds (``docs/asgi-sms.md``); keyword arguments fill it in.
+The scope and the first event are the ones the SMS listener builds (``docs/asgi-sms.md``), by the
+same functions; keyword arguments fill them in. What the application sends is checked by the
+listener's own message-order machine (:class:`~gateway.protocols.sms.asgi.SmsOrder`), which also
+says what the provider would get: the success answer with the held replies once the event is
+handled, and no replies when it was not (the provider delivers it again).
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.asgi.app import ASGIApp, Message
+from gateway.protocols.errors import LocalProtocolError
+from gateway.protocols.sms import asgi
+from gateway.protocols.sms.asgi import SmsOrder
+from gateway.protocols.sms.core import InboundMessage, Media, StatusUpdate
+from gateway.protocols.sms.encoding import analyse
+from gateway.protocols.sms.phone import UNKNOWN, Address, normalize
 from gateway.testing.application import ProtocolCommunicator, UnexpectedMessage
 
 __all__ = ["SmsCommunicator", "SmsOutcome"]
@@ -24,7 +34,8 @@ class SmsOutcome:
 
     Attributes:
         acked: it sent ``sms.ack`` (or returned cleanly) — the webhook would get its success answer.
-        replies: texts of the ``sms.reply`` messages sent before the acknowledgement.
+        replies: texts of the ``sms.reply`` messages sent before the acknowledgement: what the
+            success answer carries (none when the event was not handled: they are dropped).
         sends: the ``sms.send`` messages (and ``sms.reply`` messages after it), in order.
         error: the exception the application raised, if it did (the provider would retry).
     """
@@ -63,44 +74,62 @@ class SmsCommunicator(ProtocolCommunicator):
         self.media = list(media or [])
         self.status = status
         self.delivered = False
+        sender = normalize(from_) if from_ else None
+        recipient = normalize(to) if to else None
+        self.provider_event = self._provider_event(provider, message_id, sender, recipient)
+        #: The listener's message-order machine, fed with everything the application sends.
+        self.order = SmsOrder(self.provider_event, inline=True)
         super().__init__(application, scope_overrides=scope_overrides, kind=kind, provider=provider,
-                         account=account, from_=from_, to=to, message_id=message_id, country=country)
+                         account=account, sender=sender, recipient=recipient, message_id=message_id, country=country)
 
-    def build_scope(self, *, kind: str, provider: str, account: str, from_: str | None, to: str | None,
-                    message_id: str, country: str | None) -> dict[str, Any]:
-        """An ``sms`` scope as the listener builds it."""
-        if country is None and from_ and from_.startswith("+"):
-            from gateway.protocols.sms.phone import normalize
+    def _provider_event(self, provider: str, message_id: str, sender: Address | None,
+                        recipient: Address | None) -> InboundMessage | StatusUpdate:
+        if self.kind == "status":
+            return StatusUpdate(provider=provider, message_id=message_id, status=self.status,
+                                provider_status=self.status, to=recipient, segments=1)
+        info = analyse(self.text)
+        nobody = Address("", UNKNOWN, None, "")
+        return InboundMessage(provider=provider, message_id=message_id, from_=sender or nobody, to=recipient or nobody,
+                              text=self.text, encoding=info.encoding, segments=info.segments,
+                              media=tuple(Media(m["url"], m.get("content_type")) for m in self.media),
+                              country=sender.country if sender is not None else None)
 
-            country = normalize(from_).country
-        scope = super().build_scope(
-            kind=kind, provider=provider, account=account, provider_account=None,
-            to=to, to_kind="phone" if to else None, country=country, message_id=message_id,
-            extensions={"sms.reply": {"inline": True}, "sms.send": {}},
+    def build_scope(self, *, kind: str, provider: str, account: str, sender: Address | None,
+                    recipient: Address | None, message_id: str, country: str | None) -> dict[str, Any]:
+        """An ``sms`` scope as the listener builds it (:func:`~gateway.protocols.sms.asgi.build_scope`)."""
+        scope = asgi.build_scope(
+            kind="status" if kind == "status" else "message", provider=provider, account=account,
+            provider_account=None, sender=sender, recipient=recipient,
+            country=country if country is not None else (sender.country if sender is not None else None),
+            message_id=message_id, inline_replies=True, state=None,
         )
-        scope["from"] = from_
-        scope["from_kind"] = "phone" if from_ else None
-        scope["asgi"]["spec_version"] = "1.0"
-        return scope
+        return dict(scope)
 
     def event(self) -> dict[str, Any]:
         """The first event: ``sms.receive`` or ``sms.status``."""
-        if self.kind == "status":
-            return {"type": "sms.status", "message_id": self.scope["message_id"], "status": self.status,
-                    "provider_status": self.status, "error_code": None, "error_message": None,
-                    "to": self.scope["to"], "segments": 1, "raw": {}}
-        from gateway.protocols.sms.encoding import analyse
+        event = self.provider_event
+        if isinstance(event, StatusUpdate):
+            return dict(asgi.status_event(event))
+        return dict(asgi.receive_event(event))
 
-        info = analyse(self.text)
-        return {"type": "sms.receive", "text": self.text, "encoding": info.encoding, "segments": info.segments,
-                "media": self.media, "raw": {}}
+    def check(self, message: Message) -> Any:
+        """What the listener makes of a message from the application (the order's action).
+
+        Raises:
+            UnexpectedMessage: the listener would refuse it (``send()`` would raise
+                ``LocalProtocolError``).
+        """
+        try:
+            return self.order.app_send(message)
+        except LocalProtocolError as exc:
+            raise UnexpectedMessage(f"the sms application sent {message!r}: {exc}") from None
 
     async def deliver(self, timeout: float = 1) -> SmsOutcome:
         """Hand the event over and collect what the application does until it acknowledges,
         returns or fails (then ``sms.disconnect`` is sent if it is still running).
 
         Raises:
-            UnexpectedMessage: the application sent something that is not an sms message.
+            UnexpectedMessage: the application sent something the listener would refuse.
             TimeoutError: it did none of these within ``timeout``.
         """
         if self.delivered:
@@ -108,22 +137,17 @@ class SmsCommunicator(ProtocolCommunicator):
         self.delivered = True
         await self.send_input(self.event())
         outcome = SmsOutcome()
-        while not outcome.acked:
+        order = self.order
+        while order.handled is None:
             message = await self.next_output(timeout)
-            if message is None:  # the application ended
+            if message is None:  # the application ended: handled if it returned cleanly
                 error = None if self.future.cancelled() else self.future.exception()
                 outcome.error = error
-                outcome.acked = error is None and not self.future.cancelled()
-                break
-            kind = message.get("type")
-            if kind == "sms.ack":
-                outcome.acked = True
-            elif kind == "sms.reply" and not outcome.acked:
-                outcome.replies.append(message["text"])
-            elif kind in ("sms.send", "sms.reply"):
+                order.settle(error is None and not self.future.cancelled())
+            elif isinstance(self.check(message), asgi.Send):  # Held replies stay with the order
                 outcome.sends.append(message)
-            else:
-                raise UnexpectedMessage(f"unexpected message from an sms application: {message!r}")
+        outcome.acked = bool(order.handled)
+        outcome.replies = order.answer_inline() if order.handled else []
         return outcome
 
     async def send_result(self, request_id: Any = None, *, ok: bool = True, message_ids: list[str] | None = None,
@@ -142,9 +166,7 @@ class SmsCommunicator(ProtocolCommunicator):
         sends: list[Message] = []
         while not await self.receive_nothing(timeout):
             message = await self.receive_output(timeout)
-            if message.get("type") not in ("sms.send", "sms.reply", "sms.ack"):
-                raise UnexpectedMessage(f"unexpected message from an sms application: {message!r}")
-            if message.get("type") != "sms.ack":
+            if isinstance(self.check(message), asgi.Send):
                 sends.append(message)
         return sends
 

@@ -29,7 +29,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import connectionDone
 from twisted.mail import imap4
+from twisted.python.failure import Failure
+
+from gateway._compat.twisted_mail import mailbox_argument, set_capability_cache
 
 __all__ = ["MailboxClient", "FetchedMessage"]
 
@@ -63,7 +67,7 @@ def _quote(value: str) -> bytes:
 
 def mailbox_name(name: str) -> bytes:
     """A mailbox name as a command argument (modified UTF-7, RFC 3501 §5.1.3; quoted if needed)."""
-    return imap4._prepareMailboxName(name)  # type: ignore[no-any-return]
+    return mailbox_argument(name)
 
 
 def _uid_set(uids: Iterable[int]) -> bytes:
@@ -96,12 +100,12 @@ class MailboxClient(imap4.IMAP4Client):
         if not self.greeting.called:
             self.greeting.callback(self.capabilities)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         if not self.greeting.called:
             self.greeting.errback(reason)
 
-    # -- untagged responses ----------------------------------------------------------------------
+    # -- untagged responses (private hooks of IMAP4Client: gateway._compat.twisted_mail) ----------
     def _defaultHandler(self, tag: bytes, rest: bytes) -> None:
         if tag == b"*":
             match = _COUNT.match(rest)
@@ -118,7 +122,7 @@ class MailboxClient(imap4.IMAP4Client):
     # -- capabilities, TLS, login ----------------------------------------------------------------
     def capability(self) -> defer.Deferred[dict[bytes, Any]]:
         """Ask the server for its capabilities now (after STARTTLS and login they change)."""
-        self._capCache = None
+        set_capability_cache(self, None)
         d = self.getCapabilities(useCache=0)
 
         def got(caps: Any) -> dict[bytes, Any]:
@@ -129,7 +133,7 @@ class MailboxClient(imap4.IMAP4Client):
 
     def starttls(self, options: Any) -> defer.Deferred[Any]:
         """STARTTLS with ``options`` (which check the server certificate), then CAPABILITY."""
-        self._capCache = self.capabilities
+        set_capability_cache(self, self.capabilities)
         return self.startTLS(options).addCallback(lambda _: self.capability())
 
     def authenticate_plain_or_login(self, username: str, password: str) -> defer.Deferred[Any]:

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from gateway.config.schema import ListenerConfig, positive
 from gateway.config.units import Duration, Size
-from gateway.email.settings import SmarthostConfig, check_port, check_readable
+from gateway.protocols.email.config import SmarthostConfig, check_port, check_readable
 
 Action = Literal["seen", "move", "delete"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from twisted.internet import defer
 
-from gateway.email.sender import SmarthostSender
 from gateway.listener import GatewayListener, ListenerContext
+from gateway.protocols.email.sender import SmarthostSender
+from gateway.protocols.imap.adapter import MailboxReader
 from gateway.protocols.imap.config import ImapListenerConfig
-from gateway.protocols.imap.reader import MailboxReader
 
 __all__ = ["ImapListener", "build_listener"]
 

@@ -8,7 +8,7 @@ the providers send.
   of deliveries an application has handled, each remembered for ``window`` seconds. A provider's
   retry of a handled delivery is acknowledged without handing it over again.
 * :class:`ConcatBuffer`: the parts of concatenated messages that providers deliver one by one
-  (Vonage), until all parts are in and :func:`~gateway.protocols.sms.model.join_parts` can join them.
+  (Vonage), until all parts are in and :func:`~gateway.protocols.sms.core.join_parts` can join them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from gateway.protocols.sms.model import InboundMessage, join_parts
+from gateway.protocols.sms.core import InboundMessage, join_parts
 
 __all__ = ["DedupCache", "ConcatBuffer", "ConcatSet"]
 

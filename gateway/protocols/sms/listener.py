@@ -1,7 +1,7 @@
 """Building an SMS listener: an HTTP listener whose application is the webhook bridge.
 
 The HTTP side is the ordinary HTTP/1.1 listener (limits, timeouts, access log, drain). Two
-differences: its application is a :class:`~gateway.protocols.sms.bridge.WebhookBridge` around the
+differences: its application is a :class:`~gateway.protocols.sms.adapter.WebhookBridge` around the
 user's application, and proxy headers are not applied by the HTTP side but by the bridge, which
 must know whether the peer itself is a trusted proxy before it believes the scheme and host it
 signs with (so the access log shows the proxy's address).
@@ -21,11 +21,10 @@ from gateway.listener import ListenerContext
 from gateway.logs import RejectionLog
 from gateway.protocols.http.listener import HTTPFactory, HTTPListener, http_settings
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.sms.bridge import WebhookBridge, effective_timeout
+from gateway.protocols.sms.adapter import Account, WebhookBridge, effective_timeout
 from gateway.protocols.sms.config import SmsListenerConfig
 from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
 from gateway.protocols.sms.sender import SmsSender
-from gateway.protocols.sms.session import Account
 
 __all__ = ["SmsListener", "build_listener", "build_accounts"]
 
@@ -95,6 +94,7 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
         context.app,
         build_accounts(config, context.reactor),
         loop=context.loop,
+        reactor=context.reactor,
         public_base=config.public_url,
         proxies=proxies,
         consumer_timeout=config.consumer_timeout,

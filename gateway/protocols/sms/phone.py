@@ -87,6 +87,8 @@ def _country_of(number: phonenumbers.PhoneNumber) -> str | None:
         return str(region)
     # Possible but not valid (test ranges, new blocks): fall back to the country code's main region
     # (+44 -> GB, +1 -> US); non-geographic codes (+800, +882) have none.
+    if number.country_code is None:
+        return None
     main = phonenumbers.region_code_for_country_code(number.country_code)
     return None if main in ("ZZ", "001") else str(main)
 

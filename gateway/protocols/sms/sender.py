@@ -19,7 +19,8 @@ from twisted.internet import ssl
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from gateway.protocols.sms.model import OutboundMessage, OutboundRequest, SendError, SendResult
+from gateway._compat.twisted_mail import quiet_pool
+from gateway.protocols.sms.core import OutboundMessage, OutboundRequest, SendError, SendResult
 from gateway.protocols.sms.providers.base import Provider
 
 __all__ = ["SmsSender", "load_trust_root", "MAX_RESPONSE_SIZE"]
@@ -28,11 +29,6 @@ __all__ = ["SmsSender", "load_trust_root", "MAX_RESPONSE_SIZE"]
 MAX_RESPONSE_SIZE = 1024 * 1024
 
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
-
-def _quiet_factory(factory: Any) -> Any:
-    """The pool's (private) client factory class, without its per-connection log lines."""
-    return type("QuietHTTP11ClientFactory", (factory,), {"noisy": False})
 
 
 class ResponseTooLarge(Exception):
@@ -83,10 +79,10 @@ class SmsSender:
             self.pool = HTTPConnectionPool(reactor, persistent=True)
             self.pool.maxPersistentPerHost = 4
             self.pool.cachedConnectionTimeout = 60
-            self.pool._factory = _quiet_factory(self.pool._factory)  # no "Starting factory" line per request
+            quiet_pool(self.pool)  # no "Starting factory" line per request
             policy = BrowserLikePolicyForHTTPS(trustRoot=load_trust_root(ca_file) if ca_file else None)
             agent = Agent(reactor, contextFactory=policy, pool=self.pool, connectTimeout=min(10.0, self.timeout))
-            client = treq.client.HTTPClient(agent)  # type: ignore[arg-type]
+            client = treq.client.HTTPClient(agent)
         self.client = client
 
     async def send(self, provider: Provider, message: OutboundMessage) -> SendResult:

@@ -1,11 +1,16 @@
 """SMTP: a sans-IO ESMTP server core, and the listener built on it (``protocol: smtp``).
 
+The wire core is :mod:`~gateway.protocols.smtp.core` (the session and its limits,
+:class:`ServerConfig`), with its collaborators :mod:`~gateway.protocols.smtp.events`,
+:mod:`~gateway.protocols.smtp.replies`, :mod:`~gateway.protocols.smtp.address`,
+:mod:`~gateway.protocols.smtp.data` (the DATA phase) and :mod:`~gateway.protocols.smtp.auth` (SASL).
 The listener's modules (not re-exported, so importing the core stays light):
-:mod:`~gateway.protocols.smtp.adapter` (the Twisted protocol: STARTTLS, timer, the decisions),
-:mod:`~gateway.protocols.smtp.checks` (recipient routing at RCPT, AUTH checks),
-:mod:`~gateway.protocols.smtp.listener` (factory, builder), :mod:`~gateway.protocols.smtp.settings`
-(YAML configuration) and :mod:`gateway.passwords` (password hashes). The ASGI side
-of a message is :mod:`gateway.email.cycle`; the mapping is ``docs/asgi-email.md``.
+:mod:`~gateway.protocols.smtp.adapter` (the Twisted protocol: STARTTLS, timer, flow control, the
+decisions), :mod:`~gateway.protocols.smtp.checks` (recipient routing at RCPT, AUTH checks),
+:mod:`~gateway.protocols.smtp.listener` (factory, builder), :mod:`~gateway.protocols.smtp.config`
+(the YAML configuration) and :mod:`gateway.passwords` (password hashes). The ASGI side of a
+message is :mod:`gateway.protocols.email` (shared with the IMAP reader); the mapping is
+``docs/asgi-email.md``.
 
 The public API of the core, re-exported here:
 
@@ -58,7 +63,7 @@ the sending server keeps the message and retries.
 from __future__ import annotations
 
 from gateway.protocols.smtp.address import AddressError, parse_path, split_address
-from gateway.protocols.smtp.config import ServerConfig
+from gateway.protocols.smtp.core import ServerConfig
 from gateway.protocols.smtp.core import SMTPServer
 from gateway.protocols.smtp.events import (
     AuthCredentials,

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.smtp.test_adapter -*-
-"""The Twisted side of an SMTP connection: transport, STARTTLS, timer, and the decisions.
+"""The Twisted side of an SMTP connection: transport, STARTTLS, timer, flow control, decisions.
 
 The only code that touches the socket. The dialogue is the sans-IO core's
 (:class:`gateway.protocols.smtp.core.SMTPServer`); this module answers its decisions:
@@ -9,11 +9,14 @@ The only code that touches the socket. The dialogue is the sans-IO core's
   handed to the application or refused.
 * ``AuthCredentials``: :class:`~gateway.protocols.smtp.checks.Authenticator`.
 * ``MessageReceived``: one ``email`` scope and application instance
-  (:class:`gateway.email.cycle.EmailCycle`); ``250`` only once the application accepted,
-  ``451 4.3.0`` when it raised, timed out or ended without answering.
+  (:class:`gateway.protocols.email.adapter.EmailInstance`); the reply is the answer's
+  :meth:`~gateway.protocols.email.asgi.Outcome.smtp_reply`: ``250`` only once the application
+  accepted, ``451 4.3.0`` when it raised, timed out or ended without answering.
 
-While a decision is pending and the client keeps sending, reading pauses; the core keeps replies
-in command order and bounds what it buffers anyway.
+Reading pauses while a decision is pending and the client keeps sending (the core keeps replies
+in command order and bounds what it buffers anyway), and while the client does not read our
+replies (the transport's write buffer is above its high-water mark), so what one connection holds
+is bounded whatever the client does.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from twisted.logger import Logger, LogLevel
 
 from gateway._compat.tcp import write_through
 from gateway.asgi.app import ASGIApp
-from gateway.email.cycle import ACCEPTED, DEFAULT_ACCEPT, REJECTED, EmailCycle, Outcome
+from gateway.asgi.types import EmailConnection
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
+from gateway.protocols.deadlines import Deadlines, Timer
+from gateway.protocols.email.adapter import EmailInstance, Sender
+from gateway.protocols.email.asgi import ACCEPTED, DEFAULT_ACCEPT, Outcome, email_scope, recipient_probe, smtp_connection
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
-from gateway.protocols.smtp.config import ServerConfig
-from gateway.protocols.smtp.core import SMTPServer
+from gateway.protocols.smtp.core import ServerConfig, SMTPServer
 from gateway.protocols.smtp.events import (
     AuthCredentials,
     CloseConnection,
@@ -45,14 +50,13 @@ from gateway.protocols.smtp.events import (
     RcptTo,
     StartTLS,
 )
-from gateway.protocols.smtp.replies import Reply
+from gateway.protocols.smtp.replies import Reply, soften
 from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
 
-__all__ = ["SMTPSettings", "SMTPProtocol", "soften"]
+__all__ = ["SMTPSettings", "SMTPProtocol"]
 
 log = Logger(namespace="gateway.smtp")
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "1.0"}
 _ids = itertools.count(1)
 _ID_PREFIX = f"{int(time.time()) % 10**6:06d}"
 
@@ -72,29 +76,25 @@ class SMTPSettings:
     close_timeout: float = 10.0
     received_header: bool = True
     soft_reject: bool = False
-    sender: Any = None
+    sender: Sender | None = None
     state: dict[str, Any] | None = None
     max_connections_per_client: int = 50
-    #: Timers of the application cycles (``loop.call_later``; tests pass a fake clock's).
-    call_later: Any = None
     #: The listener's counters (:mod:`gateway.metrics`).
     stats: SmtpStats = field(default_factory=SmtpStats)
     #: Rate-limits the lines about refused clients, recipients and logins (one per listener).
-    rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
+    rejections: RejectionLog | None = None
+    #: The answer deadlines of the listener's messages (``consumer_timeout``).
+    answer_deadlines: Deadlines = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.call_later is None:
-            self.call_later = self.loop.call_later
         if self.rejections is None:
             self.rejections = RejectionLog("smtp", self.reactor, log)
+        self.answer_deadlines = Deadlines(self.reactor, self.consumer_timeout)
 
-
-def soften(reply: Reply) -> Reply:
-    """The 4xx twin of a 5xx reply (Postfix ``soft_bounce``): 550 5.1.1 -> 450 4.1.1."""
-    if reply.code < 500:
-        return reply
-    status = "4" + reply.status[1:] if reply.status else None
-    return Reply(reply.code - 100, status, reply.text)
+    def allow_log(self, reason: str) -> bool:
+        """Whether a line about a refusal for ``reason`` may be logged now (rate-limited)."""
+        rejections = self.rejections
+        return rejections is None or rejections.allow(reason, LogLevel.info)
 
 
 class _ReceivedDate:
@@ -114,24 +114,33 @@ _date = _ReceivedDate()
 
 
 class SMTPProtocol(Protocol):
-    """One SMTP connection."""
+    """One SMTP connection; the email instance's :class:`~gateway.protocols.email.adapter.EmailReceiver`."""
+
+    transport: Any
+    factory: Any
 
     def __init__(self, settings: SMTPSettings) -> None:
         self.settings = settings
         self.session: SMTPServer | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
-        self.cycle: EmailCycle | None = None
+        #: The instance deciding about the message received, until it answered.
+        self.instance: EmailInstance | None = None
+        #: Writes are paused: the client does not read our replies.
+        self.writes_paused = False
+        self._message: MessageReceived | None = None
+        self._started = 0.0
         self._tls = False
         self._starttls = False
         self._tls_info: dict[str, Any] | None = None
         self._closing = False
         self._lost = False
         self._lost_write = False
-        self._paused = False
+        self._reading_paused = False
+        self._wait_decision = False  # input arrived while a decision was pending
         self._flushing = False
         self._deadline: float | None = None
-        self._timer: Any = None
+        self._timer: Timer | None = None
 
     # -- connection lifecycle --------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -147,7 +156,7 @@ class SMTPProtocol(Protocol):
             factory.connection_opened(self)
             if factory.client_count(self.client) > self.settings.max_connections_per_client:
                 host = self.client[0] if self.client else "?"
-                if self.settings.rejections.allow("too many connections from one client", LogLevel.info):
+                if self.settings.allow_log("too many connections from one client"):
                     log.info("Refusing a connection from {host}: too many connections", host=host)
                 refusal = Reply(421, "4.7.0", f"{self.settings.server.hostname} Error: too many connections from {host}")
                 self._closing = True
@@ -156,31 +165,37 @@ class SMTPProtocol(Protocol):
                 return
         self.session = SMTPServer(self.settings.server, tls_active=self._tls)
         self._flush()
+        # Told when the write buffer fills (from now on: over implicit TLS, the greeting waits in
+        # the TLS layer until the handshake is done, and it pauses its producer meanwhile, which
+        # would stop the reading the handshake needs).
+        if not self._closing:
+            transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Any = None) -> None:
         self._lost = True
         self._closing = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self.session is not None and not self.session.closed:
-            self.session.receive_data(b"")  # EOF: a decision answered later is then ignored
-            self.session.events_received()
+        self._cancel_timer()
+        session = self.session
+        if session is not None and not session.closed:
+            session.receive_data(b"")  # EOF: a decision answered later is then ignored
+            session.events_received()
+        instance, self.instance = self.instance, None
+        if instance is not None:
+            instance.client_gone()  # the message was not answered: the client will send it again
         factory = self.factory
         if factory is not None:
             factory.connection_closed(self)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing or self.session is None:
-            return
         session = self.session
-        if session.pending is not None and not self._paused:
+        if self._closing or session is None:
+            return
+        if session.pending is not None and not self._wait_decision:
             # The client sends more while we decide: stop reading until the answer (the core
             # would buffer it, bounded). A client that waits for its replies never gets here,
             # so the common path costs no pause/resume system calls.
-            self._paused = True
-            self.settings.stats.read_pauses += 1
-            self.transport.pauseProducing()
+            self._wait_decision = True
+            self._update_reading()
         session.receive_data(data)
         self._flush()
 
@@ -189,42 +204,45 @@ class SMTPProtocol(Protocol):
         """Handle the core's events, write its output, pause or re-arm the timer."""
         if self._flushing:
             return  # a decision answered synchronously inside the loop below
-        self._flushing = True
         session = self.session
+        if session is None:
+            return
+        self._flushing = True
         try:
             while True:
-                events = session.events_received()  # type: ignore[union-attr]
+                events = session.events_received()
                 if not events:
                     break
                 for event in events:
-                    kind = event.__class__
-                    if kind is RcptTo:
-                        self._check_recipient(event)  # type: ignore[arg-type]
-                    elif kind is MessageReceived:
-                        self._deliver(event)  # type: ignore[arg-type]
-                    elif kind is AuthCredentials:
-                        self._authenticate(event)  # type: ignore[arg-type]
-                    elif kind is StartTLS:
-                        self._start_tls()
-                    elif kind is CloseConnection:
+                    if isinstance(event, RcptTo):
+                        self._check_recipient(session, event)
+                    elif isinstance(event, MessageReceived):
+                        self._deliver(event)
+                    elif isinstance(event, AuthCredentials):
+                        self._authenticate(session, event)
+                    elif isinstance(event, StartTLS):
+                        self._start_tls(session)
+                    elif isinstance(event, CloseConnection):
                         self._closing = True
-                    elif kind is MailFrom:  # only with check_sender (off): accept
-                        session.accept(event)  # type: ignore[union-attr, arg-type]
+                    elif isinstance(event, MailFrom):  # only with check_sender (off): accept
+                        session.accept(event)
         finally:
             self._flushing = False
-        data = session.data_to_send()  # type: ignore[union-attr]
+        data = session.data_to_send()
         if data and not self._lost:
             self._write(data)
         if self._closing:
             if not self._lost and not self._lost_write:
                 self.transport.loseConnection()
+                if self.writes_paused:  # the client does not read: do not wait for it forever
+                    self._abort_later()
             return
-        if session.pending is not None:  # type: ignore[union-attr]
+        if session.pending is not None:
             return
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        self._arm(session.next_deadline(self.settings.reactor.seconds()))  # type: ignore[union-attr]
+        if self._wait_decision:
+            self._wait_decision = False
+            self._update_reading()
+        self._arm(session.next_deadline(self.settings.reactor.seconds()))
 
     def _write(self, data: bytes) -> None:
         try:
@@ -245,96 +263,133 @@ class SMTPProtocol(Protocol):
         if not self._flushing and not self._lost:
             self._flush()
 
+    # -- flow control ----------------------------------------------------------------------------
+    def pauseProducing(self) -> None:
+        """The transport's write buffer is full: the client does not read our replies."""
+        self.writes_paused = True
+        self.settings.stats.write_pauses += 1
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        """The client read what we wrote: read its commands again."""
+        self.writes_paused = False
+        self._update_reading()
+
+    def stopProducing(self) -> None:
+        """The connection is going away (``connectionLost`` follows)."""
+
+    def _update_reading(self) -> None:
+        """Read from the client unless a decision it sent more behind is pending, or it does not
+        read our replies."""
+        if self._lost or self._closing:
+            return
+        if self._wait_decision or self.writes_paused:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.settings.stats.read_pauses += 1
+                self.transport.pauseProducing()
+        elif self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
     # -- timer -----------------------------------------------------------------------------------
     def _arm(self, deadline: float | None) -> None:
         self._deadline = deadline
         if deadline is None:
             return
-        timer = self._timer
-        if timer is None:
-            delay = max(0.0, deadline - self.settings.reactor.seconds())
-            self._timer = self.settings.reactor.callLater(delay, self._timer_fired)
+        if self._timer is None:
+            reactor = self.settings.reactor
+            self._timer = reactor.callLater(max(0.0, deadline - reactor.seconds()), self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
-        if self._lost or self.session is None or self._deadline is None:
+        session = self.session
+        if self._lost or session is None or self._deadline is None:
             return
         now = self.settings.reactor.seconds()
-        if self.session.handle_timeout(now):
-            if self.settings.rejections.allow("client timeout", LogLevel.info):
+        if session.handle_timeout(now):
+            if self.settings.allow_log("client timeout"):
                 log.info("SMTP client {client} timed out", client=self.client)
             self._flush()
             return
-        self._arm(self.session.next_deadline(now))
+        self._arm(session.next_deadline(now))
+
+    def _abort_later(self) -> None:
+        """Closing, but our last replies wait for a client that does not read: abort after the
+        command timeout."""
+        self._cancel_timer()
+        self._deadline = None
+        self._timer = self.settings.reactor.callLater(self.settings.server.timeout, self._abort_now)
+
+    def _abort_now(self) -> None:
+        self._timer = None
+        if not self._lost:
+            self.transport.abortConnection()
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            if timer.active():
+                timer.cancel()
 
     # -- STARTTLS (RFC 3207) ---------------------------------------------------------------------
-    def _start_tls(self) -> None:
-        session = self.session
-        self._write(session.data_to_send())  # type: ignore[union-attr]  # the 220 goes in clear
+    def _start_tls(self, session: SMTPServer) -> None:
+        self._write(session.data_to_send())  # the 220 goes in clear
         self.transport.startTLS(self.settings.tls_options)
         self._starttls = self._tls = True
-        session.tls_started()  # type: ignore[union-attr]
+        session.tls_started()
 
     # -- decisions -------------------------------------------------------------------------------
-    def _connection_scope(self) -> dict[str, Any]:
-        session = self.session
-        tls = self._tls_details() if self._tls else None
-        return {
-            "type": "email",
-            "asgi": ASGI_VERSION,
-            "source": "smtp",
-            "helo": session.helo_name if session is not None else None,
-            "client": self.client,
-            "server": self.server,
-            "tls": tls,
-            "auth_user": session.auth_user if session is not None else None,
-        }
-
     def _tls_details(self) -> dict[str, Any] | None:
+        if not self._tls:
+            return None
         if self._tls_info is None:
             self._tls_info = tls_extension(self.transport)
         return self._tls_info
 
-    def _check_recipient(self, event: RcptTo) -> None:
-        probe = self._connection_scope()
-        probe["sender"] = event.sender
-        probe["recipients"] = [event.recipient]
+    def _connection(self, session: SMTPServer) -> EmailConnection:
+        return smtp_connection(helo=session.helo_name, client=self.client, server=self.server,
+                               tls=self._tls_details(), auth_user=session.auth_user)
+
+    def _check_recipient(self, session: SMTPServer, event: RcptTo) -> None:
+        probe = recipient_probe(self._connection(session), event.sender, event.recipient)
 
         def checked(routed: bool | None) -> None:
-            session = self.session
             if routed:
-                session.accept(event)  # type: ignore[union-attr]
+                session.accept(event)
             elif routed is None:
-                session.defer(event)  # type: ignore[union-attr]
+                session.defer(event)
             else:
-                self.settings.stats.recipients_rejected += 1
-                if self.settings.rejections.allow("recipient without a route", LogLevel.info):
+                settings = self.settings
+                settings.stats.recipients_rejected += 1
+                if settings.allow_log("recipient without a route"):
                     log.info("Refused recipient {rcpt} from {client}: no route", rcpt=event.recipient, client=self.client)
                 reply = Reply(550, "5.1.1", f"<{event.recipient}>: Recipient address rejected")
-                session.answer(event, soften(reply) if self.settings.soft_reject else reply)  # type: ignore[union-attr]
+                session.answer(event, soften(reply) if settings.soft_reject else reply)
             self._answered()
 
         self.settings.recipients.check(probe, checked)
 
-    def _authenticate(self, event: AuthCredentials) -> None:
+    def _authenticate(self, session: SMTPServer, event: AuthCredentials) -> None:
         auth = self.settings.auth
         if auth is None:  # AUTH is not offered without users or a hook; never reached
-            self.session.reject(event)  # type: ignore[union-attr]
+            session.reject(event)
             return
 
         def checked(ok: bool | None) -> None:
             if ok:
-                self.session.accept(event)  # type: ignore[union-attr]
+                session.accept(event)
             elif ok is None:
-                self.session.defer(event)  # type: ignore[union-attr]
+                session.defer(event)
             else:
-                if self.settings.rejections.allow("failed AUTH", LogLevel.info):
+                if self.settings.allow_log("failed AUTH"):
                     log.info("AUTH {mechanism} failed for {user!r} from {client}", mechanism=event.mechanism,
                              user=event.username, client=self.client)
-                self.session.reject(event)  # type: ignore[union-attr]
+                session.reject(event)
             self._answered()
 
-        auth.check(event.username, event.password, self._connection_scope(), checked)
+        auth.check(event.username, event.password, self._connection(session), checked)
 
     def _deliver(self, event: MessageReceived) -> None:
         settings = self.settings
@@ -342,51 +397,49 @@ class SMTPProtocol(Protocol):
         raw = event.data
         if settings.received_header:
             raw = self._received(envelope) + raw
-        scope = self._connection_scope()
-        scope["sender"] = envelope.sender
-        scope["recipients"] = list(envelope.recipients)
-        scope["helo"] = envelope.helo
-        scope["esmtp"] = envelope.esmtp
-        scope["smtputf8"] = envelope.smtputf8
-        scope["body"] = envelope.body
-        scope["size"] = len(raw)
-        scope["state"] = dict(settings.state) if settings.state else {}
-        scope["extensions"] = {"email.send": {}} if settings.sender is not None else {}
-        stats = settings.stats
-        started = time.perf_counter()
-
-        def on_answer(outcome: Outcome) -> None:
-            self.cycle = None
-            if outcome.kind == ACCEPTED:
-                stats.accepted += 1
-            elif outcome.permanent:
-                stats.rejected += 1
-            else:
-                stats.tempfailed += 1
-            stats.message_latency.observe(time.perf_counter() - started)
-            session = self.session
-            if self._lost or session is None or session.closed:
-                if outcome.kind == ACCEPTED:
-                    log.warn("A message from {client} was accepted after the client left; it will be sent again",
-                             client=self.client)
-                return
-            if outcome.kind == ACCEPTED:
-                session.accept(event, None if outcome.reply is DEFAULT_ACCEPT else outcome.reply)
-            elif outcome.kind == REJECTED:
-                reply = outcome.reply
-                session.answer(event, soften(reply) if settings.soft_reject else reply)  # type: ignore[arg-type]
-            else:
-                log.info("Deferring a message from {client}: {reason}", client=self.client, reason=outcome.reason)
-                session.defer(event)
-            self._answered()
-
-        cycle = EmailCycle(
-            settings.app, scope, raw, loop=settings.loop, call_later=settings.call_later,
-            answer_timeout=settings.consumer_timeout, close_timeout=settings.close_timeout,
-            sender=settings.sender, on_answer=on_answer, stats=stats,
+        scope = email_scope(
+            source="smtp", sender=envelope.sender, recipients=envelope.recipients, size=len(raw),
+            server=self.server, tls=self._tls_details(), state=settings.state, can_send=settings.sender is not None,
+            helo=envelope.helo, client=self.client, auth_user=envelope.auth_user, esmtp=envelope.esmtp,
+            smtputf8=envelope.smtputf8, body=envelope.body,
         )
-        self.cycle = cycle
-        cycle.start()
+        self._message = event
+        self._started = time.perf_counter()
+        instance = self.instance = EmailInstance(
+            settings.app, scope, raw, receiver=self, loop=settings.loop, clock=settings.reactor,
+            counters=settings.stats.instances, deadlines=settings.answer_deadlines,
+            close_timeout=settings.close_timeout, sender=settings.sender,
+        )
+        instance.start()
+
+    def answered(self, outcome: Outcome) -> None:
+        """The application answered the message (or failed to): reply to the client."""
+        event, self._message = self._message, None
+        self.instance = None
+        settings = self.settings
+        stats = settings.stats
+        accepted = outcome.kind == ACCEPTED
+        if accepted:
+            stats.accepted += 1
+        elif outcome.permanent:
+            stats.rejected += 1
+        else:
+            stats.tempfailed += 1
+        stats.message_latency.observe(time.perf_counter() - self._started)
+        session = self.session
+        if self._lost or session is None or session.closed or event is None:
+            if accepted:
+                log.warn("A message from {client} was accepted after the client left; it will be sent again",
+                         client=self.client)
+            return
+        if accepted:
+            reply = outcome.reply
+            session.accept(event, None if reply is DEFAULT_ACCEPT else reply)
+        else:
+            if outcome.reply is None:
+                log.info("Deferring a message from {client}: {reason}", client=self.client, reason=outcome.reason)
+            session.answer(event, outcome.smtp_reply(settings.soft_reject))
+        self._answered()
 
     def _received(self, envelope: Envelope) -> bytes:
         """The Received: trace header (RFC 5321 §4.4; ``with`` keywords from RFC 3848/6531)."""
@@ -412,11 +465,12 @@ class SMTPProtocol(Protocol):
 
     def abort(self) -> None:
         """Close now; an unanswered message is retried by its sender."""
-        if self.session is not None and not self.session.closed:
-            self.session.receive_data(b"")  # the session is over: a late answer is ignored
-            self.session.events_received()
+        session = self.session
+        if session is not None and not session.closed:
+            session.receive_data(b"")  # the session is over: a late answer is ignored
+            session.events_received()
         if not self._lost:
             self.transport.abortConnection()
-        if self.cycle is not None:
-            self.cycle.cancel()
-
+        instance, self.instance = self.instance, None
+        if instance is not None:
+            instance.give_up("cancelled: the listener is closing")

@@ -14,11 +14,12 @@ import asyncio
 import inspect
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.logger import Logger
 
 from gateway.asgi.app import import_application
+from gateway.asgi.types import EmailConnection, EmailProbe
 from gateway.passwords import DUMMY_HASH, verify_password
 from gateway.routing.base import matches
 
@@ -110,7 +111,7 @@ class RecipientCheck:
         # An application without ``matches`` counts as matching every recipient: skip the call.
         self.trivial = getattr(app, "matches", None) is None
 
-    def check(self, probe: dict[str, Any], callback: Callable[[bool | None], None]) -> None:
+    def check(self, probe: EmailProbe, callback: Callable[[bool | None], None]) -> None:
         if self.trivial:
             callback(True)
             return
@@ -123,7 +124,7 @@ class RecipientCheck:
                 callback(bool(value))
 
         try:
-            coro = matches(self.app, probe)
+            coro = matches(self.app, cast(dict[str, Any], probe))
         except Exception as exc:  # pragma: no cover - matches() itself only builds a coroutine
             checked(None, exc)
             return
@@ -147,7 +148,7 @@ class Authenticator:
         self.reactor = reactor
         self.timeout = timeout
 
-    def check(self, username: str, password: str, scope: dict[str, Any],
+    def check(self, username: str, password: str, scope: EmailConnection,
               callback: Callable[[bool | None], None]) -> None:
         def checked(value: Any, error: BaseException | None) -> None:
             if error is not None:

@@ -7,14 +7,15 @@ from collections import Counter
 from typing import Any
 
 from gateway.config.schema import TLSPolicy
-from gateway.email.sender import SmarthostSender
 from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
+from gateway.protocols.email.sender import SmarthostSender
+from gateway.protocols.email.tls import pem_certificates
 from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings, log
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
-from gateway.protocols.smtp.config import ServerConfig
-from gateway.protocols.smtp.settings import SmtpListenerConfig
+from gateway.protocols.smtp.config import SmtpListenerConfig
+from gateway.protocols.smtp.core import ServerConfig
 
 __all__ = ["SMTPFactory", "build_listener", "server_tls_options", "smtp_settings"]
 
@@ -64,8 +65,7 @@ def server_tls_options(certificate: str, private_key: str, policy: TLSPolicy | N
         chain_pem = handle.read()
     with open(private_key, "rb") as handle:
         key_pem = handle.read()
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [part[part.find(b"-----BEGIN"):] + marker + b"\n" for part in chain_pem.split(marker)[:-1]]
+    blocks = pem_certificates(chain_pem)
     if not blocks:
         raise ValueError(f"{certificate} holds no PEM certificate")
     certificates = [ssl.Certificate.loadPEM(block) for block in blocks]

@@ -14,7 +14,7 @@ from typing import Union
 
 from gateway.protocols.errors import LocalProtocolError
 
-__all__ = ["Reply", "ReplyLike"]
+__all__ = ["Reply", "ReplyLike", "coerce", "soften"]
 
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 _LEADING_STATUS = re.compile(r"([245]\.\d{1,3}\.\d{1,3})(?: +|\Z)")
@@ -101,6 +101,14 @@ def coerce(reply: ReplyLike) -> Reply:
         if len(head) == 3 and head.isdigit():
             return Reply.from_text(int(head), rest)
     raise LocalProtocolError(f"not an SMTP reply: {reply!r}")
+
+
+def soften(reply: Reply) -> Reply:
+    """The 4xx twin of a 5xx reply (Postfix ``soft_bounce``): 550 5.1.1 -> 450 4.1.1."""
+    if reply.code < 500:
+        return reply
+    status = "4" + reply.status[1:] if reply.status else None
+    return Reply(reply.code - 100, status, reply.text)
 
 
 def _r(code: int, status: str | None, text: str) -> bytes:

@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from gateway.config import load_config_text
 from gateway.protocols.imap.client import FetchedMessage
-from gateway.protocols.imap.reader import MailboxReader
+from gateway.protocols.imap.adapter import MailboxReader
 from gateway.routing import EmailToRouter, regex
 
 
@@ -101,8 +101,7 @@ class Setup:
         self.clock = MemoryReactorClock()
         self.app = app or App()
         self.client = FakeClient(messages, capabilities)
-        self.reader = MailboxReader(reader_config(**options), app=self.app, loop=self.loop, reactor=self.clock,
-                                    call_later=self.clock.callLater)
+        self.reader = MailboxReader(reader_config(**options), app=self.app, loop=self.loop, reactor=self.clock)
         self.reader.uidvalidity = 7
 
     def process(self) -> None:

@@ -11,12 +11,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.protocols.http.proxy import TrustedProxies
-from gateway.protocols.sms.bridge import WebhookBridge
+from gateway.protocols.sms.adapter import Account, WebhookBridge
+from gateway.protocols.sms.core import OutboundRequest
 from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
-from gateway.protocols.sms.model import OutboundRequest
 from gateway.protocols.sms.providers import create_provider
 from gateway.protocols.sms.sender import SmsSender
-from gateway.protocols.sms.session import Account
 from gateway.protocols.sms.testhook import TestWebhook, sign_test_webhook
 
 PUBLIC = "https://sms.example.com"
@@ -39,6 +38,40 @@ ACCOUNTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "generic": ("/generic", {"secret": "gen-secret", "base_url": "https://api.example.net/send",
                              "default_from": "+441134960000"}, {"secret": "gen-secret"}),
 }
+
+
+class LoopCall:
+    """One timer of :class:`LoopClock`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, function: Any, args: Any, kwargs: Any) -> None:
+        self.called = False
+        self.function, self.args, self.kwargs = function, args, kwargs
+        self.handle = loop.call_later(delay, self.fire)
+
+    def fire(self) -> None:
+        self.called = True
+        self.function(*self.args, **self.kwargs)
+
+    def active(self) -> bool:
+        return not self.called and not self.handle.cancelled()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+class LoopClock:
+    """The reactor's timers on the test's asyncio loop, as the asyncio reactor keeps them in the
+    daemon (``callLater`` is the loop's ``call_later``), so the bridge's timers and the
+    applications' ``asyncio.sleep`` share one clock."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def seconds(self) -> float:
+        return self.loop.time()
+
+    def callLater(self, delay: float, function: Any, *args: Any, **kwargs: Any) -> LoopCall:
+        return LoopCall(self.loop, delay, function, args, kwargs)
 
 
 class FakeSender(SmsSender):
@@ -78,7 +111,7 @@ class Harness:
             accounts.append(Account(name, path, provider, sender))
         self.loop = asyncio.new_event_loop()
         self.bridge = WebhookBridge(
-            app, accounts, loop=self.loop, public_base=public,
+            app, accounts, loop=self.loop, reactor=LoopClock(self.loop), public_base=public,
             proxies=TrustedProxies(proxies) if proxies else None, consumer_timeout=consumer_timeout,
             application_close=application_close, dedup=DedupCache(dedup_window, 1000),
             concat=ConcatBuffer(600.0), max_body=max_body, unrouted=unrouted, state={"booted": "yes"},

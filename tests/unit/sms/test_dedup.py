@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
-from gateway.protocols.sms.model import Concat, InboundMessage
+from gateway.protocols.sms.core import Concat, InboundMessage
 from gateway.protocols.sms.phone import normalize
 
 

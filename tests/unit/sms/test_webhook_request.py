@@ -7,7 +7,7 @@ import pytest
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.sms import PROVIDERS, InboundMessage, StatusUpdate, WebhookRequest, create_provider
 from gateway.protocols.sms.providers.base import Provider
-from gateway.protocols.sms.webhook import MAX_FORM_FIELDS
+from gateway.protocols.sms.core import MAX_FORM_FIELDS
 
 from .helpers import expect_rejection
 

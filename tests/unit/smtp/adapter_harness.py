@@ -10,7 +10,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
-from gateway.protocols.smtp.config import ServerConfig
+from gateway.protocols.smtp.core import ServerConfig
 from gateway.protocols.smtp.listener import SMTPFactory
 from tests.unit.smtp.harness import replies
 
@@ -50,7 +50,7 @@ class Harness:
         self.settings = SMTPSettings(
             app=app, loop=self.loop, reactor=self.clock, server=config,
             recipients=RecipientCheck(app, self.loop, self.clock, settings.pop("recipient_timeout", 5.0)),
-            auth=auth, call_later=self.clock.callLater, close_timeout=settings.pop("close_timeout", 3.0),
+            auth=auth, close_timeout=settings.pop("close_timeout", 3.0),
             **settings,
         )
         self.factory = SMTPFactory(self.settings) if factory else None

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.protocols.smtp.config import ServerConfig
 from gateway.passwords import hash_password
+from gateway.protocols.smtp.core import ServerConfig
 from gateway.routing import EmailToRouter, ProtocolTypeRouter, regex
 from tests.unit.smtp.adapter_harness import Harness, message, transaction
 
@@ -462,3 +462,81 @@ def test_recipients_routed_to_two_applications_get_one_answer(make):
     assert first.events == [{"type": "email.disconnect"}] and second.events == [{"type": "email.disconnect"}]
     h.send(b"NOOP\r\n")
     assert h.codes() == [250]  # the loop is free: the fan-out did not spin on email.disconnect
+
+
+def test_reading_pauses_while_the_client_does_not_read_its_replies(make):
+    h = make(Recorder())
+    assert h.transport.producer is h.protocol and h.transport.streaming  # told when writes back up
+    h.output()
+    h.protocol.pauseProducing()  # the transport's write buffer passed its high-water mark
+    assert h.transport.producerState == "paused"
+    h.send(EHLO + b"NOOP\r\n")  # what was read before the pause is still answered, in order
+    assert h.codes() == [250, 250]
+    h.protocol.resumeProducing()  # the client read: its next commands are read again
+    assert h.transport.producerState == "producing"
+    assert h.settings.stats.write_pauses == 1 and h.settings.stats.read_pauses == 1
+
+
+def test_reading_resumes_only_once_the_answer_came_and_the_client_reads(make):
+    gate = asyncio.Event()
+    h = make(Recorder(wait=gate))
+    h.output()
+    h.send(EHLO + transaction())
+    h.send(b"NOOP\r\n")  # more while the message is being decided
+    h.protocol.pauseProducing()  # and the client stopped reading
+    assert h.transport.producerState == "paused"
+    gate.set()
+    h.run()
+    assert h.transport.producerState == "paused"  # answered, but the replies are not read
+    h.protocol.resumeProducing()
+    assert h.transport.producerState == "producing"
+    assert h.codes()[-2:] == [250, 250]  # the message's 250, then the NOOP's
+
+
+def test_closing_while_the_client_does_not_read_aborts_after_the_command_timeout(make):
+    h = make(Recorder(), config=ServerConfig(hostname="mx.test", check_sender=False, timeout=30.0))
+    h.output()
+    h.protocol.pauseProducing()
+    h.send(EHLO + b"QUIT\r\n")
+    assert h.transport.disconnecting and not h.transport.disconnected  # waits for the 221 to leave
+    h.advance(29)
+    assert not h.transport.disconnected
+    h.advance(2)
+    assert h.transport.disconnected  # a client that never reads is not waited for forever
+
+
+def test_a_client_that_leaves_before_the_answer_is_not_an_application_error(make):
+    """The application's answer raises ClientDisconnected (the sender will send the message
+    again); ending on it is counted as a client that left, not logged as an application error."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from gateway.asgi.instance import ClientDisconnected
+
+    gate = asyncio.Event()
+    raised: list[BaseException] = []
+    events: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await gate.wait()
+        events.append(await receive())  # the client left: email.disconnect
+        try:
+            await send({"type": "email.accept"})
+        except ClientDisconnected as exc:
+            raised.append(exc)
+            raise
+
+    logged: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        h = make(app)
+        h.send(EHLO + transaction())
+        h.lose()
+        gate.set()
+        h.run()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    stats = h.settings.stats
+    assert events == [{"type": "email.disconnect"}] and len(raised) == 1
+    assert (stats.instances.client_left, stats.instances.errors, stats.accepted, stats.tempfailed) == (1, 0, 0, 1)
+    assert not [e for e in logged if e.get("log_level") in (LogLevel.error, LogLevel.critical)]

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.sms import encoding as enc
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms.core import (
     Event,
     InboundMessage,
     OutboundMessage,
@@ -34,10 +34,11 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendError,
     SendResult,
+    WebhookRequest,
     WebhookResponse,
+    reject,
 )
 from gateway.protocols.sms.phone import PHONE, SHORT_CODE, Address, check_region, normalize
-from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["Provider", "DEFAULT_TIMESTAMP_TOLERANCE"]
 

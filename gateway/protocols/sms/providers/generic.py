@@ -38,8 +38,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.sms import model
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms import core
+from gateway.protocols.sms.core import (
     Event,
     InboundMessage,
     Media,
@@ -48,6 +48,8 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendResult,
     StatusUpdate,
+    WebhookRequest,
+    reject,
 )
 from gateway.protocols.sms.providers.base import (
     Provider,
@@ -57,7 +59,6 @@ from gateway.protocols.sms.providers.base import (
     text_info,
     to_int,
 )
-from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["GenericProvider", "compute_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER"]
 
@@ -139,7 +140,7 @@ class GenericProvider(Provider):
             code = data.get("error_code")
             return StatusUpdate(
                 provider=self.name, message_id=message_id,
-                status=status.lower() if status.lower() in model.STATUSES else model.UNKNOWN_STATUS,
+                status=status.lower() if status.lower() in core.STATUSES else core.UNKNOWN_STATUS,
                 provider_status=status,
                 error_code=str(code) if isinstance(code, (str, int)) and not isinstance(code, bool)
                 and code != "" else None,
@@ -194,13 +195,14 @@ class GenericProvider(Provider):
         data = self._json_answer(status, body)
         if 200 <= status < 300:
             if isinstance(data, dict):
-                ids = data.get("ids") if isinstance(data.get("ids"), list) else [data.get("id")]
+                given = data.get("ids")
+                ids: list[Any] = given if isinstance(given, list) else [data.get("id")]
                 if ids and all(isinstance(i, str) and i for i in ids):
                     provider_status = _str(data.get("status"))
-                    normal = (provider_status or model.QUEUED).lower()
+                    normal = (provider_status or core.QUEUED).lower()
                     return SendResult(
                         provider=self.name, message_ids=tuple(ids),
-                        status=normal if normal in model.STATUSES else model.UNKNOWN_STATUS,
+                        status=normal if normal in core.STATUSES else core.UNKNOWN_STATUS,
                         provider_status=provider_status, segments=to_int(data.get("segments")),
                         raw=data,
                     )

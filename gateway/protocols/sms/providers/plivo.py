@@ -33,8 +33,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.sms import model
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms import core
+from gateway.protocols.sms.core import (
+    MAX_FORM_FIELDS,
     Event,
     InboundMessage,
     Media,
@@ -43,7 +44,9 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendResult,
     StatusUpdate,
+    WebhookRequest,
     WebhookResponse,
+    reject,
 )
 from gateway.protocols.sms.phone import PHONE
 from gateway.protocols.sms.providers.base import (
@@ -56,7 +59,6 @@ from gateway.protocols.sms.providers.base import (
     to_int,
     xml_escape,
 )
-from gateway.protocols.sms.webhook import MAX_FORM_FIELDS, WebhookRequest, reject
 
 __all__ = ["PlivoProvider", "signature_base_v3", "compute_signature_v3", "STATUS_MAP"]
 
@@ -66,13 +68,13 @@ NONCE_HEADER = "x-plivo-signature-v3-nonce"
 
 #: Plivo message statuses -> the common vocabulary.
 STATUS_MAP = {
-    "queued": model.QUEUED,
-    "sent": model.SENT,
-    "delivered": model.DELIVERED,
-    "read": model.DELIVERED,
-    "undelivered": model.UNDELIVERED,
-    "failed": model.FAILED,
-    "rejected": model.FAILED,
+    "queued": core.QUEUED,
+    "sent": core.SENT,
+    "delivered": core.DELIVERED,
+    "read": core.DELIVERED,
+    "undelivered": core.UNDELIVERED,
+    "failed": core.FAILED,
+    "rejected": core.FAILED,
 }
 _NO_ERROR = frozenset({"", "0", "000"})
 _MEDIA_KEY = re.compile(r"Media([0-9]{1,3})")
@@ -200,7 +202,7 @@ class PlivoProvider(Provider):
             return StatusUpdate(
                 provider=self.name,
                 message_id=message_id,
-                status=STATUS_MAP.get(provider_status.lower(), model.UNKNOWN_STATUS),
+                status=STATUS_MAP.get(provider_status.lower(), core.UNKNOWN_STATUS),
                 provider_status=provider_status,
                 error_code=None if error_code in _NO_ERROR else error_code,
                 to=self._address(recipient, "To", assume_international=True) if recipient else None,
@@ -208,14 +210,16 @@ class PlivoProvider(Provider):
                 raw=fields,
             )
         sender = self._address(fields.get("From"), "From", assume_international=True)
-        recipient = self._address(fields.get("To"), "To", assume_international=True)
-        text = fields.get("Text") if fields.get("Text") is not None else fields.get("Body", "")
+        ours = self._address(fields.get("To"), "To", assume_international=True)
+        text = fields.get("Text")
+        if text is None:
+            text = fields.get("Body", "")
         encoding, segments = text_info(text, None, to_int(fields.get("Units")))
         # MMS: Media1..MediaN per the docs (Media0.. per a support article): take every MediaN.
         indexed = sorted((int(m.group(1)), value) for key, value in fields.items()
                          if (m := _MEDIA_KEY.fullmatch(key)) and value)
         return InboundMessage(
-            provider=self.name, message_id=message_id, from_=sender, to=recipient, text=text,
+            provider=self.name, message_id=message_id, from_=sender, to=ours, text=text,
             encoding=encoding, segments=segments, media=tuple(Media(url) for _, url in indexed),
             country=sender.country, raw=fields,
         )
@@ -271,7 +275,7 @@ class PlivoProvider(Provider):
             if isinstance(uuids, str):
                 uuids = [uuids]
             if isinstance(uuids, list) and uuids and all(isinstance(u, str) and u for u in uuids):
-                return SendResult(provider=self.name, message_ids=tuple(uuids), status=model.QUEUED,
+                return SendResult(provider=self.name, message_ids=tuple(uuids), status=core.QUEUED,
                                   provider_status="queued", raw=data)
             raise self._send_error(status, "unreadable answer (no message_uuid)", raw=data, retryable=False)
         error = data.get("error") if isinstance(data, dict) else None

@@ -23,8 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.sms import model
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms import core
+from gateway.protocols.sms.core import (
     Event,
     InboundMessage,
     Media,
@@ -34,9 +34,10 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendResult,
     StatusUpdate,
+    WebhookRequest,
+    reject,
 )
 from gateway.protocols.sms.providers.base import Provider, check_timestamp, json_body, text_info, to_int
-from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["TelnyxProvider", "signed_payload", "STATUS_MAP"]
 
@@ -45,14 +46,14 @@ TIMESTAMP_HEADER = "telnyx-timestamp"
 
 #: Per-recipient ``to[].status`` values -> the common vocabulary.
 STATUS_MAP = {
-    "queued": model.QUEUED,
-    "sending": model.QUEUED,
-    "sent": model.SENT,
-    "delivered": model.DELIVERED,
-    "sending_failed": model.FAILED,
-    "delivery_failed": model.UNDELIVERED,
-    "expired": model.UNDELIVERED,
-    "delivery_unconfirmed": model.UNKNOWN_STATUS,
+    "queued": core.QUEUED,
+    "sending": core.QUEUED,
+    "sent": core.SENT,
+    "delivered": core.DELIVERED,
+    "sending_failed": core.FAILED,
+    "delivery_failed": core.UNDELIVERED,
+    "expired": core.UNDELIVERED,
+    "delivery_unconfirmed": core.UNKNOWN_STATUS,
 }
 _STATUS_EVENTS = frozenset({"message.sent", "message.finalized"})
 
@@ -63,8 +64,10 @@ def signed_payload(timestamp: str, body: bytes) -> bytes:
 
 
 def _load_public_key(key: str | bytes) -> Ed25519PublicKey:
-    raw = key
-    if isinstance(key, str):
+    raw: bytes
+    if isinstance(key, bytes):
+        raw = key
+    else:
         text = key.strip()
         try:
             raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
@@ -74,7 +77,7 @@ def _load_public_key(key: str | bytes) -> Ed25519PublicKey:
             ) from None
     if len(raw) != 32:
         raise ValueError("telnyx: public_key must decode to 32 bytes (an Ed25519 public key)")
-    return Ed25519PublicKey.from_public_bytes(bytes(raw))
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _str(value: Any) -> str | None:
@@ -165,7 +168,7 @@ class TelnyxProvider(Provider):
             return StatusUpdate(
                 provider=self.name,
                 message_id=message_id,
-                status=STATUS_MAP.get(provider_status.lower(), model.UNKNOWN_STATUS),
+                status=STATUS_MAP.get(provider_status.lower(), core.UNKNOWN_STATUS),
                 provider_status=provider_status,
                 error_code=str(code) if isinstance(code, (str, int)) and not isinstance(code, bool)
                 and code != "" else None,
@@ -180,7 +183,8 @@ class TelnyxProvider(Provider):
         sender_raw = sender_info.get("phone_number") if isinstance(sender_info, dict) else sender_info
         sender = self._address(sender_raw, "from.phone_number")
         recipient = self._address(first_to.get("phone_number"), "to.phone_number")
-        text = payload.get("text") if isinstance(payload.get("text"), str) else ""
+        given_text = payload.get("text")
+        text = given_text if isinstance(given_text, str) else ""
         media = []
         items = payload.get("media")
         for item in items if isinstance(items, list) else ():
@@ -230,7 +234,7 @@ class TelnyxProvider(Provider):
                 provider_status = _str(first.get("status")) if isinstance(first, dict) else None
                 return SendResult(
                     provider=self.name, message_ids=(data["id"],),
-                    status=STATUS_MAP.get((provider_status or "queued").lower(), model.UNKNOWN_STATUS),
+                    status=STATUS_MAP.get((provider_status or "queued").lower(), core.UNKNOWN_STATUS),
                     provider_status=provider_status, segments=to_int(data.get("parts")), raw=answer,
                 )
             raise self._send_error(status, "unreadable answer (no data.id)", raw=answer, retryable=False)

@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.sms import model
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms import core
+from gateway.protocols.sms.core import (
     Event,
     InboundMessage,
     Media,
@@ -33,7 +33,9 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendResult,
     StatusUpdate,
+    WebhookRequest,
     WebhookResponse,
+    reject,
 )
 from gateway.protocols.sms.providers.base import (
     Provider,
@@ -44,7 +46,6 @@ from gateway.protocols.sms.providers.base import (
     to_int,
     xml_escape,
 )
-from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["TwilioProvider", "compute_signature", "body_sha256", "url_variants", "STATUS_MAP"]
 
@@ -52,17 +53,17 @@ SIGNATURE_HEADER = "x-twilio-signature"
 
 #: Twilio message statuses (MessageEnumStatus) -> the common vocabulary.
 STATUS_MAP = {
-    "accepted": model.QUEUED,
-    "scheduled": model.QUEUED,
-    "queued": model.QUEUED,
-    "sending": model.QUEUED,
-    "sent": model.SENT,
-    "delivered": model.DELIVERED,
-    "read": model.DELIVERED,
-    "undelivered": model.UNDELIVERED,
-    "partially_delivered": model.UNDELIVERED,
-    "failed": model.FAILED,
-    "canceled": model.FAILED,
+    "accepted": core.QUEUED,
+    "scheduled": core.QUEUED,
+    "queued": core.QUEUED,
+    "sending": core.QUEUED,
+    "sent": core.SENT,
+    "delivered": core.DELIVERED,
+    "read": core.DELIVERED,
+    "undelivered": core.UNDELIVERED,
+    "partially_delivered": core.UNDELIVERED,
+    "failed": core.FAILED,
+    "canceled": core.FAILED,
 }
 _INBOUND_STATUSES = frozenset({"received", "receiving"})
 _XML_PROLOG = '<?xml version="1.0" encoding="UTF-8"?>'
@@ -194,7 +195,7 @@ class TwilioProvider(Provider):
             return StatusUpdate(
                 provider=self.name,
                 message_id=message_id,
-                status=STATUS_MAP.get(provider_status.lower(), model.UNKNOWN_STATUS),
+                status=STATUS_MAP.get(provider_status.lower(), core.UNKNOWN_STATUS),
                 provider_status=provider_status,
                 error_code=fields.get("ErrorCode") or None,
                 error_message=fields.get("ErrorMessage") or None,
@@ -284,13 +285,14 @@ class TwilioProvider(Provider):
                 return SendResult(
                     provider=self.name,
                     message_ids=(data["sid"],),
-                    status=STATUS_MAP.get((provider_status or "queued").lower(), model.UNKNOWN_STATUS),
+                    status=STATUS_MAP.get((provider_status or "queued").lower(), core.UNKNOWN_STATUS),
                     provider_status=provider_status,
                     segments=to_int(data.get("num_segments")),
                     raw=data,
                 )
             raise self._send_error(status, "unreadable answer (no message sid)", raw=data, retryable=False)
         if isinstance(data, dict):
-            message = data.get("message") if isinstance(data.get("message"), str) else "request refused"
+            given = data.get("message")
+            message = given if isinstance(given, str) else "request refused"
             raise self._send_error(status, message, code=data.get("code"), raw=data)
         raise self._send_error(status, "request refused", raw=data)

@@ -34,9 +34,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from gateway.protocols.errors import LocalProtocolError
+from gateway.protocols.sms import core
 from gateway.protocols.sms import encoding as enc
-from gateway.protocols.sms import model
-from gateway.protocols.sms.model import (
+from gateway.protocols.sms.core import (
     Concat,
     Event,
     InboundMessage,
@@ -45,7 +45,9 @@ from gateway.protocols.sms.model import (
     RetryPolicy,
     SendResult,
     StatusUpdate,
+    WebhookRequest,
     WebhookResponse,
+    reject,
 )
 from gateway.protocols.sms.providers.base import (
     Provider,
@@ -55,7 +57,6 @@ from gateway.protocols.sms.providers.base import (
     text_info,
     to_int,
 )
-from gateway.protocols.sms.webhook import WebhookRequest, reject
 
 __all__ = ["VonageProvider", "signature_base", "compute_signature", "SIGNATURE_METHODS", "STATUS_MAP"]
 
@@ -65,16 +66,16 @@ _HMAC_DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha
 
 #: SMS API DLR statuses and Messages API statuses -> the common vocabulary.
 STATUS_MAP = {
-    "accepted": model.SENT,
-    "buffered": model.SENT,
-    "submitted": model.SENT,
-    "delivered": model.DELIVERED,
-    "read": model.DELIVERED,
-    "expired": model.UNDELIVERED,
-    "undeliverable": model.UNDELIVERED,
-    "failed": model.FAILED,
-    "rejected": model.FAILED,
-    "unknown": model.UNKNOWN_STATUS,
+    "accepted": core.SENT,
+    "buffered": core.SENT,
+    "submitted": core.SENT,
+    "delivered": core.DELIVERED,
+    "read": core.DELIVERED,
+    "expired": core.UNDELIVERED,
+    "undeliverable": core.UNDELIVERED,
+    "failed": core.FAILED,
+    "rejected": core.FAILED,
+    "unknown": core.UNKNOWN_STATUS,
 }
 _TYPE_ENCODING = {"text": enc.GSM7, "unicode": enc.UCS2, "binary": enc.BINARY}
 # SMS API send statuses worth retrying: 1 Throttled, 5 Internal Error.
@@ -249,7 +250,7 @@ class VonageProvider(Provider):
             return StatusUpdate(
                 provider=self.name,
                 message_id=message_id,
-                status=STATUS_MAP.get(provider_status.lower(), model.UNKNOWN_STATUS),
+                status=STATUS_MAP.get(provider_status.lower(), core.UNKNOWN_STATUS),
                 provider_status=provider_status,
                 error_code=None if error_code in (None, "0") else error_code,
                 to=self._address(recipient, "msisdn", assume_international=True) if recipient else None,
@@ -257,7 +258,7 @@ class VonageProvider(Provider):
                 raw=fields,
             )
         sender = self._address(fields.get("msisdn"), "msisdn", assume_international=True)
-        recipient = self._address(fields.get("to"), "to", assume_international=True)
+        ours = self._address(fields.get("to"), "to", assume_international=True)
         encoding = _TYPE_ENCODING.get(fields.get("type", "text"), None)
         text = "" if encoding == enc.BINARY else fields.get("text", "")
         encoding, segments = text_info(text, encoding, None)
@@ -269,7 +270,7 @@ class VonageProvider(Provider):
                 reject(400, "vonage webhook: malformed concat-ref/concat-total/concat-part")
             concat = Concat(reference, total, part)
         return InboundMessage(
-            provider=self.name, message_id=message_id, from_=sender, to=recipient, text=text,
+            provider=self.name, message_id=message_id, from_=sender, to=ours, text=text,
             encoding=encoding, segments=segments, account=account, country=sender.country,
             concat=concat, raw=fields,
         )
@@ -280,11 +281,12 @@ class VonageProvider(Provider):
             reject(400, "vonage webhook: bad 'message_uuid'")
         status = data.get("status")
         if isinstance(status, str) and status:
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            given_error = data.get("error")
+            error = given_error if isinstance(given_error, dict) else {}
             recipient = data.get("to")
             return StatusUpdate(
                 provider=self.name, message_id=message_id,
-                status=STATUS_MAP.get(status.lower(), model.UNKNOWN_STATUS), provider_status=status,
+                status=STATUS_MAP.get(status.lower(), core.UNKNOWN_STATUS), provider_status=status,
                 error_code=_stringify(error.get("title")) or None,
                 error_message=_stringify(error.get("detail")) or None,
                 to=self._address(recipient, "to", assume_international=True)
@@ -292,11 +294,12 @@ class VonageProvider(Provider):
                 raw=data,
             )
         if data.get("channel", "sms") != "sms":
-            return model.OtherEvent(self.name, f"messages:{_stringify(data.get('channel'))}", data)
+            return core.OtherEvent(self.name, f"messages:{_stringify(data.get('channel'))}", data)
         sender = self._address(data.get("from"), "from", assume_international=True)
         recipient = self._address(data.get("to"), "to", assume_international=True)
-        text = data.get("text") if isinstance(data.get("text"), str) else ""
-        sms = data.get("sms") if isinstance(data.get("sms"), dict) else {}
+        given_text, given_sms = data.get("text"), data.get("sms")
+        text = given_text if isinstance(given_text, str) else ""
+        sms = given_sms if isinstance(given_sms, dict) else {}
         encoding, segments = text_info(text, None, to_int(sms.get("num_messages")))
         return InboundMessage(
             provider=self.name, message_id=message_id, from_=sender, to=recipient, text=text,
@@ -346,12 +349,13 @@ class VonageProvider(Provider):
                 raise self._send_error(status, "unreadable answer", raw=data, retryable=False)
             code = _stringify(item.get("status"))
             if code != "0":
-                text = item.get("error-text") if isinstance(item.get("error-text"), str) else "refused"
+                given = item.get("error-text")
+                text = given if isinstance(given, str) else "refused"
                 raise self._send_error(status, text, code=code, raw=data,
                                        retryable=code in _RETRYABLE_SEND_STATUSES)
             if isinstance(item.get("message-id"), str) and item["message-id"]:
                 ids.append(item["message-id"])
         if not ids:
             raise self._send_error(status, "unreadable answer (no message-id)", raw=data, retryable=False)
-        return SendResult(provider=self.name, message_ids=tuple(ids), status=model.QUEUED,
+        return SendResult(provider=self.name, message_ids=tuple(ids), status=core.QUEUED,
                           provider_status="0", segments=to_int(data.get("message-count")), raw=data)

@@ -1,4 +1,5 @@
-"""``EmailCycle``: the ASGI side of one message (event order, answers, timers, email.send)."""
+"""``EmailInstance``: the application instance of one message (event order, answers, timers,
+email.send), on a fake clock and a real asyncio loop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
-from gateway.email.cycle import ACCEPTED, FAILED, REJECTED, EmailCycle, Outcome
+from gateway.metrics.stats import InstanceStats
+from gateway.protocols.deadlines import Deadlines
+from gateway.protocols.email.adapter import EmailInstance
+from gateway.protocols.email.asgi import ACCEPTED, FAILED, REJECTED, Outcome
 from gateway.protocols.errors import LocalProtocolError
 
 
@@ -32,11 +36,21 @@ class Run:
         self.loop = asyncio.new_event_loop()
         self.clock = MemoryReactorClock()
         self.outcomes: list[Outcome] = []
-        self.cycle = EmailCycle(app, {"type": "email"}, b"raw bytes", loop=self.loop, call_later=self.clock.callLater,
-                                answer_timeout=answer_timeout, close_timeout=close_timeout, sender=sender,
-                                on_answer=self.outcomes.append)
-        self.cycle.start()
+        self.counters = InstanceStats()
+        self.deadlines = Deadlines(self.clock, answer_timeout)
+        self.instance = EmailInstance(app, {"type": "email"}, b"raw bytes", receiver=self, loop=self.loop,  # type: ignore[arg-type]
+                                      clock=self.clock, counters=self.counters,
+                                      deadlines=self.deadlines,
+                                      close_timeout=close_timeout, sender=sender)
+        self.instance.start()
         self.spin()
+
+    def answered(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    @property
+    def finished(self) -> bool:
+        return self.instance.ended is not None
 
     def spin(self, rounds: int = 20) -> None:
         for _ in range(rounds):
@@ -78,7 +92,9 @@ def test_receive_gives_the_message_then_disconnect_after_the_answer(run):
     r = run(app)
     assert seen == [{"type": "email.receive", "raw": b"raw bytes"}, {"type": "email.disconnect"}]
     assert [o.kind for o in r.outcomes] == [ACCEPTED]
-    assert r.cycle.finished and not r.clock.getDelayedCalls()  # the one timer is gone
+    assert r.finished and len(r.deadlines) == 0  # the answer deadline is cleared
+    r.advance(10.0)  # the listener's one timer finds nothing due
+    assert not r.clock.getDelayedCalls()
 
 
 def test_a_second_answer_is_an_error(run):
@@ -149,7 +165,7 @@ def test_a_late_answer_after_the_timeout_is_ignored(run):
     r.loop.call_soon(gate.set)
     r.spin()
     assert [o.kind for o in r.outcomes] == [FAILED]
-    assert r.cycle.finished
+    assert r.finished
 
 
 def test_send_results_come_back_and_keep_the_instance_alive(run):
@@ -169,7 +185,7 @@ def test_send_results_come_back_and_keep_the_instance_alive(run):
 
     r = run(app, sender=sender, answer_timeout=5.0, close_timeout=1.0)
     r.advance(30.0)  # past both timers: sends in flight keep the instance
-    assert not r.cycle.finished and len(sender.sent) == 2
+    assert not r.finished and len(sender.sent) == 2
     sender.pending[1].callback({"ok": False, "code": 550, "text": "no", "temporary": False, "refused": {}})
     r.spin()
     sender.pending[0].callback({"ok": True, "code": 250, "text": "sent", "temporary": False, "refused": {}})
@@ -177,7 +193,7 @@ def test_send_results_come_back_and_keep_the_instance_alive(run):
     assert [e["type"] for e in events] == ["email.send.result", "email.send.result", "email.disconnect"]
     assert events[0]["ok"] is False and len(events[0]["id"]) == 32  # a generated id
     assert events[1]["id"] == "a" and events[1]["ok"] is True
-    assert r.cycle.finished
+    assert r.finished
 
 
 def test_a_malformed_send_raises_and_a_failing_sender_is_reported(run):
@@ -209,9 +225,9 @@ def test_cancel_fails_an_unanswered_message(run):
         await asyncio.sleep(3600)
 
     r = run(app)
-    r.cycle.cancel()
+    r.instance.give_up("cancelled: the listener is closing")
     r.spin()
-    assert [o.kind for o in r.outcomes] == [FAILED] and r.cycle.finished
+    assert [o.kind for o in r.outcomes] == [FAILED] and r.finished
 
 
 def test_disconnect_comes_once_then_receive_waits(run):
@@ -224,8 +240,8 @@ def test_disconnect_comes_once_then_receive_waits(run):
         seen.append(await receive())  # nothing more will come: waits until cancelled
 
     r = run(app, answer_timeout=1.0, close_timeout=1.0)
-    assert seen == [{"type": "email.disconnect"}] and not r.cycle.finished
+    assert seen == [{"type": "email.disconnect"}] and not r.finished
     r.advance(1.5)  # the answer deadline: a grace period starts
-    assert not r.cycle.finished
+    assert not r.finished
     r.advance(1.5)
-    assert r.cycle.finished and r.cycle.task.cancelled()
+    assert r.finished and r.instance.task.cancelled()

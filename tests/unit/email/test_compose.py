@@ -9,8 +9,8 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from gateway.consumers.email import parse_message
-from gateway.email.compose import compose, wire_data
-from gateway.email.sender import _failure_result, _success_result
+from gateway.protocols.email.compose import compose, wire_data
+from gateway.protocols.email.sender import _failure_result, _success_result
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.smtp import ServerConfig
 from tests.unit.smtp.harness import new_session

@@ -1,12 +1,13 @@
 # -*- test-case-name: tests.unit.imap.test_reader -*-
-"""The mailbox reader: new messages in an IMAP mailbox become ``email`` scopes, at least once.
+"""The IMAP reader's adapter, the mailbox reader: new messages in an IMAP mailbox become ``email`` scopes, at least once.
 
 One loop per configured mailbox::
 
     connect (implicit TLS, or STARTTLS, the certificate checked) -> CAPABILITY -> log in
     -> CAPABILITY -> SELECT (UIDVALIDITY) -> repeat:
         UID SEARCH UNSEEN UNDELETED -> for each message due: UID FETCH BODY.PEEK[] (never sets
-        \\Seen) -> the application -> only after email.accept: \\Seen / MOVE / delete
+        \\Seen) -> the application (an EmailInstance) -> only after email.accept: \\Seen / MOVE
+        / delete (gateway.protocols.imap.asgi.disposition)
         -> IDLE until * n EXISTS (or poll_interval without IDLE)
     on any error: close, wait (reconnect_initial, doubling up to reconnect_max), start over.
 
@@ -22,23 +23,28 @@ remembered UIDs are simply forgotten.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from gateway.email.cycle import ACCEPTED, FAILED, REJECTED, EmailCycle, Outcome
-from gateway.email.settings import client_tls_options
+from gateway.asgi.app import ASGIApp
+from gateway.asgi.types import EmailScope, TLSInfo
 from gateway.metrics.stats import ImapStats
+from gateway.protocols.email.adapter import EmailInstance, Sender
+from gateway.protocols.email.asgi import FAILED, REJECTED, Outcome
+from gateway.protocols.deadlines import Deadlines
+from gateway.protocols.email.tls import client_tls_options
+from gateway.protocols.imap.asgi import disposition, message_scope
 from gateway.protocols.imap.client import MailboxClient
 from gateway.protocols.imap.config import ImapListenerConfig
-from gateway.protocols.imap.scope import message_scope, tls_details
 from gateway.protocols.smtp.replies import Reply
 from gateway.routing.base import matches
 
-__all__ = ["MailboxReader"]
+__all__ = ["MailboxReader", "tls_details"]
 
 log = Logger(namespace="gateway.imap")
 
@@ -58,13 +64,11 @@ class MailboxReader:
         close_timeout: grace period of an answered instance (``timeouts.application_close``).
         connect: ``connect(client) -> Deferred`` connecting a :class:`MailboxClient` (tests
             replace the network); by default from ``host``, ``port`` and ``tls``.
-        call_later: timers of the application cycles (default: the loop's).
     """
 
-    def __init__(self, config: ImapListenerConfig, *, app: Any, loop: asyncio.AbstractEventLoop, reactor: Any,
-                 state: dict[str, Any] | None = None, sender: Any = None, close_timeout: float = 10.0,
-                 connect: Callable[[MailboxClient], defer.Deferred[Any]] | None = None,
-                 call_later: Callable[..., Any] | None = None) -> None:
+    def __init__(self, config: ImapListenerConfig, *, app: ASGIApp, loop: asyncio.AbstractEventLoop, reactor: Any,
+                 state: dict[str, Any] | None = None, sender: Sender | None = None, close_timeout: float = 10.0,
+                 connect: Callable[[MailboxClient], defer.Deferred[Any]] | None = None) -> None:
         self.config = config
         self.app = app
         self.loop = loop
@@ -73,22 +77,25 @@ class MailboxReader:
         self.sender = sender
         self.close_timeout = close_timeout
         self.connect = connect or self._connect
-        self.call_later = call_later or loop.call_later
+        #: The answer deadline of the message in hand (``timeouts.consumer``).
+        self.deadlines = Deadlines(reactor, config.timeouts.consumer)
         self.client: MailboxClient | None = None
-        self.cycle: EmailCycle | None = None
+        #: The instance deciding about the message in hand, and the answer it will give.
+        self.instance: EmailInstance | None = None
+        self._answer: asyncio.Future[Outcome] | None = None
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.new_mail = False
         self.uidvalidity: int | None = None
         self.retry_at: dict[int, float] = {}  # UID -> when it may be offered again
         self.skip: set[int] = set()  # rejected and left in place (after_reject: leave)
-        self.backoff = config.reconnect_initial
+        self.backoff: float = config.reconnect_initial
         self.sessions = 0  # successful logins, for status and tests
         #: The listener's counters (:mod:`gateway.metrics`; the daemon replaces this one).
         self.stats = ImapStats()
         self._wake: asyncio.Future[None] | None = None
         self._tls_options: Any = None
-        self._tls_info: dict[str, Any] | None = None
+        self._tls_info: TLSInfo | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,10 +113,11 @@ class MailboxReader:
     def abort(self) -> None:
         """Stop now: cancel the application and drop the connection (nothing is marked)."""
         self.stopping = True
-        if self.cycle is not None:
-            self.cycle.cancel()
-        if self.client is not None and self.client.transport is not None:
-            self.client.transport.abortConnection()
+        if self.instance is not None:
+            self.instance.give_up("cancelled: the listener is closing")
+        transport: Any = self.client.transport if self.client is not None else None
+        if transport is not None:
+            transport.abortConnection()  # a TCP (or TLS) transport: ITCPTransport
         if self.task is not None:
             self.task.cancel()
 
@@ -167,8 +175,9 @@ class MailboxReader:
                 pass
         finally:
             self.client = None
-            if client.transport is not None:
-                client.transport.loseConnection()
+            transport: Any = client.transport
+            if transport is not None:
+                transport.loseConnection()
 
     def _check_uidvalidity(self, value: Any) -> None:
         if not isinstance(value, int):
@@ -218,48 +227,51 @@ class MailboxReader:
         """Hand one message to the application; its :class:`Outcome`."""
         scope = self._scope(uid, raw)
         try:
-            routed = await matches(self.app, scope)
+            routed = await matches(self.app, cast(dict[str, Any], scope))
         except Exception as exc:
             log.warn("{name}: route check for UID {uid} failed: {error!r}", name=self.config.name, uid=uid, error=exc)
             return Outcome(FAILED, reason=f"route check failed: {exc!r}")
         if not routed:
             return Outcome(REJECTED, Reply(550, "5.1.1", f"no route for {scope['recipients']}"))
-        answer: asyncio.Future[Outcome] = self.loop.create_future()
-
-        def on_answer(outcome: Outcome) -> None:
-            if not answer.done():
-                answer.set_result(outcome)
-
-        cycle = EmailCycle(self.app, scope, raw, loop=self.loop, call_later=self.call_later,
-                           answer_timeout=self.config.timeouts.consumer, close_timeout=self.close_timeout,
-                           sender=self.sender, on_answer=on_answer, stats=self.stats)
-        self.cycle = cycle
-        cycle.start()
+        answer = self._answer = self.loop.create_future()
+        instance = self.instance = EmailInstance(
+            self.app, scope, raw, receiver=self, loop=self.loop, clock=self.reactor, counters=self.stats.instances,
+            deadlines=self.deadlines, close_timeout=self.close_timeout, sender=self.sender,
+        )
+        instance.start()
         try:
             return await answer
         except asyncio.CancelledError:
-            cycle.cancel()
+            instance.give_up("cancelled: the reader stopped")
             raise
         finally:
-            self.cycle = None
+            self.instance = None
+            self._answer = None
+
+    def answered(self, outcome: Outcome) -> None:
+        """The application answered the message in hand (or failed to)."""
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
 
     async def _settle(self, client: MailboxClient, uid: int, outcome: Outcome) -> None:
         """Apply the configured action; a failure or a 4xx leaves the message for later."""
         config = self.config
-        if outcome.kind == ACCEPTED:
-            self.stats.taken += 1
-            action, target = config.after_accept, config.move_to
-        elif outcome.permanent:
-            self.stats.rejected += 1
-            action, target = config.after_reject, config.reject_move_to
-        else:
+        todo = disposition(outcome, config)
+        if todo.retry:
             self.stats.retried += 1
-            reason = outcome.reason or f"{outcome.reply.code} {outcome.reply.text}"  # type: ignore[union-attr]
+            reply = outcome.reply
+            reason = outcome.reason or (f"{reply.code} {reply.text}" if reply is not None else outcome.kind)
             log.info("{name}: UID {uid} not taken ({reason}); offered again in {delay:g}s", name=config.name,
                      uid=uid, reason=reason, delay=config.retry_interval)
             self.retry_at[uid] = self.reactor.seconds() + config.retry_interval
             return
+        if outcome.permanent:
+            self.stats.rejected += 1
+        else:
+            self.stats.taken += 1
         self.retry_at.pop(uid, None)
+        action = todo.action
         log.info("{name}: UID {uid} {kind}; {action}", name=config.name, uid=uid, kind=outcome.kind, action=action)
         if action == "leave":
             self.skip.add(uid)
@@ -273,16 +285,17 @@ class MailboxReader:
             if b"UIDPLUS" in capabilities:
                 await self._cmd(client.uid_expunge(uids), "UID EXPUNGE")
         else:  # move
+            target = todo.target or ""
             await self._cmd(client.uid_store(uids, b"\\Seen"), "UID STORE")
             if b"MOVE" in capabilities:
-                await self._cmd(client.uid_move(uids, target), "UID MOVE")  # type: ignore[arg-type]
+                await self._cmd(client.uid_move(uids, target), "UID MOVE")
             else:
-                await self._cmd(client.uid_copy(uids, target), "UID COPY")  # type: ignore[arg-type]
+                await self._cmd(client.uid_copy(uids, target), "UID COPY")
                 await self._cmd(client.uid_store(uids, b"\\Deleted"), "UID STORE")
                 if b"UIDPLUS" in capabilities:
                     await self._cmd(client.uid_expunge(uids), "UID EXPUNGE")
 
-    def _scope(self, uid: int, raw: bytes) -> dict[str, Any]:
+    def _scope(self, uid: int, raw: bytes) -> EmailScope:
         if self._tls_info is None and self.config.tls != "none" and self.client is not None:
             self._tls_info = tls_details(self.client.transport)
         return message_scope(self.config, uid, raw, uidvalidity=self.uidvalidity, tls=self._tls_info,
@@ -363,7 +376,8 @@ class MailboxReader:
                                          timeout=config.timeouts.connect)
         if config.tls == "implicit":
             endpoint = wrapClientTLS(self._options(), endpoint)
-        return endpoint.connect(_OneClient(client))  # type: ignore[no-any-return]
+        connected: defer.Deferred[Any] = endpoint.connect(_OneClient(client))
+        return connected
 
 
 class _OneClient(Factory):
@@ -384,3 +398,23 @@ def _describe(exc: BaseException) -> str:
         exc = value
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def tls_details(transport: Any) -> TLSInfo | None:
+    """The ``tls`` scope key for our client connection: the server's certificate and the session."""
+    try:
+        connection = transport.getHandle()
+        from OpenSSL import crypto
+
+        peer = connection.get_peer_certificate()
+        return {
+            "server_cert": crypto.dump_certificate(crypto.FILETYPE_PEM, peer).decode("ascii") if peer else None,
+            "client_cert_chain": [],
+            "client_cert_name": None,
+            "client_cert_error": None,
+            "tls_version": connection.get_protocol_version(),
+            "cipher_suite": None,
+            "cipher_name": connection.get_cipher_name(),
+        }
+    except Exception:  # not a TLS transport, or the handshake is not finished
+        return None

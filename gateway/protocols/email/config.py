@@ -1,11 +1,11 @@
-"""Configuration shared by the email listeners: the smarthost replies go through, and TLS
-client settings (certificate verification with service-identity)."""
+"""Configuration shared by the email listeners (the YAML schema): the smarthost ``email.send``
+messages go through, and the checks of file and port settings the listeners share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from gateway.config.errors import InvalidValue
 from gateway.config.schema import positive
@@ -25,36 +25,6 @@ def check_port(value: int) -> None:
     """A TCP port number."""
     if not 1 <= value <= 65535:
         raise InvalidValue(f"a port is 1-65535, got {value}")
-
-
-def client_tls_options(hostname: str, ca_file: str | None) -> Any:
-    """Twisted client TLS options that verify the server's certificate for ``hostname``.
-
-    Verification uses service-identity (through :func:`twisted.internet.ssl.optionsForClientTLS`)
-    against the platform's trust store, or only the CA certificates in ``ca_file`` (PEM, one or
-    more) when it is given.
-    """
-    from twisted.internet import ssl
-
-    trust: Any = None
-    if ca_file is not None:
-        with open(ca_file, "rb") as handle:
-            pem = handle.read()
-        certificates = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(pem)]
-        if not certificates:
-            raise ValueError(f"{ca_file} holds no PEM certificate")
-        trust = ssl.trustRootFromCertificates(certificates)
-    return ssl.optionsForClientTLS(hostname, trustRoot=trust)
-
-
-def _pem_blocks(pem: bytes) -> list[bytes]:
-    end = b"-----END CERTIFICATE-----"
-    blocks = []
-    for part in pem.split(end)[:-1]:
-        start = part.find(b"-----BEGIN CERTIFICATE-----")
-        if start >= 0:
-            blocks.append(part[start:] + end + b"\n")
-    return blocks
 
 
 @dataclass(frozen=True, kw_only=True)

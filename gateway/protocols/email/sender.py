@@ -5,7 +5,7 @@ certificate verified, optional AUTH, one connection per message.
 Built on Twisted's :class:`twisted.mail.smtp.ESMTPSender` with one fix: its ``transformChunk``
 converts LF to CRLF and dot-stuffs each 16 KiB chunk on its own, so a line starting with a period
 right after a chunk boundary is sent unstuffed (a lone ``.`` there would end the data early).
-Here the whole message is made wire-ready once (:func:`gateway.email.compose.wire_data`) and
+Here the whole message is made wire-ready once (:func:`gateway.protocols.email.compose.wire_data`) and
 sent unchanged.
 
 The outcome becomes the fields of an ``email.send.result`` event (``docs/asgi-email.md``):
@@ -25,12 +25,13 @@ from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from gateway.email.compose import Outgoing, compose
-from gateway.email.settings import SmarthostConfig, client_tls_options
+from gateway.protocols.email.compose import Outgoing, compose
+from gateway.protocols.email.config import SmarthostConfig
+from gateway.protocols.email.tls import client_tls_options
 
 __all__ = ["SmarthostSender"]
 
-log = Logger(namespace="gateway.email.sender")
+log = Logger(namespace="gateway.protocols.email.sender")
 
 
 class _Sender(smtp.ESMTPSender):
