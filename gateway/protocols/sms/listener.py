@@ -116,5 +116,9 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
     )
     settings = http_settings(config, dataclasses.replace(context, app=bridge))
     settings.proxies = None  # applied by the bridge (see the module docstring)
+    if config.http2.enabled:
+        from gateway.protocols.http2.listener import http2_entry
+
+        settings.http2 = http2_entry(config, settings)
     factory = HTTPFactory(settings, config.limits.max_connections)
     return SmsListener(config.name, config.endpoint, factory, context.reactor, bridge)
