@@ -102,9 +102,9 @@ def _tls_creator(address: RedisAddress, hostname: str) -> Any:
     if client is not None:
         extra = {"privateKey": client.privateKey.original, "certificate": client.original}
     if address.ssl_verify:
-        from twisted.internet._sslverify import OpenSSLCertificateAuthorities
+        from gateway._compat.twisted_tls import ca_certificates
 
-        cas = trust._caCerts if isinstance(trust, OpenSSLCertificateAuthorities) else None
+        cas = ca_certificates(trust)
         if cas is None:
             return ssl.CertificateOptions(verify=True, trustRoot=ssl.platformTrust(), **extra)
         return ssl.CertificateOptions(verify=True, caCerts=cas, **extra)
