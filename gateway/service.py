@@ -73,20 +73,21 @@ class GatewayService(MultiService):
         #: Counters by listener, exported by admin listeners (docs/operations.md).
         self.metrics = MetricsHub(self)
         from gateway.consumers import configure_sync_threads
-        from gateway.layers import configure_layers
-
+        from gateway.layers import LayerRegistry
         from gateway.logs import configure_rejections
 
         configure_sync_threads(config.threads)
         configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
-        #: The channel layers by alias (the process-wide registry consumers use).
-        self.layers = configure_layers(config.layers_mapping())
+        #: The channel layers by alias: this service's own; its applications see them through
+        #: get_channel_layer() (gateway/layers/registry.py), another service's do not.
+        self.layers = LayerRegistry(config.layers_mapping())
         #: What this service's listeners share (``ListenerContext.shared``: the MQTT brokers).
         self.shared: dict[str, Any] = {}
-        for listener_config in config.listeners:
-            listener = self.build_listener(listener_config, config)
-            listener.setServiceParent(self)
-            self.listeners.append(listener)
+        with self.layers.using():
+            for listener_config in config.listeners:
+                listener = self.build_listener(listener_config, config)
+                listener.setServiceParent(self)
+                self.listeners.append(listener)
 
     def listener_context(self, listener_config: Any, config: GatewayConfig) -> ListenerContext:
         """The context a listener of ``config`` is built with."""
@@ -116,7 +117,7 @@ class GatewayService(MultiService):
             return _no_application, None
         app = self.apps.get(reference)
         if app is None:
-            app = self.apps[reference] = load_application(reference)
+            app = self.apps[reference] = self.layers.bind_application(load_application(reference))
             timeouts = self.config.timeouts
             self.lifespans[reference] = Lifespan(
                 app, self.loop, self.config.lifespan, timeouts.lifespan_startup, timeouts.lifespan_shutdown
@@ -131,6 +132,7 @@ class GatewayService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.layers.activate()
         self.reactor.callWhenRunning(self._start)
 
     def _start(self) -> None:
@@ -205,6 +207,7 @@ class GatewayService(MultiService):
             await self.layers.close_all()
         except Exception as exc:  # a layer that cannot close cleanly must not block the stop
             log.error("Closing the channel layers failed: {error}", error=exc)
+        self.layers.deactivate()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("Stopped")
 

@@ -14,7 +14,8 @@ import os
 import time
 from typing import Any
 
-STATS: dict[str, Any] = {"big_sent": 0, "big_held": None, "upload_received": 0, "uploads": []}
+STATS: dict[str, Any] = {"big_sent": 0, "big_held": None, "upload_received": 0, "uploads": [],
+                         "holding": 0, "most_held": 0, "held": 0}
 #: ``/stream?hold=<tag>`` waits after its first chunk until ``/release?tag=<tag>`` sets this.
 RELEASES: dict[str, asyncio.Event] = {}
 
@@ -82,6 +83,12 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def text(send: Any, body: bytes, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def typed(send: Any, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -172,6 +179,43 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"body"})
         await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")]})
+    elif path == "/hold":
+        # Keeps running ?s= seconds whatever the client does (it ignores http.disconnect), and
+        # counts how many run at once (/held): the HTTP/2 concurrency tests.
+        STATS["holding"] += 1
+        STATS["held"] += 1
+        STATS["most_held"] = max(STATS["most_held"], STATS["holding"])
+        try:
+            await asyncio.sleep(float(query.get("s", "2")))
+        finally:
+            STATS["holding"] -= 1
+        await text(send, b"held")
+    elif path == "/held":
+        if query.get("reset"):
+            STATS["most_held"] = STATS["holding"]
+        await text(send, json.dumps({k: STATS[k] for k in ("holding", "most_held", "held")}).encode())
+    elif path == "/many":
+        # A page with many resources (the browser fetches them over one HTTP/2 connection).
+        scripts = "".join(f'<script src="/res.js?i={i}"></script>' for i in range(int(query.get("n", "40"))))
+        await typed(send, f"<!doctype html><title>many</title>{scripts}".encode(), b"text/html")
+    elif path == "/res.js":
+        await typed(send, b"window.loaded = (window.loaded || 0) + 1;", b"text/javascript")
+    elif path == "/hints":
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
+        await text(send, b"hinted")
+    elif path == "/gate":
+        # Reads the body only once the file named by ?gate= exists (flow-control tests).
+        while not os.path.exists(query["gate"]):
+            await asyncio.sleep(0.01)
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            total += len(message["body"])
+            if not message["more_body"]:
+                break
+        await text(send, b"%d" % total)
     elif path == "/file":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
         await send({"type": "http.response.pathsend", "path": query["path"]})

@@ -1,6 +1,7 @@
 """The scopes and events the gateway's protocols speak, as ``TypedDict`` s.
 
-Each mapping's document is the specification (``docs/asgi-email.md``, ``docs/asgi-sms.md``);
+Each mapping's document is the specification (the ASGI HTTP and WebSocket spec 2.5 and lifespan
+spec, ``docs/asgi-mqtt.md``, ``docs/asgi-email.md``, ``docs/asgi-sms.md``);
 these types say the same for mypy: the pure ASGI modules of each protocol build scopes and events
 as these types, in one place each. Keys that are Python keywords (the ``sms`` ``from``) force the
 functional syntax.
@@ -16,6 +17,20 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "ASGIVersions",
+    "HTTPDisconnect",
+    "HTTPRequest",
+    "HTTPResponseBody",
+    "HTTPResponseStart",
+    "HTTPScope",
+    "LifespanScope",
+    "MqttScope",
+    "WebSocketAccept",
+    "WebSocketClose",
+    "WebSocketConnect",
+    "WebSocketDisconnect",
+    "WebSocketReceive",
+    "WebSocketScope",
+    "WebSocketSend",
     "EmailAccept",
     "EmailConnection",
     "EmailDisconnect",
@@ -48,6 +63,164 @@ class ASGIVersions(TypedDict):
 #: The ASGI ``tls`` extension's fields (HTTP, WebSocket, SMTP), or the IMAP reader's view of the
 #: server it reads from (``docs/asgi-email.md``).
 TLSInfo = dict[str, Any]
+
+
+# -- http (ASGI HTTP & WebSocket spec 2.5) --------------------------------------------------------
+
+
+class HTTPScope(TypedDict):
+    """One HTTP request (``type: "http"``), HTTP/1.1 or HTTP/2."""
+
+    type: Literal["http"]
+    asgi: ASGIVersions
+    http_version: str
+    method: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    extensions: dict[str, Any]
+    state: NotRequired[dict[str, Any]]
+
+
+class HTTPRequest(TypedDict):
+    """A piece of the request body; the last one when ``more_body`` is false."""
+
+    type: Literal["http.request"]
+    body: bytes
+    more_body: bool
+
+
+class HTTPDisconnect(TypedDict):
+    """The client left (or the response is complete)."""
+
+    type: Literal["http.disconnect"]
+
+
+class HTTPResponseStart(TypedDict):
+    """The status and header fields of the response."""
+
+    type: Literal["http.response.start"]
+    status: int
+    headers: NotRequired[list[tuple[bytes, bytes]]]
+    trailers: NotRequired[bool]
+
+
+class HTTPResponseBody(TypedDict):
+    """A piece of the response body; the last one unless ``more_body``."""
+
+    type: Literal["http.response.body"]
+    body: NotRequired[bytes]
+    more_body: NotRequired[bool]
+
+
+# -- websocket (ASGI HTTP & WebSocket spec 2.5) ---------------------------------------------------
+
+
+class WebSocketScope(TypedDict):
+    """One WebSocket (``type: "websocket"``), over HTTP/1.1 or HTTP/2."""
+
+    type: Literal["websocket"]
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    subprotocols: list[str]
+    extensions: dict[str, Any]
+    state: NotRequired[dict[str, Any]]
+
+
+class WebSocketConnect(TypedDict):
+    """The handshake request arrived: accept, close (403) or answer with a denial response."""
+
+    type: Literal["websocket.connect"]
+
+
+class WebSocketReceive(TypedDict):
+    """A message from the client: exactly one of ``bytes`` and ``text``."""
+
+    type: Literal["websocket.receive"]
+    bytes: NotRequired[bytes | None]
+    text: NotRequired[str | None]
+
+
+class WebSocketDisconnect(TypedDict):
+    """The connection closed: the close code and reason."""
+
+    type: Literal["websocket.disconnect"]
+    code: int
+    reason: NotRequired[str]
+
+
+class WebSocketAccept(TypedDict):
+    """Complete the handshake."""
+
+    type: Literal["websocket.accept"]
+    subprotocol: NotRequired[str | None]
+    headers: NotRequired[list[tuple[bytes, bytes]]]
+
+
+class WebSocketSend(TypedDict):
+    """A message to the client: exactly one of ``bytes`` and ``text``."""
+
+    type: Literal["websocket.send"]
+    bytes: NotRequired[bytes | None]
+    text: NotRequired[str | None]
+
+
+class WebSocketClose(TypedDict):
+    """Close (or, before accepting, refuse with 403)."""
+
+    type: Literal["websocket.close"]
+    code: NotRequired[int]
+    reason: NotRequired[str | None]
+
+
+# -- lifespan (ASGI lifespan spec) ----------------------------------------------------------------
+
+
+class LifespanScope(TypedDict):
+    """The daemon's life (``type: "lifespan"``): startup and shutdown, with a shared ``state``."""
+
+    type: Literal["lifespan"]
+    asgi: ASGIVersions
+    state: dict[str, Any]
+
+
+# -- mqtt (docs/asgi-mqtt.md) ---------------------------------------------------------------------
+
+
+class MqttScope(TypedDict):
+    """One MQTT client connection (``type: "mqtt"``)."""
+
+    type: Literal["mqtt"]
+    asgi: ASGIVersions
+    transport: str
+    protocol_level: int
+    protocol_version: str
+    client_id: str
+    client_id_assigned: bool
+    clean_start: bool
+    keep_alive: int
+    username: str | None
+    will: dict[str, Any] | None
+    properties: dict[str, Any]
+    client: list[Any] | None
+    server: list[Any] | None
+    tls: TLSInfo | None
+    websocket: dict[str, Any] | None
+    state: dict[str, Any]
+    extensions: dict[str, Any]
 
 
 # -- email (docs/asgi-email.md) -------------------------------------------------------------------

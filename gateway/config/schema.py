@@ -198,7 +198,8 @@ class RedisLayerConfig(LayerConfig):
         default=("redis://127.0.0.1:6379/0",),
         metadata={"doc": "Redis URLs redis://[user:password@]host[:port][/db], rediss://...?ssl_ca_certs=FILE (TLS, the "
                          "certificate is verified), unix:///path.sock?db=N; several hosts shard channels and groups "
-                         "(changing the list moves keys: drain first, see docs/redis-layer.md)."},
+                         "(changing the list moves keys: drain first, see docs/redis-layer.md). A Redis Cluster: "
+                         "redis+cluster://host:port (or rediss+cluster://) seed nodes, one or more."},
     )
     symmetric_encryption_keys: tuple[str, ...] = field(
         default=(), metadata={"doc": "Keys for encrypting message bodies (the first encrypts, all decrypt; channels_redis-compatible Fernet)."}
@@ -218,10 +219,17 @@ class RedisLayerConfig(LayerConfig):
 
         if not self.hosts:
             yield "hosts", "at least one Redis host is needed"
+        bad = False
         for host in self.hosts:
             try:
                 decode_hosts([host], self.sentinels)
             except ValueError as exc:
+                bad = True
+                yield "hosts", str(exc)
+        if self.hosts and not bad:
+            try:
+                decode_hosts(list(self.hosts), self.sentinels)
+            except ValueError as exc:  # cluster seeds mixed with other hosts
                 yield "hosts", str(exc)
         for sentinel in self.sentinels:
             try:

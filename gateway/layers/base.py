@@ -15,9 +15,9 @@ import fnmatch
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Pattern
+from typing import Any, ClassVar, Pattern, Protocol, TypeGuard, runtime_checkable
 
-__all__ = ["BaseChannelLayer", "compile_capacities"]
+__all__ = ["BaseChannelLayer", "ChannelLayer", "compile_capacities"]
 
 
 def compile_capacities(
@@ -60,6 +60,35 @@ def compile_capacities(
                 f"channel_capacity keys must be glob strings or regexes, got {pattern!r}"
             )
     return result
+
+
+@runtime_checkable
+class ChannelLayer(Protocol):
+    """The Channels layer API: what consumers, workers, ``gateway send`` and the contract suite
+    use of a layer, whatever its backend (every :class:`BaseChannelLayer` is one)."""
+
+    #: The optional API groups the layer implements (``groups``, ``flush``).
+    extensions: ClassVar[list[str]]
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
+
+    async def receive(self, channel: str) -> dict[str, Any]: ...
+
+    async def new_channel(self, prefix: str = "specific") -> str: ...
+
+    async def group_add(self, group: str, channel: str) -> None: ...
+
+    async def group_discard(self, group: str, channel: str) -> None: ...
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def require_valid_channel_name(self, name: object, receive: bool = False) -> bool: ...
+
+    def require_valid_group_name(self, name: object) -> bool: ...
 
 
 class BaseChannelLayer:
@@ -120,7 +149,7 @@ class BaseChannelLayer:
 
     # -- names --------------------------------------------------------------------------------
 
-    def match_type_and_length(self, name: object) -> bool:
+    def match_type_and_length(self, name: object) -> TypeGuard[str]:
         """True when ``name`` is a ``str`` shorter than :attr:`MAX_NAME_LENGTH`."""
         return isinstance(name, str) and len(name) < self.MAX_NAME_LENGTH
 
@@ -130,15 +159,15 @@ class BaseChannelLayer:
         With ``receive=True`` a process-specific name (one with ``!``) must end at the ``!``,
         the rule for backends that demultiplex local channels themselves.
         """
-        if not self.match_type_and_length(name) or not self.channel_name_regex.match(name):  # type: ignore[arg-type]
+        if not self.match_type_and_length(name) or not self.channel_name_regex.match(name):
             raise TypeError(self.invalid_name_error.format("Channel") + f" Got {name!r}.")
-        if receive and "!" in name and not name.endswith("!"):  # type: ignore[operator,union-attr]
+        if receive and "!" in name and not name.endswith("!"):
             raise TypeError("Specific channel names in receive() must end at the !")
         return True
 
     def require_valid_group_name(self, name: object) -> bool:
         """Check a group name; raise ``TypeError`` (as Channels does) when it is invalid."""
-        if not self.match_type_and_length(name) or not self.group_name_regex.match(name):  # type: ignore[arg-type]
+        if not self.match_type_and_length(name) or not self.group_name_regex.match(name):
             raise TypeError(self.invalid_name_error.format("Group") + f" Got {name!r}.")
         return True
 

@@ -27,6 +27,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from gateway.exceptions import ChannelFull
+from gateway.layers.base import ChannelLayer
 
 __all__ = ["ChannelLayerContract"]
 
@@ -39,16 +40,16 @@ class ChannelLayerContract:
     #: Seconds to wait for a message that must arrive.
     timeout: ClassVar[float] = 2.0
 
-    def make_layer(self, **options: Any) -> Any:
+    def make_layer(self, **options: Any) -> ChannelLayer:
         """Build a fresh, empty layer with ``options``."""
         raise NotImplementedError
 
-    async def cleanup(self, layer: Any) -> None:
+    async def cleanup(self, layer: ChannelLayer) -> None:
         """Release the layer after a test (default: ``flush`` then ``close``)."""
         await layer.flush()
         await layer.close()
 
-    def run(self, scenario: Callable[[Any], Awaitable[None]], **options: Any) -> None:
+    def run(self, scenario: Callable[[ChannelLayer], Awaitable[None]], **options: Any) -> None:
         """Build a layer with ``options`` and run ``scenario(layer)`` on a fresh event loop."""
 
         async def main() -> None:
@@ -60,30 +61,30 @@ class ChannelLayerContract:
 
         asyncio.run(main())
 
-    async def recv(self, layer: Any, channel: str) -> dict[str, Any]:
+    async def recv(self, layer: ChannelLayer, channel: str) -> dict[str, Any]:
         return await asyncio.wait_for(layer.receive(channel), self.timeout)
 
-    async def assert_empty(self, layer: Any, channel: str, wait: float = 0.05) -> None:
+    async def assert_empty(self, layer: ChannelLayer, channel: str, wait: float = 0.05) -> None:
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(layer.receive(channel), wait)
 
     # -- basics ---------------------------------------------------------------------------
 
     def test_extensions(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             assert "groups" in layer.extensions and "flush" in layer.extensions
 
         self.run(scenario)
 
     def test_send_receive(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             await layer.send("test-channel-1", {"type": "test.message", "text": "Ahoy-hoy!"})
             assert await self.recv(layer, "test-channel-1") == {"type": "test.message", "text": "Ahoy-hoy!"}
 
         self.run(scenario)
 
     def test_fifo_order(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             for i in range(20):
                 await layer.send("ordered", {"type": "m", "n": i})
             assert [(await self.recv(layer, "ordered"))["n"] for _ in range(20)] == list(range(20))
@@ -91,7 +92,7 @@ class ChannelLayerContract:
         self.run(scenario, capacity=50)
 
     def test_receive_waits_for_send(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             waiting = asyncio.ensure_future(layer.receive("later"))
             await asyncio.sleep(0.01)
             assert not waiting.done()
@@ -103,24 +104,25 @@ class ChannelLayerContract:
     def test_nested_values_round_trip(self) -> None:
         message = {"type": "m", "list": [1, "a", None, True, 1.5], "dict": {"b": b"\x00\xff"}, "n": -2**40}
 
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             await layer.send("nested", message)
             assert await self.recv(layer, "nested") == message
 
         self.run(scenario)
 
     def test_sender_mutation_does_not_leak(self) -> None:
-        async def scenario(layer: Any) -> None:
-            message = {"type": "m", "items": [1]}
+        async def scenario(layer: ChannelLayer) -> None:
+            items = [1]
+            message: dict[str, Any] = {"type": "m", "items": items}
             await layer.send("mut", message)
-            message["items"].append(2)
+            items.append(2)
             message["type"] = "changed"
             assert await self.recv(layer, "mut") == {"type": "m", "items": [1]}
 
         self.run(scenario)
 
     def test_group_receivers_do_not_share_messages(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             a, b = await layer.new_channel(), await layer.new_channel()
             await layer.group_add("share", a)
             await layer.group_add("share", b)
@@ -137,7 +139,7 @@ class ChannelLayerContract:
 
     @pytest.mark.parametrize("name", ["", "a" * 100, "has space", "ünïcode", "semi;colon", "a!b!c", 5, None, b"bytes"])
     def test_invalid_channel_names(self, name: Any) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             with pytest.raises(TypeError, match="Channel name must be a valid unicode string"):
                 await layer.send(name, {"type": "m"})
             with pytest.raises(TypeError):
@@ -147,7 +149,7 @@ class ChannelLayerContract:
 
     @pytest.mark.parametrize("name", ["", "g" * 100, "with space", "bang!", "ü", 3])
     def test_invalid_group_names(self, name: Any) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             with pytest.raises(TypeError, match="Group name must be a valid unicode string"):
                 await layer.group_add(name, "fine.channel")
             with pytest.raises(TypeError):
@@ -158,7 +160,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_valid_names_up_to_the_limit(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             name = "a-Z_0." + "x" * 93  # 99 characters
             await layer.send(name, {"type": "m"})
             assert await self.recv(layer, name) == {"type": "m"}
@@ -168,7 +170,7 @@ class ChannelLayerContract:
 
     @pytest.mark.parametrize("message", [None, "text", ["type"], {"no": "type"}, {"type": 5}])
     def test_invalid_messages(self, message: Any) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             with pytest.raises(TypeError):
                 await layer.send("ch", message)
             with pytest.raises(TypeError):
@@ -179,7 +181,7 @@ class ChannelLayerContract:
     # -- new_channel and process-local channels --------------------------------------------
 
     def test_new_channel_unique_and_valid(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             names = [await layer.new_channel() for _ in range(2000)]
             assert len(set(names)) == 2000
             for name in names[:50]:
@@ -190,7 +192,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_process_local_channels_are_isolated(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             a, b = await layer.new_channel(), await layer.new_channel()
             await layer.send(a, {"type": "m", "to": "a"})
             await layer.send(b, {"type": "m", "to": "b"})
@@ -203,7 +205,7 @@ class ChannelLayerContract:
     # -- capacity -------------------------------------------------------------------------
 
     def test_capacity(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             for i in range(3):
                 await layer.send("cap", {"type": "m", "n": i})
             with pytest.raises(ChannelFull):
@@ -215,7 +217,7 @@ class ChannelLayerContract:
         self.run(scenario, capacity=3)
 
     def test_channel_capacity_patterns(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             async def fill(channel: str) -> int:
                 for count in range(50):
                     try:
@@ -234,7 +236,7 @@ class ChannelLayerContract:
         })
 
     def test_group_send_skips_full_members_without_raising(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             full, free = await layer.new_channel(), await layer.new_channel()
             await layer.group_add("cap-group", full)
             await layer.group_add("cap-group", free)
@@ -249,7 +251,7 @@ class ChannelLayerContract:
     # -- expiry ---------------------------------------------------------------------------
 
     def test_message_expiry(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             await layer.send("exp", {"type": "m", "n": 1})
             await asyncio.sleep(self.short_expiry * 1.5)
             await layer.send("exp", {"type": "m", "n": 2})
@@ -259,7 +261,7 @@ class ChannelLayerContract:
         self.run(scenario, expiry=self.short_expiry)
 
     def test_expired_messages_free_capacity(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             await layer.send("exp-cap", {"type": "m", "n": 1})
             with pytest.raises(ChannelFull):
                 await layer.send("exp-cap", {"type": "m", "n": 2})
@@ -270,7 +272,7 @@ class ChannelLayerContract:
         self.run(scenario, expiry=self.short_expiry, capacity=1)
 
     def test_group_expiry(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             old, fresh = await layer.new_channel(), await layer.new_channel()
             await layer.group_add("gexp", old)
             await asyncio.sleep(self.short_expiry * 1.5)
@@ -284,7 +286,7 @@ class ChannelLayerContract:
     # -- groups ---------------------------------------------------------------------------
 
     def test_groups(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             a, b, c = [await layer.new_channel() for _ in range(3)]
             await layer.group_add("room", a)
             await layer.group_add("room", b)
@@ -306,7 +308,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_flush(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             member = await layer.new_channel()
             await layer.group_add("flushed", member)
             await layer.send("plain", {"type": "m"})
@@ -322,7 +324,7 @@ class ChannelLayerContract:
     # -- cancellation and concurrency ------------------------------------------------------
 
     def test_cancelled_receive_loses_nothing(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             for i in range(50):
                 waiting = asyncio.ensure_future(layer.receive("cancel"))
                 await asyncio.sleep(0)
@@ -341,7 +343,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_wait_for_timeout_loses_nothing(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             received: list[int] = []
 
             async def consumer() -> None:
@@ -362,7 +364,7 @@ class ChannelLayerContract:
         self.run(scenario, capacity=500)
 
     def test_concurrent_senders_and_receivers(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             received: list[tuple[int, int]] = []
             done = asyncio.Event()
 
@@ -391,7 +393,7 @@ class ChannelLayerContract:
         self.run(scenario, capacity=2000)
 
     def test_concurrent_senders_one_receiver_keeps_each_senders_order(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             async def sender(sid: int) -> None:
                 for n in range(50):
                     await layer.send("interleaved", {"type": "m", "s": sid, "n": n})
@@ -406,7 +408,7 @@ class ChannelLayerContract:
         self.run(scenario, capacity=1000)
 
     def test_many_channels(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             names = [f"many-{i}" for i in range(1000)]
             for i, name in enumerate(names):
                 await layer.send(name, {"type": "m", "i": i})
@@ -416,7 +418,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_large_group_fan_out(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             members = [await layer.new_channel() for _ in range(500)]
             for name in members:
                 await layer.group_add("big", name)
@@ -427,7 +429,7 @@ class ChannelLayerContract:
         self.run(scenario)
 
     def test_group_send_from_plain_thread(self) -> None:
-        async def scenario(layer: Any) -> None:
+        async def scenario(layer: ChannelLayer) -> None:
             member = await layer.new_channel()
             await layer.group_add("threaded", member)
             waiting = asyncio.ensure_future(layer.receive(member))

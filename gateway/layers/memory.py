@@ -294,6 +294,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             queue = state.queue
             if queue and queue[0][0] <= now:
                 self._purge(state, now)
+            future: asyncio.Future[_Entry] | None
             if queue:
                 entry = queue.popleft()
                 if not queue:

@@ -12,9 +12,18 @@ Each alias names a ``backend`` (a registered name such as ``memory``, or an impo
 ``pkg.module:Class`` / ``pkg.module.Class``) and that backend's options. Channels-style entries
 (``{"BACKEND": "...", "CONFIG": {...}}``) are accepted too, to ease porting.
 
-Layers are built when configured and shared by the whole process. Until :func:`configure_layers` is called, alias ``default`` is an
-in-memory layer with default options (the issue's "in-memory layer, the default");
-``configure_layers({})`` leaves no layer configured, and consumers then run without one.
+Each :class:`LayerRegistry` builds its layers when configured. A ``GatewayService`` owns the
+registry it builds from its configuration: its applications see that registry (two services in
+one process do not share layers), and it closes the layers when it stops.
+
+:func:`get_channel_layer` (Channels' function, for user code) returns the layer of the *current*
+registry, which is, in order: the one bound to the running context (every application instance a
+service starts runs bound to the service's registry; :meth:`LayerRegistry.using` binds one in
+tests and scripts), the registry of the most recently started service that is still running,
+else a process-wide registry that :func:`configure_layers` configures (``gateway worker`` and
+``gateway send`` use that one). Until it is configured, its alias ``default`` is an in-memory
+layer with default options; ``configure_layers({})`` leaves no layer configured, and consumers
+then run without one.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from gateway.exceptions import InvalidChannelLayerError
@@ -35,6 +46,7 @@ __all__ = [
     "backend_options",
     "channel_layers",
     "configure_layers",
+    "current_registry",
     "get_channel_layer",
     "import_backend",
     "register_backend",
@@ -96,7 +108,7 @@ def backend_options(backend: str) -> type | None:
     """
     cls = import_backend(backend)
     options = getattr(cls, "options_class", None)
-    return options if options is not None and dataclasses.is_dataclass(options) else None
+    return options if isinstance(options, type) and dataclasses.is_dataclass(options) else None
 
 
 def _normalise(alias: str, entry: Any) -> tuple[str, dict[str, Any]]:
@@ -271,17 +283,128 @@ class LayerRegistry:
         for layer in list(self._layers.values()):
             await layer.close()
 
+    # -- which registry get_channel_layer() sees --------------------------------------------
 
-#: The process-wide registry used by consumers and :func:`get_channel_layer`.
-channel_layers = LayerRegistry()
+    def activate(self) -> None:
+        """Make this registry the process's current one until :meth:`deactivate` (a service
+        does this while it runs). The most recently activated registry wins; a registry bound
+        to the running context (:meth:`using`, :meth:`bind_application`) wins over all."""
+        with _active_lock:
+            if self not in _active:
+                _active.append(self)
+
+    def deactivate(self) -> None:
+        """Undo :meth:`activate` (a no-op if it is not active)."""
+        with _active_lock:
+            if self in _active:
+                _active.remove(self)
+
+    @contextmanager
+    def active(self) -> Iterator[LayerRegistry]:
+        """:meth:`activate` for the ``with`` block (tests: a registry of the test's own that
+        application communicators, which run applications in an empty context, see)."""
+        self.activate()
+        try:
+            yield self
+        finally:
+            self.deactivate()
+
+    @contextmanager
+    def using(self) -> Iterator[LayerRegistry]:
+        """Bind this registry to the running context for the ``with`` block: code in it, and
+        asyncio tasks (``asyncio.run``) started from it, see this registry's layers."""
+        token = _bound.set(self)
+        try:
+            yield self
+        finally:
+            _bound.reset(token)
+
+    def bind_application(self, application: Any) -> Any:
+        """``application`` wrapped so that each call runs with this registry bound."""
+        return _BoundApplication(application, self)
+
+
+class _BoundApplication:
+    """An ASGI application run with a layer registry bound to its instance's context."""
+
+    __slots__ = ("application", "registry")
+
+    def __init__(self, application: Any, registry: LayerRegistry) -> None:
+        self.application = application
+        self.registry = registry
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        token = _bound.set(self.registry)  # this task's context (and tasks the instance starts)
+        try:
+            return await self.application(scope, receive, send)
+        finally:
+            _bound.reset(token)
+
+    def __getattr__(self, name: str) -> Any:  # matches(), lifespan attributes...
+        return getattr(self.application, name)
+
+    def __repr__(self) -> str:
+        return f"<{self.application!r} with its service's channel layers>"
+
+
+_bound: ContextVar[LayerRegistry | None] = ContextVar("gateway_layer_registry", default=None)
+_active: list[LayerRegistry] = []
+_active_lock = threading.Lock()
+_process_lock = threading.Lock()
+_process: LayerRegistry | None = None
+
+
+def _process_registry() -> LayerRegistry:
+    global _process
+    if _process is None:
+        with _process_lock:
+            if _process is None:
+                _process = LayerRegistry()
+    return _process
+
+
+def current_registry() -> LayerRegistry:
+    """The registry :func:`get_channel_layer` uses here (see the module documentation)."""
+    bound = _bound.get()
+    if bound is not None:
+        return bound
+    if _active:
+        return _active[-1]
+    return _process_registry()
+
+
+class _CurrentRegistry:
+    """``channel_layers``: Channels' name for the layers, forwarding to :func:`current_registry`."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(current_registry(), name)
+
+    def __getitem__(self, alias: str) -> BaseChannelLayer:
+        return current_registry()[alias]
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in current_registry()
+
+    def __repr__(self) -> str:
+        return f"<channel_layers: {current_registry()!r}>"
+
+
+#: The current registry (Channels' ``channel_layers``), whichever it is at the time of use.
+channel_layers: Any = _CurrentRegistry()
 
 
 def configure_layers(config: Mapping[str, Any]) -> LayerRegistry:
-    """Configure the process-wide layers from the YAML ``layers`` mapping; return the registry."""
-    channel_layers.configure(config)
-    return channel_layers
+    """Configure the current registry from the YAML ``layers`` mapping; return it.
+
+    Outside a service that is the process-wide registry (``gateway worker``, ``gateway send``,
+    scripts).
+    """
+    registry = current_registry()
+    registry.configure(config)
+    return registry
 
 
 def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> BaseChannelLayer | None:
-    """The process-wide layer for ``alias``, or ``None`` if it is not configured (as Channels)."""
-    return channel_layers.get(alias)
+    """The current registry's layer for ``alias``, or ``None`` if it is not configured (as
+    Channels)."""
+    return current_registry().get(alias)

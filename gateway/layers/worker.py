@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from gateway.layers.base import BaseChannelLayer
+from gateway.asgi.app import ASGIApp
+from gateway.layers.base import ChannelLayer
 from gateway.layers.registry import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
 __all__ = ["Worker", "run_worker", "send_message"]
@@ -30,7 +31,7 @@ async def send_message(
     *,
     channel: str | None = None,
     group: str | None = None,
-    layer: BaseChannelLayer | None = None,
+    layer: ChannelLayer | None = None,
     alias: str = DEFAULT_CHANNEL_LAYER,
     allow_process_local: bool = False,
 ) -> None:
@@ -60,8 +61,8 @@ async def send_message(
         )
     if channel is not None:
         await layer.send(channel, message)
-    else:
-        await layer.group_send(group, message)  # type: ignore[arg-type]
+    elif group is not None:
+        await layer.group_send(group, message)
 
 
 class Worker:
@@ -78,9 +79,9 @@ class Worker:
 
     def __init__(
         self,
-        application: Any,
+        application: ASGIApp,
         channels: Iterable[str],
-        channel_layer: BaseChannelLayer,
+        channel_layer: ChannelLayer,
         *,
         queue_size: int = 100,
     ) -> None:
@@ -101,13 +102,17 @@ class Worker:
         if current is not None and not current[0].done():
             return current[1]
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_size)
-        scope = {"type": "channel", "channel": channel}
+        scope: dict[str, Any] = {"type": "channel", "channel": channel}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             raise RuntimeError(f"worker application for {channel!r} cannot send ASGI messages")
 
         task = asyncio.ensure_future(self.application(scope, queue.get, send))
-        task.add_done_callback(lambda t, c=channel, q=queue: self._instance_done(c, t, q))
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._instance_done(channel, task, queue)
+
+        task.add_done_callback(done)
         self._instances[channel] = (task, queue)
         return queue
 
@@ -145,10 +150,10 @@ class Worker:
 
 
 async def run_worker(
-    application: Any,
+    application: ASGIApp,
     channels: Iterable[str],
     *,
-    layer: BaseChannelLayer | None = None,
+    layer: ChannelLayer | None = None,
     alias: str = DEFAULT_CHANNEL_LAYER,
     queue_size: int = 100,
 ) -> None:

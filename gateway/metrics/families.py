@@ -50,6 +50,11 @@ FAMILIES: dict[str, Family] = {
     "handshake_latency": Family("gateway_handshake_duration_seconds", "histogram",
                                 "Time from a WebSocket upgrade request or an MQTT CONNECT to its acceptance.", _L),
     # -- protocols ---------------------------------------------------------------------------
+    "http_requests": Family("gateway_http_requests", "counter", "HTTP requests by HTTP version (1.x, 2).",
+                            ("listener", "http_version")),
+    "http2_goaways": Family("gateway_http2_connections_cut_off", "counter",
+                            "HTTP/2 connections closed for breaking the protocol or a limit (GOAWAY with an error).",
+                            ("listener",)),
     "mqtt_dropped": Family("gateway_mqtt_slow_client_dropped", "counter",
                            "QoS 0 messages dropped for clients that do not read (limits.max_write_buffer).", ("listener",)),
     "smtp_messages": Family("gateway_smtp_messages", "counter",

@@ -187,7 +187,8 @@ def _metric(kind: str, name: str, documentation: str, labels: tuple[str, ...]) -
 
 def open_connections(listener: Any, protocol: str) -> dict[str, int]:
     """Open connections of one listener by protocol: an HTTP listener's WebSockets (its upgrade
-    hook's ``open_count``) are told apart from its HTTP connections."""
+    hook's ``open_count``) are told apart from its HTTP connections (those over HTTP/2 are streams
+    of a connection counted as HTTP)."""
     factory = getattr(listener, "factory", None)
     if factory is None:
         return {protocol: listener.connection_count()}
@@ -195,11 +196,14 @@ def open_connections(listener: Any, protocol: str) -> dict[str, int]:
     if protocol not in ("http", "admin"):
         return {protocol: total}
     hook = getattr(getattr(factory, "settings", None), "websocket", None)
-    websockets = getattr(getattr(hook, "settings", None), "open_count", 0)
-    if not isinstance(websockets, int):
-        websockets = 0
-    websockets = min(websockets, total)
-    return {protocol: total - websockets, "websocket": websockets}
+    settings = getattr(hook, "settings", None)
+    websockets = getattr(settings, "open_count", 0)
+    over_http2 = getattr(settings, "open_over_http2", 0)
+    if not isinstance(websockets, int) or not isinstance(over_http2, int):
+        websockets = over_http2 = 0
+    # WebSockets over HTTP/2 are streams of an HTTP/2 connection, not connections of their own.
+    upgraded = min(websockets - over_http2, total)
+    return {protocol: total - upgraded, "websocket": upgraded + over_http2}
 
 
 def _broker_samples(listeners: list[Any]) -> Iterator[Sample]:

@@ -130,7 +130,7 @@ class HTTPStats(ListenerStats):
     __slots__ = (
         "requests", "responses", "request_latency",
         "ws_connections", "ws_received", "ws_sent", "ws_instances", "ws_read_pauses",
-        "ws_write_pauses", "ws_handshake_latency",
+        "ws_write_pauses", "ws_handshake_latency", "h2_connections", "h2_requests", "h2_goaways",
     )
 
     def __init__(self) -> None:
@@ -145,6 +145,9 @@ class HTTPStats(ListenerStats):
         self.ws_read_pauses = 0
         self.ws_write_pauses = 0
         self.ws_handshake_latency = Histogram()
+        self.h2_connections = 0
+        self.h2_requests = 0
+        self.h2_goaways = 0
 
     def samples(self, protocol: str) -> Iterator[Sample]:
         yield from super().samples(protocol)
@@ -152,6 +155,10 @@ class HTTPStats(ListenerStats):
         yield "events_in", (*proto, ("type", "http.request")), self.requests
         yield "events_out", (*proto, ("type", "http.response")), self.responses
         yield "request_latency", proto, self.request_latency
+        yield "http_requests", (("http_version", "1.x"),), self.requests - self.h2_requests
+        yield "http_requests", (("http_version", "2"),), self.h2_requests
+        yield "http2_goaways", (), self.h2_goaways
+        yield "connections_total", (("protocol", "http2"),), self.h2_connections
         if protocol not in ("http", "admin"):
             return
         ws = (("protocol", "websocket"),)

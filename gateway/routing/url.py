@@ -224,8 +224,9 @@ class _DjangoPattern:
 
     def with_endpoint(self, is_endpoint: bool) -> _DjangoPattern:
         pattern = self.pattern
-        source = pattern._route if hasattr(pattern, "_route") else pattern._regex
-        return _DjangoPattern(type(pattern)(source, pattern.name, is_endpoint=is_endpoint))
+        from gateway._compat.django_urls import pattern_source
+
+        return _DjangoPattern(type(pattern)(pattern_source(pattern), pattern.name, is_endpoint=is_endpoint))
 
     def match(self, path: str) -> Match | None:
         match: Match | None = self.pattern.match(path)

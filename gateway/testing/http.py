@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlparse
 
 from gateway.asgi.app import ASGIApp, Message
@@ -45,7 +45,7 @@ class HttpCommunicator(ProtocolCommunicator):
     def build_scope(self, *, method: str, path: str, headers: Any = None) -> dict[str, Any]:
         """An ASGI 3 ``http`` scope for ``method`` and ``path``, as the HTTP listener builds it."""
         parsed = urlparse(path)
-        return http_scope(
+        return cast("dict[str, Any]", http_scope(
             method=method.upper(),
             http_version="1.1",
             scheme="http",
@@ -57,7 +57,7 @@ class HttpCommunicator(ProtocolCommunicator):
             server=("127.0.0.1", 80),
             state=None,
             extensions={"http.response.trailers": {}, "http.response.pathsend": {}},
-        )
+        ))
 
     async def get_response(self, timeout: float = 1) -> Message:
         """Send the request (once) and return ``{"status", "headers", "body", ...}``.

@@ -101,10 +101,11 @@ class MqttCommunicator(ProtocolCommunicator):
     def build_scope(self, *, link: BrokerLink | None = None) -> dict[str, Any]:
         """The ``mqtt`` scope the gateway would build for this CONNECT."""
         connect = self.connect_packet
-        return mqtt_scope(
+        scope: Any = mqtt_scope(
             connect, client_id=connect.client_id, assigned=False, transport="tcp",
             client=("127.0.0.1", 50000), server=("127.0.0.1", 1883), tls=None, state=None, link=link,
         )
+        return scope
 
     # -- plumbing: the application's receive and send, under the daemon's rules ----------------
 

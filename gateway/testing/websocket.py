@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlparse
 
 from gateway.asgi.app import ASGIApp
@@ -54,7 +54,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
         """An ASGI 3 ``websocket`` scope, as the HTTP listener builds it for an upgrade request
         (the ``subprotocols`` given win over a ``Sec-WebSocket-Protocol`` header)."""
         parsed = urlparse(path)
-        scope = websocket_scope(http_scope(
+        scope: dict[str, Any] = cast("dict[str, Any]", websocket_scope(http_scope(
             method="GET",
             http_version="1.1",
             scheme="ws",
@@ -66,7 +66,7 @@ class WebsocketCommunicator(ProtocolCommunicator):
             server=("127.0.0.1", 80),
             state=None,
             extensions={},
-        ))
+        )))
         if subprotocols:
             scope["subprotocols"] = list(subprotocols)
         if spec_version:

@@ -113,10 +113,11 @@ class Browser:
         self.port = 0
         self.pages: list[Page] = []
 
-    def start(self, url: str, width: int = 390, height: int = 844) -> Page:
-        """Start the browser on ``url`` (a phone-sized window by default) and attach to the page."""
+    def start(self, url: str, width: int = 390, height: int = 844, flags: tuple[str, ...] = ()) -> Page:
+        """Start the browser on ``url`` (a phone-sized window by default) and attach to the page
+        (``flags``: more command-line switches, such as a certificate to trust)."""
         self.process = subprocess.Popen(
-            [CHROMIUM, *_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", url],
+            [CHROMIUM, *_FLAGS, *flags, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         port_file = self.profile / "DevToolsActivePort"

@@ -6,7 +6,8 @@ on another event loop or thread (``async_to_sync`` from a plain thread, a second
 the reactor's loop with ``run_coroutine_threadsafe`` and awaited from the caller's loop.
 
 :func:`start_reactor_thread` installs the asyncio reactor and runs it in a daemon thread, for
-programs that are not run by the gateway (tests, scripts).
+programs that are not run by the gateway (a Django process, tests, scripts); the layer calls it
+at first use when no reactor is installed.
 """
 
 from __future__ import annotations
@@ -22,21 +23,25 @@ T = TypeVar("T")
 
 _NO_REACTOR = (
     "RedisChannelLayer runs on Twisted's asyncio reactor: use it inside the gateway (gateway run, "
-    "gateway worker, gateway send), or call gateway.layers.redis.start_reactor_thread() first"
+    "gateway worker, gateway send), or in a process where no other reactor is installed (it then "
+    "runs one in a thread of its own)"
 )
 
 
 def home() -> tuple[Any, asyncio.AbstractEventLoop]:
-    """The installed asyncio reactor and its loop.
+    """The installed asyncio reactor and its loop; with no reactor installed (a Django process
+    or script using the layer, not run by the gateway), one is started in a daemon thread.
 
     Raises:
-        RuntimeError: no reactor is installed, or it is not Twisted's asyncio reactor.
+        RuntimeError: another kind of reactor is installed.
     """
     from gateway.reactor import installed_reactor, is_asyncio_reactor, reactor_loop
 
     reactor = installed_reactor()
-    if reactor is None or not is_asyncio_reactor(reactor):
-        raise RuntimeError(_NO_REACTOR + (f" (installed: {type(reactor).__name__})" if reactor is not None else ""))
+    if reactor is None:
+        reactor = start_reactor_thread()
+    if not is_asyncio_reactor(reactor):
+        raise RuntimeError(_NO_REACTOR + f" (installed: {type(reactor).__name__})")
     return reactor, reactor_loop(reactor)
 
 
@@ -81,10 +86,13 @@ def start_reactor_thread() -> Any:
             return reactor
         started = threading.Event()
         reactor.callWhenRunning(started.set)
+        running: Any = reactor  # Twisted's interface for run() does not name its keyword
 
         def run() -> None:
-            asyncio.set_event_loop(reactor._asyncioEventloop)
-            reactor.run(installSignalHandlers=False)
+            from gateway.reactor import reactor_loop
+
+            asyncio.set_event_loop(reactor_loop(running))
+            running.run(installSignalHandlers=False)
 
         _thread = threading.Thread(target=run, name="gateway-reactor", daemon=True)
         _thread.start()

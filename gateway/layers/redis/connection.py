@@ -3,7 +3,8 @@
 :class:`RedisConnection` keeps one txredisapi protocol connected: it connects (TCP, TLS or a unix
 socket; for Sentinel it asks the sentinels for the master first and checks its ``ROLE``), logs in
 (AUTH with an ACL user, SELECT), loads the layer's scripts, and reconnects with exponential backoff
-(0.05 s doubling up to ``reconnect_max_delay``, with jitter) whenever the connection drops.
+(:class:`Backoff`: 0.1 s doubling up to ``reconnect_max_delay``, with jitter) whenever the
+connection drops.
 
 While it is down, :meth:`RedisConnection.call` raises :class:`RedisLayerUnavailable` at once (it
 waits only for an attempt already in progress that has not failed yet: the first connection, or
@@ -24,24 +25,55 @@ from twisted.internet import defer, protocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
-from gateway.layers.redis.errors import RedisLayerError, RedisLayerUnavailable
+from gateway.layers.redis.errors import RedisLayerError, RedisLayerUnavailable, RedisRedirect
 from gateway.layers.redis.hosts import RedisAddress
 from gateway.layers.redis.protocol import LayerProtocol
 from gateway.layers.redis.scripts import Script
 
-__all__ = ["ConnectionSettings", "RedisConnection", "make_endpoint"]
+__all__ = ["Backoff", "ConnectionSettings", "RedisConnection", "make_endpoint"]
 
 logger = logging.getLogger("gateway.layers.redis")
 
 
+class Backoff:
+    """Delays between reconnection attempts: exponential from ``initial`` (doubling per failure)
+    up to ``max_delay``, each with ``±jitter`` so that many clients do not retry in step.
+
+    The jitter comes from a private random generator (never the ``random`` module's shared
+    one), so a connection retrying in the background does not disturb code that seeds or
+    watches ``random`` (hypothesis does).
+
+    Args:
+        max_delay: the longest delay (the layer's ``reconnect_max_delay``).
+        initial: the delay after the first failure is ``2 * initial``.
+        jitter: relative spread of each delay (0.2: ±20 %).
+    """
+
+    __slots__ = ("max_delay", "initial", "jitter", "_random")
+
+    def __init__(self, max_delay: float = 5.0, initial: float = 0.05, jitter: float = 0.2) -> None:
+        if max_delay <= 0 or initial <= 0 or not 0 <= jitter < 1:
+            raise ValueError("Backoff needs positive delays and a jitter in [0, 1)")
+        self.max_delay = max_delay
+        self.initial = initial
+        self.jitter = jitter
+        self._random = random.Random()
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (``failures >= 1``)."""
+        base = min(self.max_delay, self.initial * (2 ** min(max(failures, 0), 30)))
+        return base * self._random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
 class ConnectionSettings:
-    """Timeouts shared by a layer's connections (seconds)."""
+    """Timeouts and the reconnection backoff shared by a client's connections (seconds)."""
 
     def __init__(self, connect_timeout: float = 5.0, command_timeout: float = 10.0,
                  reconnect_max_delay: float = 5.0) -> None:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.reconnect_max_delay = reconnect_max_delay
+        self.backoff = Backoff(reconnect_max_delay)
 
 
 def _tls_creator(address: RedisAddress, hostname: str) -> Any:
@@ -70,9 +102,9 @@ def _tls_creator(address: RedisAddress, hostname: str) -> Any:
     if client is not None:
         extra = {"privateKey": client.privateKey.original, "certificate": client.original}
     if address.ssl_verify:
-        from twisted.internet._sslverify import OpenSSLCertificateAuthorities
+        from gateway._compat.twisted_tls import ca_certificates
 
-        cas = trust._caCerts if isinstance(trust, OpenSSLCertificateAuthorities) else None
+        cas = ca_certificates(trust)
         if cas is None:
             return ssl.CertificateOptions(verify=True, trustRoot=ssl.platformTrust(), **extra)
         return ssl.CertificateOptions(verify=True, caCerts=cas, **extra)
@@ -121,21 +153,29 @@ class _Factory(protocol.Factory):
 
 
 class RedisConnection:
-    """One connection (command or blocking role) to one shard, kept up in the background.
+    """One connection (command or blocking role) to one server, kept up in the background.
 
     Args:
-        address: the server (or Sentinel service).
-        role: ``command`` or ``reader`` (for logs); readers get a longer reply timeout.
+        address: the server (or Sentinel service); credentials and TLS settings.
+        role: ``command`` or ``... reader`` (for logs); readers get a longer reply timeout.
         reactor, loop: the Twisted asyncio reactor and its loop.
-        settings: timeouts.
+        settings: timeouts and backoff.
         scripts: Lua scripts to load on every (re)connection.
         reply_timeout: seconds a reply may take before the connection is considered dead.
-        on_ready: ``await on_ready(first)`` after each (re)connection, before callers get it.
+        on_ready: ``await on_ready(commands, first)`` after each (re)connection, before callers
+            get it (they wait meanwhile); ``commands`` run on the new connection.
+        locate: ``await locate()`` -> ``(host, port)`` to connect to, asked before every
+            attempt (a Redis Cluster reader follows its slot's owner this way); default: the
+            address (or the Sentinel master).
+        on_down: called when the connection is lost or an attempt fails (a cluster client
+            refreshes its slot map).
     """
 
     def __init__(self, address: RedisAddress, role: str, reactor: Any, loop: asyncio.AbstractEventLoop,
                  settings: ConnectionSettings, scripts: Sequence[Script] = (), reply_timeout: float | None = None,
-                 on_ready: Callable[[bool], Awaitable[None]] | None = None) -> None:
+                 on_ready: Callable[[_Direct, bool], Awaitable[None]] | None = None,
+                 locate: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+                 on_down: Callable[[RedisConnection], None] | None = None) -> None:
         self.address = address
         self.role = role
         self.reactor = reactor
@@ -143,6 +183,8 @@ class RedisConnection:
         self.settings = settings
         self.scripts = tuple(scripts)
         self.on_ready = on_ready
+        self.locate = locate
+        self.on_down = on_down
         self.reply_timeout = reply_timeout or settings.command_timeout
         self.factory = _Factory(self, self.reply_timeout)
         self.protocol: LayerProtocol | None = None
@@ -153,10 +195,23 @@ class RedisConnection:
         self.connects = 0
         self.disconnects = 0
         self.down_since: float | None = None
+        #: Where the current (or last) connection went: ``host:port``.
+        self.peer: str | None = None
         self._attempting = False
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._sentinel: Any = None
+        self._nudge: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<RedisConnection {self.role} {self.describe()} {'up' if self.up else 'down'}>"
+
+    def describe(self) -> str:
+        """The server, for messages: the address, and where it resolved to when that differs."""
+        text = self.address.describe()
+        if self.peer is not None and (self.locate is not None or self.address.master_name):
+            text += f" ({self.peer})"
+        return text
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -165,20 +220,34 @@ class RedisConnection:
             self._task = self.loop.create_task(self._run())
 
     async def close(self) -> None:
+        """Close the connection and stop reconnecting; returns once the background task ended."""
         self.closed = True
-        proto, self.protocol = self.protocol, None
-        if proto is not None and proto.transport is not None:
-            proto.transport.loseConnection()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._abort(self.protocol)
+        self.protocol = None
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            # A cancellation can be swallowed when the awaited step completes in the same loop
+            # pass; the task then sees ``closed`` at its next check and ends by itself.
+            await asyncio.wait([task], timeout=1.0)
         if self._sentinel is not None:
-            await self._sentinel.disconnect().asFuture(self.loop)
-        self._wake(RedisLayerUnavailable(f"Redis {self.address.describe()}: the layer was closed"))
+            sentinel, self._sentinel = self._sentinel, None
+            try:
+                await asyncio.wait_for(sentinel.disconnect().asFuture(self.loop), self.settings.connect_timeout)
+            except Exception:  # noqa: BLE001 - closing: nothing left to do about it
+                pass
+        self._wake(RedisLayerUnavailable(f"Redis {self.describe()}: the connection was closed"))
 
     @property
     def up(self) -> bool:
         return self.protocol is not None
+
+    def _abort(self, proto: LayerProtocol | None) -> None:
+        if proto is not None and proto.transport is not None:
+            try:
+                proto.transport.abortConnection()
+            except Exception:  # noqa: BLE001 - already half-closed (TLS): nothing left to abort
+                pass
 
     def _wake(self, error: BaseException | None = None) -> None:
         waiters, self._waiters = self._waiters, []
@@ -189,15 +258,19 @@ class RedisConnection:
                 else:
                     future.set_exception(error)
 
-    def _delay(self) -> float:
-        base = min(self.settings.reconnect_max_delay, 0.05 * (2 ** min(self.failures, 20)))
-        return base * random.uniform(0.8, 1.2)
+    def _down(self) -> None:
+        if self.on_down is not None and not self.closed:
+            try:
+                self.on_down(self)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop reconnecting
+                logger.exception("Redis %s (%s): on_down failed", self.describe(), self.role)
 
     async def _run(self) -> None:
         while not self.closed:
             self._attempting = True
             try:
-                proto = await asyncio.wait_for(self._connect(), self.settings.connect_timeout)
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    proto = await self._connect()
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - every failure is retried
@@ -206,18 +279,21 @@ class RedisConnection:
                     return
                 self.failures += 1
                 self.total_failures += 1
-                self.last_error = _describe(exc) if not isinstance(exc, asyncio.TimeoutError) else "connection timed out"
+                self.last_error = _describe(exc) if not isinstance(exc, TimeoutError) else "connection timed out"
                 level = logging.WARNING if self.failures == 1 or self.failures % 50 == 0 else logging.DEBUG
-                logger.log(level, "Redis %s (%s): cannot connect (attempt %d): %s", self.address.describe(),
+                logger.log(level, "Redis %s (%s): cannot connect (attempt %d): %s", self.describe(),
                            self.role, self.failures, self.last_error)
                 self._wake(self.unavailable())
-                await asyncio.sleep(self._delay())
+                self._down()
+                await self._pause(self.settings.backoff.delay(self.failures))
                 continue
-            self._attempting = False
+            if self.closed:  # closed while the last step of connecting completed
+                self._abort(proto)
+                return
             first = self.connects == 0
             self.connects += 1
             if self.down_since is not None:
-                logger.warning("Redis %s (%s): reconnected after %.1f s", self.address.describe(), self.role,
+                logger.warning("Redis %s (%s): reconnected after %.1f s", self.describe(), self.role,
                                time.monotonic() - self.down_since)
             self.failures = 0
             self.last_error = None
@@ -226,29 +302,53 @@ class RedisConnection:
             if not proto.connected:
                 continue
             proto.on_lost = self._lost
-            self.protocol = proto
-            if self.on_ready is not None:
+            if self.on_ready is not None:  # callers keep waiting (still "attempting") meanwhile
                 try:
-                    await self.on_ready(first)
+                    await self.on_ready(_Direct(self, proto), first)
                 except Exception as exc:  # noqa: BLE001 - logged; the connection stays usable
-                    logger.warning("Redis %s (%s): after connecting: %s", self.address.describe(), self.role, exc)
+                    logger.warning("Redis %s (%s): after connecting: %s", self.describe(), self.role, exc)
+            self._attempting = False
+            if self.closed:
+                self._abort(proto)
+                return
+            if not proto.connected:  # lost during on_ready
+                continue
+            self.protocol = proto
             self._wake()
             up_since = time.monotonic()
             await lost
             self._lost(proto)
             self.disconnects += 1
             self.down_since = time.monotonic()
-            self.last_error = "connection lost"
+            self.last_error = self.last_error or "connection lost"
             if not self.closed:
-                logger.warning("Redis %s (%s): connection lost; reconnecting", self.address.describe(), self.role)
+                logger.warning("Redis %s (%s): connection lost; reconnecting", self.describe(), self.role)
+                self._down()
                 if self.down_since - up_since < 1.0:  # dropped right away (maxclients, a proxy): back off
                     self.failures += 1
-                    await asyncio.sleep(self._delay())
+                    await self._pause(self.settings.backoff.delay(self.failures))
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff wait before the next attempt (cut short by :meth:`retry_now`)."""
+        nudge = self._nudge = self.loop.create_future()
+        try:
+            await asyncio.wait([nudge], timeout=delay)
+        finally:
+            self._nudge = None
+
+    def retry_now(self) -> None:
+        """Skip the rest of the backoff wait: try to connect now (the topology changed)."""
+        nudge = self._nudge
+        if nudge is not None and not nudge.done():
+            nudge.set_result(None)
 
     async def _connect(self) -> LayerProtocol:
         host, port = self.address.host, self.address.port
-        if self.address.master_name:
+        if self.locate is not None:
+            host, port = await self.locate()
+        elif self.address.master_name:
             host, port = await self._discover_master()
+        self.peer = f"{host}:{port}" if self.address.scheme != "unix" else self.address.path
         endpoint = make_endpoint(self.reactor, self.address, host, port, self.settings.connect_timeout)
         proto: LayerProtocol = await endpoint.connect(self.factory).asFuture(self.loop)
         self.last_error = None
@@ -268,11 +368,7 @@ class RedisConnection:
                 loads = [proto.execute_command("SCRIPT", "LOAD", s.source) for s in self.scripts]
                 await defer.gatherResults(loads, consumeErrors=True).asFuture(self.loop)
         except BaseException:
-            if proto.connected and proto.transport is not None:
-                try:
-                    proto.transport.abortConnection()
-                except Exception:  # noqa: BLE001 - already half-closed (TLS): nothing left to abort
-                    pass
+            self._abort(proto)
             reason = proto.lost_reason
             if reason is not None and not reason.check(ConnectionDone):  # the real cause (TLS, reset)
                 raise RedisLayerUnavailable(_describe(reason)) from None
@@ -293,19 +389,27 @@ class RedisConnection:
         """The protocol's connection closed: stop handing it out at once."""
         if self.protocol is proto:
             self.protocol = None
-            self.last_error = "connection lost"
+            self.last_error = self.last_error or "connection lost"
+
+    def drop(self, reason: str) -> None:
+        """Close the current connection (it reconnects, asking ``locate`` again)."""
+        proto = self.protocol
+        if proto is not None:
+            self.last_error = reason
+            self._lost(proto)
+            self._abort(proto)
 
     # -- using it -------------------------------------------------------------------------
 
     def unavailable(self) -> RedisLayerUnavailable:
         reason = self.last_error or "not connected"
-        return RedisLayerUnavailable(f"Redis {self.address.describe()} is unavailable ({reason}); reconnecting in the background")
+        return RedisLayerUnavailable(f"Redis {self.describe()} is unavailable ({reason}); reconnecting in the background")
 
     async def get(self) -> LayerProtocol:
         """The connected protocol; wait only for an attempt that has not failed yet.
 
         Raises:
-            RedisLayerUnavailable: the server is down (or the layer is closed).
+            RedisLayerUnavailable: the server is down (or the connection is closed).
         """
         proto = self.protocol
         if proto is not None:
@@ -321,7 +425,12 @@ class RedisConnection:
         return self.protocol
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until connected (readers wait through outages: ``timeout=None``)."""
+        """Wait until connected (readers wait through outages: ``timeout=None``).
+
+        Raises:
+            RedisLayerUnavailable: closed; or, with a ``timeout``, not connected in time or the
+                attempt failed.
+        """
         while self.protocol is None:
             if self.closed:
                 raise self.unavailable()
@@ -329,36 +438,128 @@ class RedisConnection:
             future = self.loop.create_future()
             self._waiters.append(future)
             try:
-                await asyncio.wait_for(asyncio.shield(future), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(future)
+            except TimeoutError:
                 raise self.unavailable() from None
             except RedisLayerUnavailable:
-                if timeout is not None:
+                if timeout is not None or self.closed:
                     raise
 
+    def _error(self, proto: LayerProtocol, exc: txredisapi.ResponseError) -> RedisLayerError:
+        text = str(exc)
+        redirect = RedisRedirect.parse(text)
+        if redirect is not None:
+            return redirect
+        if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "CLUSTERDOWN", "UNBLOCKED")):
+            # A replica now (failover), not ready, or the cluster lost this slot: reconnect (a
+            # Sentinel or cluster client then finds the new master).
+            self.drop(text)
+            self._down()
+            return self.unavailable()
+        return RedisLayerError(f"Redis {self.describe()}: {exc}")
+
     async def call(self, *args: Any) -> Any:
-        """Run one command; replies that are Redis errors raise :class:`RedisLayerError`."""
-        proto = self.protocol or await self.get()
+        """Run one command.
+
+        Raises:
+            RedisLayerUnavailable: the server is down.
+            RedisRedirect: a cluster node sent the key elsewhere (``MOVED``/``ASK``).
+            RedisLayerError: Redis answered with another error.
+        """
+        return await self.call_on(self.protocol or await self.get(), args)
+
+    async def call_on(self, proto: LayerProtocol, args: tuple[Any, ...]) -> Any:
+        """Run one command on ``proto`` (this connection's current or new protocol)."""
         try:
             return await proto.call(args, self.reply_timeout)
         except txredisapi.ResponseError as exc:
-            text = str(exc)
-            if text.startswith(("READONLY", "MASTERDOWN", "LOADING")) and proto.transport is not None:
-                # A replica now (Sentinel failover), or not ready: reconnect, rediscovering the master.
-                self.last_error = text
-                proto.transport.loseConnection()
-                raise self.unavailable() from None
-            raise RedisLayerError(f"Redis {self.address.describe()}: {exc}") from None
+            raise self._error(proto, exc) from None
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+
+    def queue(self, commands: Sequence[tuple[tuple[Any, ...], float]], fn: Callable[[Any], None]) -> LayerProtocol:
+        """Queue several commands now (one write at the end of this loop pass), each with its
+        own reply timeout; ``fn(reply)`` is called with each reply as it is parsed, or with the
+        error (as :meth:`call` raises it) when it is an error reply or the connection is lost.
+        ``fn`` must not raise.
+
+        Raises:
+            RedisLayerUnavailable: not connected.
+        """
+        proto = self.protocol
+        if proto is None:
+            raise self.unavailable()
+
+        def reply(value: Any) -> None:
+            if isinstance(value, Exception):
+                value = self.convert(proto, value)
+            fn(value)
+
+        try:
+            for args, timeout in commands:
+                proto.call_back(args, timeout, reply)
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+        return proto
+
+    def convert(self, proto: LayerProtocol, exc: Exception) -> Exception:
+        """The layer's error for a reply error or a lost connection on ``proto``."""
+        if isinstance(exc, txredisapi.ResponseError):
+            return self._error(proto, exc)
+        if isinstance(exc, txredisapi.ConnectionError):
+            self.last_error = _describe(exc)
+            return self.unavailable()
+        return exc
+
+    async def call_asking(self, *args: Any) -> Any:
+        """``ASKING`` then the command, back to back on this connection (a cluster's ``ASK``)."""
+        proto = self.protocol or await self.get()
+        try:
+            asking = proto.call(("ASKING",), self.reply_timeout)
+            reply = proto.call(args, self.reply_timeout)
+            await asking
+            return await reply
+        except txredisapi.ResponseError as exc:
+            raise self._error(proto, exc) from None
         except txredisapi.ConnectionError as exc:
             self.last_error = _describe(exc)
             raise self.unavailable() from None
 
     async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a script by SHA (falling back to EVAL once if the server forgot it)."""
+        proto = self.protocol or await self.get()
+        try:  # (call_on() inlined: this is every send's path)
+            return await proto.call(("EVALSHA", script.sha, len(keys), *keys, *args), self.reply_timeout)
+        except txredisapi.ResponseError as exc:
+            error = self._error(proto, exc)
+            if isinstance(error, (RedisLayerUnavailable, RedisRedirect)) or "NOSCRIPT" not in str(error):
+                raise error from None
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+        return await self.call("EVAL", script.source, len(keys), *keys, *args)
+
+
+class _Direct:
+    """Commands on a connection's new protocol before callers get it (for ``on_ready``)."""
+
+    __slots__ = ("connection", "proto")
+
+    def __init__(self, connection: RedisConnection, proto: LayerProtocol) -> None:
+        self.connection = connection
+        self.proto = proto
+
+    async def call(self, *args: Any) -> Any:
+        return await self.connection.call_on(self.proto, args)
+
+    async def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except RedisLayerError as exc:
-            if "NOSCRIPT" not in str(exc):
+            if isinstance(exc, (RedisLayerUnavailable, RedisRedirect)) or "NOSCRIPT" not in str(exc):
                 raise
         return await self.call("EVAL", script.source, len(keys), *keys, *args)
 

@@ -1,11 +1,13 @@
 """Redis addresses: ``redis://``, ``rediss://`` and ``unix://`` URLs, channels_redis host entries,
-and Sentinel-managed services.
+Sentinel-managed services and Redis Cluster seed nodes.
 
 URL forms (the ones redis-py's ``from_url`` takes, so channels_redis settings carry over)::
 
     redis://[[user]:password@]host[:port][/db][?option=value...]
     rediss://...                              TLS; the server certificate is verified
     unix://[[user]:password@]/path/to/redis.sock[?db=N&password=...]
+    redis+cluster://[[user]:password@]host[:port]   a Redis Cluster node to start from
+    rediss+cluster://...                      the same over TLS
 
 TLS options in the query string: ``ssl_ca_certs`` (PEM file of trusted CAs; default: the system's
 trust store), ``ssl_certfile`` + ``ssl_keyfile`` (a client certificate), ``ssl_cert_reqs``
@@ -15,6 +17,9 @@ trust store), ``ssl_certfile`` + ``ssl_keyfile`` (a client certificate), ``ssl_c
 With Sentinel (``sentinels=[...]`` on the layer, or a channels_redis dict entry
 ``{"sentinels": [(host, port)], "master_name": name}``), the host part of each URL is the name of
 the monitored service, e.g. ``redis://:secret@mymaster/0``.
+
+With Redis Cluster, every URL is a ``redis+cluster://`` (or ``rediss+cluster://``) seed: any
+reachable one tells where the others are, so the list names one cluster, not shards.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["RedisAddress", "decode_hosts", "parse_sentinel", "parse_url"]
+
+_SCHEMES = {"redis": ("redis", False), "rediss": ("rediss", False), "unix": ("unix", False),
+            "redis+cluster": ("redis", True), "rediss+cluster": ("rediss", True)}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -51,6 +59,8 @@ class RedisAddress:
     master_name: str | None = None
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_password: str | None = field(default=None, repr=False)
+    #: A Redis Cluster node (``redis+cluster://``): a seed to discover the cluster from.
+    cluster: bool = False
 
     @property
     def tls(self) -> bool:
@@ -63,6 +73,8 @@ class RedisAddress:
             return f"sentinel:{self.master_name}/{self.db} (via {', '.join(f'{h}:{p}' for h, p in self.sentinels)})"
         if self.scheme == "unix":
             return f"unix://{user}{self.path}?db={self.db}"
+        if self.cluster:
+            return f"{self.scheme}+cluster://{user}{self.host}:{self.port}"
         return f"{self.scheme}://{user}{self.host}:{self.port}/{self.db}"
 
 
@@ -94,9 +106,9 @@ def parse_url(url: str, *, sentinels: Sequence[tuple[str, int]] = (), sentinel_p
         raise ValueError(f"a Redis host must be a URL string, got {url!r}")
     parts = urlsplit(url)
     url = _redact(url)  # for error messages
-    scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"{url!r}: the scheme must be redis://, rediss:// or unix://")
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ValueError(f"{url!r}: the scheme must be redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://")
+    scheme, cluster = _SCHEMES[parts.scheme.lower()]
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
@@ -123,6 +135,8 @@ def parse_url(url: str, *, sentinels: Sequence[tuple[str, int]] = (), sentinel_p
         raise ValueError(f"{url!r}: the database must be a number, got {db_text!r}") from None
     if db < 0:
         raise ValueError(f"{url!r}: the database must not be negative")
+    if cluster and db:
+        raise ValueError(f"{url!r}: Redis Cluster has only database 0")
     tls: dict[str, Any] = {}
     for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         if name in query:
@@ -137,17 +151,20 @@ def parse_url(url: str, *, sentinels: Sequence[tuple[str, int]] = (), sentinel_p
     if query:
         raise ValueError(f"{url!r}: unknown option(s) {', '.join(sorted(query))}")
     if tls and scheme != "rediss":
-        raise ValueError(f"{url!r}: ssl_* options need a rediss:// URL")
+        raise ValueError(f"{url!r}: ssl_* options need a rediss:// (or rediss+cluster://) URL")
     if bool(tls.get("ssl_certfile")) != bool(tls.get("ssl_keyfile")):
         raise ValueError(f"{url!r}: ssl_certfile and ssl_keyfile go together")
     master_name = None
     if sentinels:
+        if cluster:
+            raise ValueError(f"{url!r}: Sentinel and Redis Cluster do not go together")
         if scheme == "unix":
             raise ValueError(f"{url!r}: with sentinels, hosts name services (redis://[:password@]service/db)")
         master_name, host, port = host, "", 0
     return RedisAddress(
         scheme=scheme, host=host, port=port, path=path, db=db, username=username, password=password,
-        master_name=master_name, sentinels=tuple(sentinels), sentinel_password=sentinel_password, **tls,
+        master_name=master_name, sentinels=tuple(sentinels), sentinel_password=sentinel_password, cluster=cluster,
+        **tls,
     )
 
 
@@ -177,8 +194,11 @@ def decode_hosts(
     Entries are URL strings, ``(host, port)`` pairs, or channels_redis dicts: ``{"address": URL}``
     or ``{"sentinels": [...], "master_name": NAME, "db": 0, "password": ...}``.
 
+    With Redis Cluster every entry is a ``redis+cluster://`` seed of the one cluster.
+
     Raises:
-        ValueError: a bare string instead of a list, or a bad entry.
+        ValueError: a bare string instead of a list, a bad entry, or cluster seeds mixed with
+            other hosts.
     """
     if hosts is None or (not isinstance(hosts, (str, bytes)) and len(hosts) == 0):
         hosts = ["redis://localhost:6379"]
@@ -208,4 +228,6 @@ def decode_hosts(
                 raise ValueError(f"{entry!r}: a Sentinel entry needs sentinels")
         else:
             raise ValueError(f"cannot use {entry!r} as a Redis host (use a redis://, rediss:// or unix:// URL)")
+    if any(a.cluster for a in result) and not all(a.cluster for a in result):
+        raise ValueError("redis+cluster:// seeds name one Redis Cluster: do not mix them with other hosts")
     return result

@@ -1,29 +1,36 @@
 """``RedisChannelLayer``: the Channels layer API on Redis, wire-compatible with channels_redis 4.x.
 
 See ``docs/redis-layer.md`` for the wire format, the consistency and loss model and the costs.
-This module holds the API and the routing (local or Redis, which shard); the group fan-out is in
-``groups.py``, the reader in ``reader.py``, the connections in ``connection.py``.
+This module holds the API and the routing (local or Redis); where keys live is the topology's
+(``topology.py``: a ring of servers or a Redis Cluster), the group fan-out is in ``groups.py``,
+the readers in ``reader.py``, the connections in ``connection.py`` and ``cluster.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway.exceptions import ChannelFull, InvalidChannelLayerError
 from gateway.layers.base import BaseChannelLayer
-from gateway.layers.redis import groups
 from gateway.layers.redis.bridge import home, run_on
-from gateway.layers.redis.errors import RedisLayerError
+from gateway.layers.redis.errors import ForeignChannelError, RedisLayerError
+from gateway.layers.redis.groups import GroupSettings, Groups
+from gateway.layers.redis.hashing import consistent_hash
 from gateway.layers.redis.hosts import decode_hosts
-from gateway.layers.redis.local import DEEP, FLAT, OWNED, LocalChannels, snapshot
+from gateway.layers.redis.local import DEEP, FLAT, OWNED, LocalChannels, ReceiveBuffer, snapshot
 from gateway.layers.redis.options import RedisLayerOptions, check_positive
+from gateway.layers.redis.scripts import SEND
 from gateway.layers.redis.serializer import CHANNEL_KEY, Serializer
+
+if TYPE_CHECKING:  # (importing them imports txredisapi: done at first use, on the installed reactor)
+    from gateway.layers.redis.commands import RedisCommands
+    from gateway.layers.redis.marks import RedisMarks
+    from gateway.layers.redis.topology import Topology
 
 __all__ = ["RedisChannelLayer", "consistent_hash"]
 
@@ -31,19 +38,10 @@ logger = logging.getLogger("gateway.layers.redis")
 
 _COUNTERS = (
     "sent", "send_full", "send_failed", "received", "local_deliveries", "remote_deliveries",
-    "group_sends", "group_send_failed", "group_delivered", "group_dropped", "over_capacity",
+    "group_sends", "group_send_failed", "group_delivered", "group_dropped", "group_sends_held", "over_capacity",
     "expired", "undecodable", "reader_batches", "reader_messages", "memberships_restored",
 )
 _IMMUTABLE = frozenset({str, bytes, int, float, bool, type(None)})
-
-
-def consistent_hash(value: str | bytes, ring_size: int) -> int:
-    """The shard of a name: ``crc32(name) & 0xFFF`` scaled onto the ring (channels_redis)."""
-    if ring_size == 1:
-        return 0
-    if isinstance(value, str):
-        value = value.encode("utf-8")
-    return int((binascii.crc32(value) & 0xFFF) / (4096 / float(ring_size)))
 
 
 def _glob_escape(text: str) -> str:
@@ -95,23 +93,29 @@ class RedisChannelLayer(BaseChannelLayer):
             raise InvalidChannelLayerError(str(exc)) from None
         self.prefix = prefix
         self.group_expiry = group_expiry
-        self.ring_size = len(self.hosts)
+        #: Whether the hosts are seeds of a Redis Cluster (``redis+cluster://``).
+        self.cluster = self.hosts[0].cluster
+        self.ring_size = 1 if self.cluster else len(self.hosts)
         self.batch = batch
         self.block_timeout = block_timeout
-        self._timeouts = (connect_timeout, command_timeout, reconnect_max_delay)
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.reconnect_max_delay = reconnect_max_delay
+        #: Seconds group_sends wait after a server came back without its data (every process
+        #: reconnects and re-adds its memberships within it; docs/redis-layer.md).
+        self.restore_window = 1.25 * reconnect_max_delay + 0.5
         self.client_prefix = uuid.uuid4().hex
         self._suffix = f".{self.client_prefix}!"
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.local = LocalChannels(expiry, self.get_capacity, self.counters, self._on_wait)
-        #: Groups this process's channels joined: {group: {channel: join time}} (re-added after
-        #: a Redis restart lost them).
-        self.memberships: dict[str, dict[str, float]] = {}
-        self._process_keys: dict[int, dict[bytes, None]] = {}
-        self._normal_waiting: set[str] = set()
+        self._groups: Groups | None = None
+        self._process_keys: dict[bytes, None] = {}
+        self._normal_keys: dict[bytes, str] = {}
+        self._normal_waiting: dict[str, bytes] = {}
         self._registered: set[str] = set()
         self._reactor: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._shards: list[Any] | None = None
+        self._topology: Topology | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(hosts={[h.describe() for h in self.hosts]}, prefix={self.prefix!r})"
@@ -126,68 +130,99 @@ class RedisChannelLayer(BaseChannelLayer):
             self._reactor, self._loop = home()
         return loop is self._loop
 
-    def _started(self) -> list[Any]:
-        shards = self._shards
-        if shards is None:
-            from gateway.layers.redis.shard import Shard
+    def _started(self) -> Topology:
+        topology = self._topology
+        if topology is None:
+            from gateway.layers.redis.connection import ConnectionSettings
+            from gateway.layers.redis.topology import ClusterKeyspace, ShardRing
 
-            shards = self._shards = [Shard(self, i, address) for i, address in enumerate(self.hosts)]
-            for shard in shards:
-                shard.command.start()
-        return shards
+            kind = ClusterKeyspace if self.cluster else ShardRing
+            topology = self._topology = kind(
+                self, self.hosts, prefix=self.prefix, client_prefix=self.client_prefix, reactor=self._reactor,
+                loop=self._home_loop(), settings=ConnectionSettings(self.connect_timeout, self.command_timeout,
+                                                             self.reconnect_max_delay),
+                counters=self.counters, batch=self.batch, block_timeout=self.block_timeout,
+            )
+            memberships = self._groups.memberships if self._groups is not None else {}
+            self._groups = Groups(GroupSettings(
+                prefix=self.prefix, expiry=self.expiry, group_expiry=self.group_expiry, capacity=self.capacity,
+                suffix=self._suffix, patchable=self.serializer.patchable and not self.channel_capacity,
+                restore_window=self.restore_window,
+            ), topology, self.local, self.serializer, self.counters, self.get_capacity)
+            self._groups.memberships.update(memberships)
+        return topology
 
-    def _command(self, index: int) -> Any:
-        return self._started()[index].command
+    def _group_ops(self) -> Groups:
+        self._started()
+        assert self._groups is not None
+        return self._groups
+
+    @property
+    def memberships(self) -> dict[str, dict[str, float]]:
+        """Groups this process's channels joined: ``{group: {channel: join time}}`` (re-added
+        when Redis lost them)."""
+        return self._groups.memberships if self._groups is not None else {}
 
     def group_key(self, group: str) -> bytes:
+        """The Redis key of ``group``."""
+        if self.cluster:
+            return f"{self.prefix}:group:{{{group}}}".encode()
         return f"{self.prefix}:group:{group}".encode()
+
+    _group_key = group_key  # channels_redis' name
 
     def is_local(self, channel: str) -> bool:
         """Whether ``channel`` is a specific channel of this layer instance."""
         bang = channel.find("!")
         return bang >= 0 and channel[: bang + 1].endswith(self._suffix)
 
-    # -- the reader's side ------------------------------------------------------------------
+    # -- what the readers call (LayerSide) ------------------------------------------------------
 
-    def reader_keys(self, index: int, kind: str) -> list[tuple[bytes, int]]:
-        """What shard ``index``'s reader of ``kind`` pops now: ``[(key, count), ...]``."""
-        if kind == "process":  # every shard: channels_redis' send() may pick any (see docs)
-            return [(key, self.batch) for keys in self._process_keys.values() for key in keys]
+    def reader_keys(self, kind: str) -> list[tuple[bytes, int]]:
+        """The keys a reader of ``kind`` pops now: ``[(key, count), ...]``."""
+        if kind == "process":
+            batch = self.batch
+            return [(key, batch) for key in self._process_keys]
         keys = []
-        for name in list(self._normal_waiting):
+        for name, key in list(self._normal_waiting.items()):
             want = self.local.waiting(name)
             if want > 0:
-                keys.append(((self.prefix + name).encode(), want))
+                keys.append((key, want))
             else:
-                self._normal_waiting.discard(name)
+                del self._normal_waiting[name]
         return keys
+
+    async def connected(self, commands: RedisCommands, owns_group: Callable[[str], bool], shard: int | None,
+                        first: bool) -> None:
+        """A command connection (re)opened (see :meth:`Groups.connected`)."""
+        if self._groups is not None:
+            await self._groups.connected(commands, owns_group, shard, first)
 
     def _register(self, non_local: str) -> None:
         if non_local in self._registered:
             return
         self._registered.add(non_local)
-        key = (self.prefix + non_local).encode()
-        index = consistent_hash(non_local, self.ring_size)
-        keys = self._process_keys.setdefault(index, {})
-        if key not in keys:
-            keys[key] = None
-            for shard in self._started():
-                shard.reader("process").notify(key)
+        topology = self._started()
+        key = topology.channel_key(non_local)
+        if key not in self._process_keys:
+            self._process_keys[key] = None
+            topology.notify("process", key)
 
     def _on_wait(self, name: str) -> None:
         if "!" in name:
             return
-        self._normal_waiting.add(name)
-        key = (self.prefix + name).encode()
-        for shard in self._started():
-            shard.reader("normal").notify(key)
+        topology = self._started()
+        key = self._normal_waiting.get(name)
+        if key is None:
+            key = self._normal_waiting[name] = topology.channel_key(name)
+            self._normal_keys[key] = name
+        topology.notify("normal", key)
 
     def dispatch(self, key: bytes, pairs: list[tuple[bytes, bytes]]) -> None:
         """Hand popped ``(member, score)`` pairs of ``key`` to local channels."""
         counters = self.counters
         cutoff = time.time() - self.expiry
-        process = any(key in keys for keys in self._process_keys.values())
-        channel = None if process else key[len(self.prefix.encode()):].decode("utf-8", "replace")
+        channel = None if key in self._process_keys else self._normal_keys.get(key)
         for member, score in pairs:
             sent_at = float(score)
             if sent_at <= cutoff:
@@ -202,7 +237,7 @@ class RedisChannelLayer(BaseChannelLayer):
             target = message.pop(CHANNEL_KEY, None)
             counters["remote_deliveries"] += 1
             if channel is not None:
-                self.local.put(channel, message, sent_at, OWNED, bounded=False)
+                self.local.put(channel, message, sent_at, OWNED, bounded=False, expires=False)
                 continue
             if isinstance(target, str):
                 names, mode = [target], OWNED
@@ -213,7 +248,7 @@ class RedisChannelLayer(BaseChannelLayer):
             else:
                 counters["undecodable"] += 1
                 continue
-            counters["over_capacity"] += self.local.put_many(names, message, sent_at, mode)
+            counters["over_capacity"] += self.local.put_many(names, message, sent_at, mode, expires=False)
 
     # -- the channel layer API ----------------------------------------------------------------
 
@@ -223,18 +258,24 @@ class RedisChannelLayer(BaseChannelLayer):
         Raises:
             TypeError: a bad channel name or message (or one carrying ``__asgi_channel__``).
             ChannelFull: the channel holds its capacity.
-            RedisLayerUnavailable: the channel's Redis shard is down.
+            RedisLayerUnavailable: the channel's Redis server is down.
         """
         self.require_message(message)
         self.require_valid_channel_name(channel)
         if CHANNEL_KEY in message:
             raise TypeError(f"message must not contain the reserved key {CHANNEL_KEY!r}")
         if not self._at_home():
-            return await run_on(self._loop, self._send(channel, message))  # type: ignore[arg-type]
+            return await run_on(self._home_loop(), self._send(channel, message))
         return await self._send(channel, message)
+
+    def _home_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        assert loop is not None  # _at_home() found it
+        return loop
 
     async def _send(self, channel: str, message: dict[str, Any]) -> None:
         now = time.time()
+        topology = self._started()
         bang = channel.find("!")
         if bang >= 0:
             non_local = channel[: bang + 1]
@@ -249,17 +290,15 @@ class RedisChannelLayer(BaseChannelLayer):
                 return
             message = dict(message)
             message[CHANNEL_KEY] = channel
-            index = consistent_hash(non_local, self.ring_size)
-        else:  # channels_redis cycles through hosts; one shard per name keeps capacity and order exact
-            non_local = channel
-            index = consistent_hash(channel, self.ring_size)
+            key = topology.channel_key(non_local)
+            commands = topology.for_key(non_local, key)
+        else:  # as channels_redis: a ring cycles over its servers (every reader reads them all)
+            key = topology.channel_key(channel)
+            commands = topology.for_normal_send(channel, key)
         member = self.serializer.encode(message)
-        from gateway.layers.redis.scripts import SEND
-
         try:
-            queued, expired = await self._command(index).evalsha(
-                SEND, [(self.prefix + non_local).encode()],
-                [member, now, now - self.expiry, self.get_capacity(channel), int(self.expiry * 1000) + 1])
+            queued, expired = await commands.evalsha(
+                SEND, [key], [member, now, now - self.expiry, self.get_capacity(channel), int(self.expiry * 1000) + 1])
         except RedisLayerError:
             self.counters["send_failed"] += 1
             raise
@@ -275,16 +314,28 @@ class RedisChannelLayer(BaseChannelLayer):
 
         Raises:
             TypeError: a bad channel name.
-            ValueError: a specific channel of another process.
+            ForeignChannelError: a specific channel of another process (a ``ValueError``, and an
+                ``AssertionError`` as channels_redis raises).
         """
-        state = self.local.channels.get(channel)
+        local = self.local
+        state = local.channels.get(channel)
         if state is not None and state.ready and asyncio.get_running_loop() is self._loop:
-            return await self.local.get(state)  # checked and registered before
+            # checked and registered before: local.get() inlined (one coroutine less per message)
+            got = local.take(state)
+            if isinstance(got, tuple):
+                return local.unpack(got)
+            try:
+                entry = await got
+            except asyncio.CancelledError:
+                local.cancelled(state, got)
+                raise
+            return local.unpack(entry)
         self.require_valid_channel_name(channel)
         if "!" in channel and not self.is_local(channel):
-            raise ValueError(f"{channel!r} is a specific channel of another process; only its owner receives from it")
+            raise ForeignChannelError(
+                f"{channel!r} is a specific channel of another process; only its owner receives from it")
         if not self._at_home():
-            return await run_on(self._loop, self._receive(channel))  # type: ignore[arg-type]
+            return await run_on(self._home_loop(), self._receive(channel))
         return await self._receive(channel)
 
     async def _receive(self, channel: str) -> dict[str, Any]:
@@ -299,7 +350,7 @@ class RedisChannelLayer(BaseChannelLayer):
         name = f"{prefix}.{self.client_prefix}!{uuid.uuid4().hex}"
         self.require_valid_channel_name(name)
         if not self._at_home():
-            await run_on(self._loop, self._new_channel(name))  # type: ignore[arg-type]
+            await run_on(self._home_loop(), self._new_channel(name))
         else:
             await self._new_channel(name)
         return name
@@ -314,76 +365,144 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         if not self._at_home():
-            return await run_on(self._loop, groups.group_add(self, group, channel))  # type: ignore[arg-type]
-        return await groups.group_add(self, group, channel)
+            return await run_on(self._home_loop(), self._group_ops().add(group, channel))
+        return await self._group_ops().add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; a non-member is a no-op."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         if not self._at_home():
-            return await run_on(self._loop, groups.group_discard(self, group, channel))  # type: ignore[arg-type]
-        return await groups.group_discard(self, group, channel)
+            return await run_on(self._home_loop(), self._group_ops().discard(group, channel))
+        return await self._group_ops().discard(group, channel)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """Send ``message`` to every member; never raises for full channels or a down shard
+        """Send ``message`` to every member; never raises for full channels or a down server
         (both are counted: ``group_dropped``, ``group_send_failed``)."""
         self.require_message(message)
         self.require_valid_group_name(group)
         if CHANNEL_KEY in message:
             raise TypeError(f"message must not contain the reserved key {CHANNEL_KEY!r}")
         if not self._at_home():
-            return await run_on(self._loop, groups.group_send(self, group, message))  # type: ignore[arg-type]
-        return await groups.group_send(self, group, message)
+            return await run_on(self._home_loop(), self._group_ops().send(group, message))
+        return await self._group_ops().send(group, message)
 
     # -- flush, close, stats -------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Delete every key under the prefix on every shard, and this process's queues."""
+        """Delete every key under the prefix on every server, and this process's queues."""
         if not self._at_home():
-            return await run_on(self._loop, self._flush())  # type: ignore[arg-type]
+            return await run_on(self._home_loop(), self._flush())
         return await self._flush()
 
     async def _flush(self) -> None:
-        from gateway.layers.redis.scripts import FLUSH
-
         self.local.clear()
-        self.memberships.clear()
-        pattern = _glob_escape(self.prefix) + "*"
-        await asyncio.gather(*(self._command(i).evalsha(FLUSH, [], [pattern]) for i in range(self.ring_size)))
+        groups = self._group_ops()
+        groups.clear()
+        await groups.topology.flush(_glob_escape(self.prefix) + "*")
 
     async def close(self) -> None:
-        """Close the connections (queued normal-channel messages go back to Redis first)."""
-        if self._shards is None:
+        """Close the connections (queued normal-channel messages go back to Redis first).
+
+        The layer stays usable: connections open again at the next use.
+        """
+        if self._topology is None:
             return
         if not self._at_home():
-            return await run_on(self._loop, self._close())  # type: ignore[arg-type]
+            return await run_on(self._home_loop(), self._close())
         return await self._close()
 
     async def _close(self) -> None:
-        shards, self._shards = self._shards, None
-        if shards is None:
+        topology, self._topology = self._topology, None
+        if topology is None:
             return
-        await groups.give_back(self, shards)
-        await asyncio.gather(*(shard.close() for shard in shards), return_exceptions=True)
-        self._process_keys.clear()
-        self._registered.clear()
+        try:
+            await self._give_back(topology)
+        finally:
+            await topology.close()
+            self._process_keys.clear()
+            self._normal_keys.clear()
+            self._normal_waiting.clear()
+            self._registered.clear()
+            for state in self.local.channels.values():
+                state.ready = False  # the next receive() registers its key again
+
+    async def _give_back(self, topology: Topology) -> None:
+        """Put normal-channel messages popped for receivers that left back into Redis."""
+        pending = []
+        for name in [n for n in self.local.channels if "!" not in n]:
+            for expires, message, _mode in self.local.drain_queued(name):
+                key = topology.channel_key(name)
+                pending.append(topology.for_normal_send(name, key).evalsha(SEND, [key], [
+                    self.serializer.encode(message), time.time(), time.time() - self.expiry,
+                    self.get_capacity(name) + 1, int(self.expiry * 1000) + 1]))
+        if pending:
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), self.command_timeout)
 
     async def close_pools(self) -> None:
         """channels_redis' name for :meth:`close`."""
         await self.close()
 
+    # -- other uses of the same Redis --------------------------------------------------------
+
+    async def execute(self, key: bytes, *args: bytes | str | int | float) -> Any:
+        """Run one Redis command on the server holding ``key`` (a ring hashes the key; a cluster
+        routes it to the key's slot), from any loop or thread.
+
+        Raises:
+            RedisLayerUnavailable: that server is down.
+            RedisLayerError: Redis answered with an error.
+        """
+        if not self._at_home():
+            return await run_on(self._home_loop(), self._execute(key, args))
+        return await self._execute(key, args)
+
+    async def _execute(self, key: bytes, args: tuple[bytes | str | int | float, ...]) -> Any:
+        return await self._started().for_key(key.decode("utf-8", "replace"), key).call(*args)
+
+    def marks(self, namespace: str) -> RedisMarks:
+        """:class:`~gateway.layers.marks.SharedMarks` on this layer's Redis (e.g. webhook
+        de-duplication across processes)."""
+        from gateway.layers.redis.marks import RedisMarks
+
+        return RedisMarks(self, namespace)
+
+    # -- channels_redis' helpers -------------------------------------------------------------
+
+    def serialize(self, message: dict[str, Any]) -> bytes:
+        """A sorted-set member for ``message`` (channels_redis' ``serialize``)."""
+        return self.serializer.encode(message)
+
+    def deserialize(self, member: bytes) -> dict[str, Any]:
+        """The message in a sorted-set member (channels_redis' ``deserialize``).
+
+        Raises:
+            ValueError: the member does not decode.
+        """
+        return self.serializer.decode(member)
+
+    def consistent_hash(self, value: str | bytes) -> int:
+        """The ring index of a name (channels_redis' method)."""
+        return consistent_hash(value, self.ring_size)
+
+    @property
+    def receive_buffer(self) -> ReceiveBuffer:
+        """channels_redis' per-channel buffers of taken messages, as a view of the local queues."""
+        return ReceiveBuffer(self.local, self.capacity)
+
     def stats(self) -> dict[str, int]:
         """Counters since start (see docs/redis-layer.md) and gauges of the connections."""
         result = dict(self.counters)
-        shards = self._shards or []
-        conns = [c for shard in shards for c in shard.connections()]
+        topology = self._topology
+        conns = topology.connections() if topology is not None else []
         result["connections_up"] = sum(1 for c in conns if c.up)
         result["connections_down"] = sum(1 for c in conns if not c.up)
-        result["shards_down"] = sum(1 for shard in shards if not shard.command.up)
+        result["shards_down"] = topology.servers_down() if topology is not None else 0
         result["reconnects"] = sum(max(0, c.connects - 1) for c in conns)
         result["disconnects"] = sum(c.disconnects for c in conns)
         result["connect_failures"] = sum(c.total_failures for c in conns)
         result["local_channels"] = len(self.local.channels)
         result["local_queued"] = self.local.queued()
+        if topology is not None:
+            result.update(topology.topology_counters())
         return result

@@ -4,8 +4,15 @@ Everything here runs on the reactor's event loop (the layer moves calls from oth
 threads there), so there is no lock. The rules are the in-memory layer's: FIFO per channel,
 capacity counts queued messages, a waiting receiver is handed a message directly, a receiver
 cancelled after being handed one gives it back to the head of the queue (nothing is lost by
-``asyncio.wait_for(receive(), t)``), expired messages are dropped lazily from the head and by a
-sweep at most once per ``expiry``.
+``asyncio.wait_for(receive(), t)``).
+
+Expiry follows channels_redis, where these messages would wait in a sorted set: a message older
+than ``expiry`` is dropped when a newer one is put on its channel (channels_redis purges a key on
+every send to it), and a channel nothing was put on for ``expiry`` seconds is emptied by a sweep
+(channels_redis' key TTL); ``receive()`` takes what is queued whatever its age, as a
+``BZPOPMIN`` does. Messages the reader took out of Redis never expire here (channels_redis' receive
+buffer keeps what it popped): once this process has taken a message, it is delivered; only the
+capacity bounds the queue.
 
 Normal channels (no ``!``) get a queue here too, but only for messages the reader popped for a
 receiver that was cancelled meanwhile; the reader pops from Redis only as many as receivers wait.
@@ -17,10 +24,12 @@ import asyncio
 import copy
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["DEEP", "FLAT", "OWNED", "LocalChannels", "snapshot"]
+__all__ = ["DEEP", "FLAT", "OWNED", "LocalChannels", "ReceiveBuffer", "snapshot"]
+
+_NEVER = float("inf")
 
 _IMMUTABLE = frozenset({str, bytes, int, float, bool, type(None)})
 
@@ -88,10 +97,13 @@ class LocalChannels:
             del self.channels[state.name]
 
     def sweep(self, now: float) -> None:
-        """Drop expired messages and idle channels everywhere."""
+        """Empty channels nothing was put on for ``expiry`` (their newest message expired), drop
+        idle channels' state."""
         self._next_sweep = now + self.expiry
         for state in list(self.channels.values()):
-            self._purge(state, now)
+            queue = state.queue
+            if queue and queue[-1][0] <= now:
+                self._purge(state, now)
             state.waiters = deque(w for w in state.waiters if not w.done())
             self._forget_if_idle(state)
 
@@ -124,19 +136,22 @@ class LocalChannels:
 
     # -- putting ---------------------------------------------------------------------------
 
-    def put(self, name: str, message: dict[str, Any], sent_at: float, mode: int, *, bounded: bool = True) -> bool:
+    def put(self, name: str, message: dict[str, Any], sent_at: float, mode: int, *, bounded: bool = True,
+            expires: bool = True) -> bool:
         """Queue ``message`` on ``name`` (or hand it to a waiting receiver).
 
         Returns False, without queueing, when the channel holds its capacity (``bounded``).
+        ``expires=False``: the message stays until received (it was taken out of Redis).
         """
-        return self.put_many((name,), message, sent_at, mode, bounded=bounded) == 0
+        return self.put_many((name,), message, sent_at, mode, bounded=bounded, expires=expires) == 0
 
-    def put_many(self, names: Any, message: dict[str, Any], sent_at: float, mode: int, *, bounded: bool = True) -> int:
+    def put_many(self, names: Iterable[str], message: dict[str, Any], sent_at: float, mode: int, *,
+                 bounded: bool = True, expires: bool = True) -> int:
         """:meth:`put` one message on several channels; returns how many were full."""
         now = self.clock()
         if now >= self._next_sweep:
             self.sweep(now)
-        entry = (sent_at + self.expiry, message, mode)
+        entry = (sent_at + self.expiry if expires else _NEVER, message, mode)
         channels = self.channels
         full = 0
         for name in names:
@@ -179,34 +194,30 @@ class LocalChannels:
             state = self.channels[name] = _Channel(name, self.get_capacity(name))
         return state
 
-    async def get(self, state: _Channel) -> dict[str, Any]:
-        """Wait for the next message on ``state``'s channel (cancellation-safe)."""
+    def take(self, state: _Channel) -> _Entry | asyncio.Future[_Entry]:
+        """The next queued entry of ``state``'s channel, or a future for it (a waiting receiver:
+        on cancellation, pass it to :meth:`cancelled`)."""
         queue = state.queue
         if queue:
-            now = self.clock()
-            if queue[0][0] <= now:
-                self._purge(state, now)
-        if queue:
-            entry = queue.popleft()
+            return queue.popleft()
+        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+        state.waiters.append(future)
+        if state.normal:
+            self.on_wait(state.name)
+        return future
+
+    def cancelled(self, state: _Channel, future: asyncio.Future[_Entry]) -> None:
+        """A receiver waiting on ``future`` was cancelled: an entry it was handed goes back."""
+        if future.done() and not future.cancelled():
+            self._give_back(state.name, future.result())
         else:
-            future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-            state.waiters.append(future)
-            if state.normal:
-                self.on_wait(state.name)
             try:
-                entry = await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._give_back(state.name, future.result())
-                else:
-                    try:
-                        state.waiters.remove(future)
-                    except ValueError:
-                        pass
-                raise
-            if entry[0] <= self.clock():  # expired while being handed over: wait for the next
-                self.stats["expired"] += 1
-                return await self.get(state)
+                state.waiters.remove(future)
+            except ValueError:
+                pass
+
+    def unpack(self, entry: _Entry) -> dict[str, Any]:
+        """The message of a taken entry, the receiver's own (copied when shared)."""
         self.stats["received"] += 1
         mode = entry[2]
         if mode == OWNED:
@@ -214,3 +225,67 @@ class LocalChannels:
         if mode == FLAT:
             return dict(entry[1])
         return copy.deepcopy(entry[1])
+
+    async def get(self, state: _Channel) -> dict[str, Any]:
+        """Wait for the next message on ``state``'s channel (cancellation-safe)."""
+        got = self.take(state)
+        if isinstance(got, tuple):
+            return self.unpack(got)
+        try:
+            entry = await got
+        except asyncio.CancelledError:
+            self.cancelled(state, got)
+            raise
+        return self.unpack(entry)
+
+
+class _BufferView:
+    """One local queue seen as channels_redis' ``BoundedQueue`` (``put_nowait`` drops the oldest
+    message when the queue holds the layer's capacity)."""
+
+    __slots__ = ("local", "name", "capacity")
+
+    def __init__(self, local: LocalChannels, name: str, capacity: int) -> None:
+        self.local = local
+        self.name = name
+        self.capacity = capacity
+
+    def qsize(self) -> int:
+        state = self.local.channels.get(self.name)
+        return len(state.queue) if state is not None else 0
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        return self.qsize() >= self.capacity
+
+    def put_nowait(self, item: Any) -> None:
+        state = self.local.state(self.name)
+        if not state.waiters and len(state.queue) >= self.capacity:
+            state.queue.popleft()
+        self.local.put(self.name, item, self.local.clock(), OWNED, bounded=False, expires=False)
+
+    def get_nowait(self) -> Any:
+        state = self.local.channels.get(self.name)
+        if state is None or not state.queue:
+            raise asyncio.QueueEmpty
+        return state.queue.popleft()[1]
+
+
+class ReceiveBuffer(Mapping[str, _BufferView]):
+    """channels_redis' ``receive_buffer`` (messages taken for this process's channels, by
+    channel), as a view of the local queues, for code that inspects it."""
+
+    def __init__(self, local: LocalChannels, capacity: int) -> None:
+        self.local = local
+        self.capacity = capacity
+
+    def __getitem__(self, name: str) -> _BufferView:
+        return _BufferView(self.local, name, self.capacity)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, state in self.local.channels.items() if state.queue])
+
+    def __len__(self) -> int:
+        return sum(1 for state in self.local.channels.values() if state.queue)

@@ -11,7 +11,8 @@ for set-up commands, failing pending replies on connection loss) and adds:
   Python, linear in the reply size);
 * :meth:`LayerProtocol.call`: encode a command, queue it, and get an ``asyncio.Future`` for its
   reply. Commands queued during one loop pass are written with one ``send()`` at the end of it
-  (pipelining without waiting for Twisted's writer); replies resolve futures in order.
+  (pipelining without waiting for Twisted's writer), or at once when nothing else is due in this
+  pass (a lone command then costs no extra loop pass); replies resolve futures in order.
 * a reply deadline: a connection whose oldest pending reply is late is aborted (then the layer
   reconnects), which is how a dead peer is noticed even while a blocking read waits.
 
@@ -23,18 +24,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import txredisapi
 
+from gateway._compat.asyncio_loop import loop_is_idle
 from gateway._compat.tcp import write_through
 
-try:  # optional: a C parser
-    import hiredis
+_hiredis: Any
+try:  # a C parser (a dependency; the pure-Python parser below is the fallback)
+    import hiredis as _hiredis
 except ImportError:  # pragma: no cover - depends on the environment
-    hiredis = None
+    _hiredis = None
 
-__all__ = ["INCOMPLETE", "LayerProtocol", "RespParser"]
+__all__ = ["INCOMPLETE", "Callback", "LayerProtocol", "RespParser"]
 
 ResponseError = txredisapi.ResponseError
 INCOMPLETE: Any = object()
@@ -129,26 +133,57 @@ class RespParser:
         raise txredisapi.InvalidResponse(f"unexpected reply type byte {kind!r}")
 
 
+#: Encoded bulk strings of the short str arguments seen (command names, script SHAs, options).
+_BULK: dict[str, bytes] = {}
+
+
+def _bulk_str(arg: str) -> bytes:
+    data = arg.encode("utf-8")
+    encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+    if len(data) <= 64 and len(_BULK) < 4096:
+        _BULK[arg] = encoded
+    return encoded
+
+
 def encode_command(args: tuple[Any, ...]) -> bytes:
     """A RESP array of bulk strings (bytes as they are, str as UTF-8, numbers in full precision)."""
     parts = [b"*%d\r\n" % len(args)]
     append = parts.append
+    bulk = _BULK
     for arg in args:
         kind = type(arg)
         if kind is bytes:
-            data = arg
+            append(b"$%d\r\n%b\r\n" % (len(arg), arg))
         elif kind is str:
-            data = arg.encode("utf-8")
-        elif kind is int:
-            data = b"%d" % arg
-        elif kind is float:
-            data = repr(arg).encode()
+            append(bulk.get(arg) or _bulk_str(arg))
         else:
-            data = str(arg).encode("utf-8")
-        append(b"$%d\r\n" % len(data))
-        append(data)
-        append(b"\r\n")
+            if kind is int:
+                data = b"%d" % arg
+            elif kind is float:
+                data = repr(arg).encode()
+            else:
+                data = str(arg).encode("utf-8")
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+class Callback:
+    """A reply sink that calls ``fn(reply)`` as soon as the reply is parsed (``fn`` gets a Redis
+    error reply or a lost connection as an exception instance): no future, no task wake-up."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], None]) -> None:
+        self.fn = fn
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        self.fn(value)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.fn(error)
 
 
 class LayerProtocol(txredisapi.BaseRedisProtocol):
@@ -159,13 +194,14 @@ class LayerProtocol(txredisapi.BaseRedisProtocol):
         kwargs.setdefault("convertNumbers", False)
         self.loop: asyncio.AbstractEventLoop = kwargs.pop("loop")
         super().__init__(*args, **kwargs)
-        # One entry per command written, in order: a Future (call()) or None (txredisapi's queue).
-        self._sinks: deque[tuple[asyncio.Future[Any], float] | None] = deque()
+        # One entry per command written, in order: a Future (call()), a Callback (call_back()) or
+        # None (txredisapi's queue), with the reply's deadline.
+        self._sinks: deque[tuple[asyncio.Future[Any] | Callback, float] | None] = deque()
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
-        if hiredis is not None:
-            self._parser: Any = hiredis.Reader(protocolError=txredisapi.InvalidData, replyError=ResponseError)
+        if _hiredis is not None:
+            self._parser: Any = _hiredis.Reader(protocolError=txredisapi.InvalidData, replyError=ResponseError)
             self._incomplete: Any = False
         else:
             self._parser = RespParser()
@@ -213,14 +249,33 @@ class LayerProtocol(txredisapi.BaseRedisProtocol):
         """
         if not self.connected:
             raise txredisapi.ConnectionError("Not connected")
-        future = self.loop.create_future()
+        loop = self.loop
+        future = loop.create_future()
         self._out.append(encode_command(args))
-        self._sinks.append((future, self.loop.time() + timeout))
+        self._sinks.append((future, loop.time() + timeout))
+        if self._flush_handle is None:
+            if loop_is_idle(loop):  # nothing else runs before the loop waits: write now
+                self._flush()
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
+        if self._deadline_handle is None:
+            self._deadline_handle = self.loop.call_later(timeout, self._check_deadline)
+        return future
+
+    def call_back(self, args: tuple[Any, ...], timeout: float, fn: Callable[[Any], None]) -> None:
+        """Queue one command; ``fn(reply)`` is called from :meth:`dataReceived` with its reply.
+
+        Raises:
+            txredisapi.ConnectionError: the connection is closed.
+        """
+        if not self.connected:
+            raise txredisapi.ConnectionError("Not connected")
+        self._out.append(encode_command(args))
+        self._sinks.append((Callback(fn), self.loop.time() + timeout))
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
         if self._deadline_handle is None:
             self._deadline_handle = self.loop.call_later(timeout, self._check_deadline)
-        return future
 
     def _flush(self) -> None:
         self._flush_handle = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["DELIVER", "DRAIN", "FLUSH", "GROUP_ADD", "GROUP_READ", "GROUP_SEND", "SEND", "Script"]
+__all__ = ["COMMAND_SCRIPTS", "DELIVER", "DRAIN", "EPOCH", "FLUSH", "GROUP_ADD", "GROUP_READ", "GROUP_SEND", "SEND",
+           "Script"]
 
 
 class Script:
@@ -196,3 +197,16 @@ for i = 1, #keys, 5000 do
 end
 return #keys
 """)
+
+# KEYS[1]: the layer's marker key (outside the prefix: flush() leaves it). ARGV[1]: the value to
+# store when it is missing ("fresh:<time>" on a process's first connection, "lost:<time>" on a
+# reconnection: the server lost its data). Returns the value stored now.
+EPOCH = Script("epoch", """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+""")
+
+#: The scripts every command connection loads when it connects.
+COMMAND_SCRIPTS = (SEND, GROUP_ADD, GROUP_READ, GROUP_SEND, DELIVER, FLUSH, EPOCH)

@@ -26,7 +26,10 @@ __all__ = ["CHANNEL_KEY", "Serializer", "split_map"]
 #: The message key naming the process-local channel(s) a message is for.
 CHANNEL_KEY = "__asgi_channel__"
 
-_getrandbits = random.getrandbits
+# A private generator: the random module's shared one is left alone (code that seeds it, or
+# hypothesis, which watches it, is not disturbed by a layer running in the background). The
+# prefix only keeps identical messages distinct in a sorted set; it need not be secret.
+_getrandbits = random.Random().getrandbits
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 
@@ -100,7 +103,8 @@ class Serializer:
     def dumps(self, message: dict[str, Any]) -> bytes:
         """The body (no prefix, not encrypted)."""
         if self.format == "msgpack":
-            return _packb(message)  # type: ignore[no-any-return]
+            packed: bytes = _packb(message)
+            return packed
         return json.dumps(message).encode("utf-8")
 
     def encode(self, message: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from gateway.metrics.stats import HTTPStats
 from gateway.protocols.errors import LocalProtocolError, RemoteProtocolError
 from gateway.protocols.http import files
 from gateway.protocols.http.accesslog import AccessLog
-from gateway.protocols.http.asgi import BODY, START, TRAILERS, ResponseState, http_scope
+from gateway.protocols.http.asgi import BODY, PATHSEND, START, TRAILERS, ResponseState, http_scope
 from gateway.protocols.http.core import END_OF_MESSAGE, Data, HTTPConnection, HTTPLimits, Request, error_response
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.transport import Drain, address_tuple, is_tls, server_tuple, tls_extension
@@ -71,6 +71,10 @@ class HTTPSettings:
     #: Called for ``Upgrade: websocket`` requests: ``(protocol, request, scope) -> bool``
     #: (True when it took the connection over). Set by the WebSocket support.
     websocket: Any = None
+    #: HTTP/2 on this listener (:class:`gateway.protocols.http2.adapter.H2Entry`): offered the
+    #: connection's first bytes (``take_over(protocol, data) -> bool``: ALPN ``h2`` or the
+    #: prior-knowledge preface) and ``Upgrade: h2c`` requests (``upgrade(protocol, request)``).
+    http2: Any = None
     #: Rate-limits the lines about bad requests and timed-out clients (one per listener).
     rejections: RejectionLog = None  # type: ignore[assignment]  # made in __post_init__
 
@@ -199,9 +203,14 @@ class Exchange(ApplicationInstance):
             if not action[2]:
                 self._finish()
             return None
-        else:  # PATHSEND
+        elif kind is PATHSEND:
             self._head_pending = False
             return self._send_file(action[1])
+        else:  # EARLY_HINT: 103 (RFC 8297), for HTTP/1.1 clients only (RFC 9110 15.2)
+            if self.request.http_version == "1.1":
+                conn.send_informational(103, action[1])
+                protocol.flush()
+            return None
         if protocol.writes_paused:
             self.stats.write_pauses += 1
             return protocol.drain.wait()
@@ -350,6 +359,8 @@ class HTTPProtocol(Protocol):
         self._extensions: dict[str, Any] | None = None
         #: While closing after an error answer: request bytes still to throw away (else None).
         self._lingering: int | None = None
+        #: The connection's first bytes are still to come (HTTP/2 may take the connection over).
+        self._fresh = settings.http2 is not None
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -395,6 +406,10 @@ class HTTPProtocol(Protocol):
                 if lingering < 0:
                     self.transport.loseConnection()
             return
+        if self._fresh:
+            self._fresh = False
+            if self.settings.http2.take_over(self, data):
+                return
         conn = self.conn
         try:
             conn.receive_data(data)
@@ -451,6 +466,7 @@ class HTTPProtocol(Protocol):
             scheme = "wss" if scheme in ("https", "wss") else "ws"
         elif scheme in ("ws", "wss"):
             scheme = "https" if scheme == "wss" else "http"
+        scope: Any  # an HTTPScope, turned into a WebSocketScope on upgrade
         try:
             scope = http_scope(
                 method=request.method,
@@ -476,7 +492,12 @@ class HTTPProtocol(Protocol):
             self._upgrade = (request, scope)
             return
         if request.upgrade is not None:
-            # An upgrade we do not speak (h2c, say): answer as plain HTTP/1.1 (RFC 9110 7.8).
+            if request.upgrade == b"h2c" and settings.http2 is not None and settings.http2.upgrades(request):
+                # HTTP/2 takes the connection over once the head is complete (RFC 7540 3.2).
+                self.receiving = None
+                self._upgrade = (request, scope)
+                return
+            # An upgrade we do not speak: answer as plain HTTP/1.1 (RFC 9110 7.8).
             try:
                 self.conn.cancel_upgrade()
             except RemoteProtocolError as exc:
@@ -497,18 +518,21 @@ class HTTPProtocol(Protocol):
         request, scope = self._upgrade  # type: ignore[misc]
         self._upgrade = None
         if self.active is not None or self.pending or request.raw_head is None:
-            self._protocol_error(RemoteProtocolError("a WebSocket upgrade cannot follow pipelined requests", hint=400))
+            self._protocol_error(RemoteProtocolError("an upgrade cannot follow pipelined requests", hint=400))
             return
         self._deadline = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        self.settings.websocket(self, request, scope)
+        if request.upgrade == b"h2c":
+            self.settings.http2.upgrade(self, request)
+        else:
+            self.settings.websocket(self, request, scope)
 
     def _scope_extensions(self) -> dict[str, Any]:
         extensions = self._extensions
         if extensions is None:
-            extensions = {"http.response.trailers": {}, "http.response.pathsend": {}}
+            extensions = {"http.response.trailers": {}, "http.response.pathsend": {}, "http.response.early_hint": {}}
             if self.scheme == "https":
                 tls = tls_extension(self.transport)
                 if tls is not None:
@@ -622,6 +646,9 @@ class HTTPProtocol(Protocol):
         transport = self.transport
         self.closing = True
         self._deadline = None
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         self.conn.release()
         transport.unregisterProducer()
         if self._reading_paused:

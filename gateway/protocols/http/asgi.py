@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
+from gateway.asgi.types import HTTPScope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.core import ResponseFields, is_valid_header_name, is_valid_header_value, response_fields
 
@@ -37,6 +38,7 @@ START: Final = "http.response.start"
 BODY: Final = "http.response.body"
 TRAILERS: Final = "http.response.trailers"
 PATHSEND: Final = "http.response.pathsend"
+EARLY_HINT: Final = "http.response.early_hint"
 #: ``(START, status, fields, trailers)``: the status, the header fields checked and encoded
 #: (:data:`~gateway.protocols.http.core.ResponseFields`), and whether trailers follow.
 Start = tuple[Literal["http.response.start"], int, ResponseFields, bool]
@@ -46,23 +48,31 @@ Body = tuple[Literal["http.response.body"], bytes, bool]
 Trailers = tuple[Literal["http.response.trailers"], list[tuple[bytes, bytes]], bool]
 #: ``(PATHSEND, path)``: the rest of the body is the file at ``path`` (absolute).
 PathSend = tuple[Literal["http.response.pathsend"], str]
-Action = Start | Body | Trailers | PathSend
+#: ``(EARLY_HINT, fields)``: a ``103 Early Hints`` response with these ``link`` fields.
+EarlyHint = tuple[Literal["http.response.early_hint"], list[tuple[bytes, bytes]]]
+Action = Start | Body | Trailers | PathSend | EarlyHint
 
 
 class ResponseState:
     """The message-order state machine of one HTTP response (ASGI www 2.5)::
 
+        START ──early_hint──> START
         START ──start──> BODY ──body(more)──> BODY ──last body / pathsend──> DONE
                                                    └──(trailers announced)──> TRAILERS ──last trailers──> DONE
 
     :meth:`app_send` checks every message the application sends and returns the action for the
     adapter, or raises :class:`LocalProtocolError` naming the message that was expected (and
     changes nothing).
+
+    Args:
+        http2: the response goes out over HTTP/2: its header fields are encoded without the
+            connection-specific ones (:func:`~gateway.protocols.http.core.response_fields`).
     """
 
-    __slots__ = ("complete", "started", "state", "trailers")
+    __slots__ = ("complete", "http2", "started", "state", "trailers")
 
-    def __init__(self) -> None:
+    def __init__(self, http2: bool = False) -> None:
+        self.http2 = http2
         self.state = AWAITING_START
         self.trailers = False
         #: Whether ``http.response.start`` was accepted.
@@ -97,7 +107,7 @@ class ResponseState:
                 if type(status) is int and 100 <= status < 200:
                     raise LocalProtocolError(f"http.response.start cannot send an informational status ({status})")
                 raise LocalProtocolError(f"http.response.start 'status' must be an int from 100 to 999, got {status!r}")
-            fields = response_fields(message.get("headers", ()))
+            fields = response_fields(message.get("headers", ()), self.http2)
             trailers = self.trailers = bool(message.get("trailers", False))
             self.state = AWAITING_BODY
             self.started = True
@@ -123,11 +133,34 @@ class ResponseState:
                 self.state = DONE
                 self.complete = True
             return PATHSEND, path
+        if kind == EARLY_HINT:
+            if state != AWAITING_START:
+                raise self.unexpected(kind)
+            return EARLY_HINT, early_hint_fields(message)
         raise self.unexpected(kind)
 
     def unexpected(self, message_type: Any) -> LocalProtocolError:
         """The error for a message that does not fit the current state."""
         return LocalProtocolError(f"Expected ASGI message '{_EXPECTED[self.state]}', but got {message_type!r}.")
+
+
+def early_hint_fields(message: Any) -> list[tuple[bytes, bytes]]:
+    """The ``link`` fields of an ``http.response.early_hint`` message (its ``links``: byte strings,
+    each a ``Link`` field value, RFC 8297)."""
+    links = message.get("links")
+    if isinstance(links, (bytes, str)) or links is None:
+        raise LocalProtocolError(f"http.response.early_hint 'links' must be a list of bytes, got {links!r}")
+    fields = []
+    try:
+        for link in links:
+            if type(link) is not bytes:
+                raise LocalProtocolError(f"http.response.early_hint links must be bytes, got {type(link).__name__}")
+            if not is_valid_header_value(link):
+                raise LocalProtocolError("invalid http.response.early_hint link: CR, LF and NUL are not allowed")
+            fields.append((b"link", link))
+    except TypeError:
+        raise LocalProtocolError(f"http.response.early_hint 'links' must be a list of bytes, got {links!r}") from None
+    return fields
 
 
 def message_body(message: Any, kind: str) -> bytes:
@@ -193,7 +226,7 @@ def http_scope(
     server: tuple[str, int | None] | None,
     state: dict[str, Any] | None,
     extensions: dict[str, Any],
-) -> dict[str, Any]:
+) -> HTTPScope:
     """Build an ASGI ``http`` scope (www spec 2.5).
 
     ``path`` and ``raw_path`` include ``root_path`` (as the current spec and Uvicorn do), so
@@ -203,7 +236,7 @@ def http_scope(
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    scope = {
+    scope: HTTPScope = {
         "type": "http",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": http_version,

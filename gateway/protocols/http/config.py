@@ -10,6 +10,7 @@ from gateway.config.errors import InvalidValue
 from gateway.config.schema import ListenerConfig, positive
 from gateway.config.units import Duration, Size
 from gateway.protocols.http.core import HTTPLimits
+from gateway.protocols.http2.config import Http2Config
 from gateway.protocols.websocket.config import WebSocketConfig
 
 
@@ -108,7 +109,7 @@ class ProxyConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class HttpListenerConfig(ListenerConfig):
-    """An HTTP/1.1 listener (WebSocket upgrades are served on the same port)."""
+    """An HTTP listener: HTTP/1.1 and HTTP/2, with WebSockets over both on the same port."""
 
     root_path: str = field(default="", metadata={"doc": "Path prefix the application is mounted at behind a proxy (ASGI root_path)."})
     server_name: str | None = field(
@@ -122,6 +123,7 @@ class HttpListenerConfig(ListenerConfig):
     timeouts: HttpTimeoutsConfig = field(default_factory=HttpTimeoutsConfig, metadata={"doc": "Timeouts."})
     proxy: ProxyConfig = field(default_factory=ProxyConfig, metadata={"doc": "Trusted proxies."})
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig, metadata={"doc": "WebSocket upgrades on this listener."})
+    http2: Http2Config = field(default_factory=Http2Config, metadata={"doc": "HTTP/2 on this listener."})
 
     def check(self) -> Iterable[tuple[str, str]]:
         yield from super().check()

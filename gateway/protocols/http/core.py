@@ -145,6 +145,43 @@ def status_line(status: int) -> bytes:
     return line
 
 
+class _AfterHead:
+    """The callbacks of a parser restarted inside a request's body (see
+    :meth:`HTTPConnection._resume_body`): those of the made-up head it is fed first are dropped,
+    everything after it goes to the connection. (The connection's own callbacks stay free of the
+    check: this is the rare path.)"""
+
+    __slots__ = ("conn", "head")
+
+    def __init__(self, conn: HTTPConnection) -> None:
+        self.conn = conn
+        self.head = True
+
+    def on_message_begin(self) -> None:
+        if not self.head:
+            self.conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.head:
+            self.conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head:
+            self.conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.head:
+            self.head = False
+        else:
+            self.conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.conn.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.conn.on_message_complete()
+
+
 class _ReleasedParser:
     """Stands in for the parser of a released :class:`HTTPConnection`."""
 
@@ -188,6 +225,9 @@ class HTTPConnection:
         # identity: each message gets a new list, so nothing needs resetting per message).
         self._transfer_encoding: Headers | None = None
         self._keep_alive = True
+        # A request asked to upgrade but has a body: llhttp stops after its head (see
+        # _resume_body); the head of its framing, to parse the body as HTTP/1.1 after all.
+        self._body_head: bytes | None = None
         # Raw bytes of the current message head, kept so an upgrade can be handed to another
         # protocol (autobahn) exactly as received. Only valid when the message began at the
         # start of a receive_data() chunk (always true unless requests are pipelined).
@@ -235,7 +275,11 @@ class HTTPConnection:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgraded(data, exc.args[0] if exc.args else len(data))
+            offset = exc.args[0] if exc.args else len(data)
+            if self._body_head is not None:
+                self._resume_body(data[offset:])
+            else:
+                self._upgraded(data, offset)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _LastRequest):
@@ -275,6 +319,22 @@ class HTTPConnection:
         self.upgraded = False
         self._parser = httptools.HttpRequestParser(self)
         rest, self.trailing_data = self.trailing_data, b""
+        if rest:
+            self.receive_data(rest)
+
+    def _resume_body(self, rest: bytes) -> None:
+        """Parse the body of a request that asked to upgrade (and was not upgraded: a request with
+        a body never is, RFC 9110 7.8 lets the server ignore Upgrade): llhttp stopped after its
+        head and reported it complete. A fresh parser is put in the same place by feeding it a
+        head that frames the body the same way (its callbacks are not passed on), then the rest."""
+        head, self._body_head = self._body_head, None
+        if self._events and self._events[-1] is END_OF_MESSAGE:
+            self._events.pop()
+        self._after_last = False
+        self._parser = httptools.HttpRequestParser(_AfterHead(self))
+        self._parser.feed_data(head)  # type: ignore[arg-type]
+        self.in_message = True
+        self._chunks = []
         if rest:
             self.receive_data(rest)
 
@@ -351,6 +411,20 @@ class HTTPConnection:
             keep_alive = False  # llhttp lets keep-alive win over close in HTTP/1.0 (RFC 9112 9.3: close wins)
         self._keep_alive = keep_alive
         upgrade = self._upgrade if parser.should_upgrade() else None
+        if upgrade is not None and upgrade != b"websocket" and version == "1.1":
+            # An upgrade with a body is served as a plain request (see _resume_body).
+            length = 0
+            chunked = False
+            for name, value in headers:
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if length or chunked:
+                upgrade = None
+                framing = b"transfer-encoding: chunked\r\n" if chunked else b"content-length: %d\r\n" % length
+                close = b"" if keep_alive else b"connection: close\r\n"
+                self._body_head = b"POST / HTTP/1.1\r\n" + framing + close + b"\r\n"
         self._events.append(
             Request(parser.get_method().decode("ascii"), self._url, version, headers,
                     keep_alive, self._expect_continue, upgrade)
@@ -378,6 +452,10 @@ class HTTPConnection:
     def send_continue(self) -> None:
         """Queue ``100 Continue`` (for ``Expect: 100-continue``); then call :meth:`data_to_send`."""
         self._out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def send_informational(self, status: int, headers: Headers) -> None:
+        """Queue an informational (1xx) response such as ``103 Early Hints``; then call :meth:`data_to_send`."""
+        self._out.append(status_line(status) + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n")
 
     def start_response(self, request: Request, status: int, fields: ResponseFields | Headers, *, extra: bytes = b"") -> bool:
         """Queue the status line and header fields of the response to ``request``.
@@ -545,12 +623,18 @@ def is_valid_header_value(value: bytes) -> bool:
 ResponseFields = tuple[bytes, int | None, bool, bool, bool]
 
 
-def response_fields(headers: Any) -> ResponseFields:
+#: Fields that describe one connection (RFC 9113 8.2.2): an HTTP/2 response must not carry them.
+CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+
+
+def response_fields(headers: Any, http2: bool = False) -> ResponseFields:
     """Check an application's response header fields and encode them (one pass over them).
 
     ``headers`` is an iterable of ``[name, value]`` byte pairs. A name that is not a token, or a
     value with CR, LF or NUL (which would split the response), is refused, as is a
-    ``Content-Length`` that is not a number.
+    ``Content-Length`` that is not a number. For an HTTP/2 response (``http2``) the
+    connection-specific fields (:data:`CONNECTION_SPECIFIC`) are left out (``close`` still says
+    whether the application asked to close).
 
     Raises:
         LocalProtocolError: naming the first invalid field.
@@ -579,6 +663,8 @@ def response_fields(headers: Any) -> ResponseFields:
             elif name == b"connection":
                 if b"close" in value.lower():
                     close = True
+                if http2:
+                    continue
             elif name == b"transfer-encoding":
                 # We frame the body ourselves; an application's transfer-encoding would lie.
                 continue
@@ -586,6 +672,8 @@ def response_fields(headers: Any) -> ResponseFields:
                 has_server = True
             elif name == b"date":
                 has_date = True
+            elif http2 and name in CONNECTION_SPECIFIC:
+                continue
             lines.append(b"%s: %s\r\n" % (name, value))
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"headers must be an iterable of [name, value] byte pairs: {exc}") from None

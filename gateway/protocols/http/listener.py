@@ -19,7 +19,8 @@ from gateway.protocols.http.proxy import TrustedProxies
 class HTTPFactory(TrackingFactory):
     """Builds :class:`HTTPProtocol` connections sharing one :class:`HTTPSettings`.
 
-    On TLS listeners it advertises ``http/1.1`` over ALPN. Besides being right, this matters:
+    On TLS listeners it advertises ``h2`` (when HTTP/2 is on) and ``http/1.1`` over ALPN, in that
+    order of preference. Besides being right, this matters:
     with no protocols of its own, Twisted's ALPN callback answers an offering client (curl,
     every browser) with an empty selection, which OpenSSL 3.5+/4 rejects with an
     ``internal_error`` alert.
@@ -27,6 +28,8 @@ class HTTPFactory(TrackingFactory):
 
     def acceptableProtocols(self) -> list[bytes]:
         """ALPN protocols, most preferred first."""
+        if self.settings.http2 is not None:
+            return [b"h2", b"http/1.1"]
         return [b"http/1.1"]
 
     def __init__(self, settings: HTTPSettings, max_connections: int | None = None) -> None:
@@ -101,6 +104,10 @@ def build_listener(config: HttpListenerConfig, context: ListenerContext) -> HTTP
             access_log=settings.access_log,
             rejections=settings.rejections,
         )
+    if config.http2.enabled:
+        from gateway.protocols.http2.listener import http2_entry
+
+        settings.http2 = http2_entry(config, settings)
     factory = HTTPFactory(settings, config.limits.max_connections)
     if config.endpoint is None:  # the configuration check rules this out
         raise ValueError(f"listener {config.name!r} has no endpoint")

@@ -549,11 +549,12 @@ class MqttInstance(ApplicationInstance):
         conn = self.conn
         link = conn.open_link(connect)
         settings = conn.settings
-        self.scope = mqtt_scope(
+        scope: Any = mqtt_scope(  # an MqttScope, handed to the application as its scope
             connect, client_id=conn.client_id or "", assigned=conn.client_id_assigned,
             transport=conn.transport, client=conn.client, server=conn.server, tls=conn.io.tls_info(),
             state=settings.state, websocket=conn.extra.get("websocket"), link=link,
         )
+        self.scope = scope
         self.rules.put_other()
         self.put(connect_event(connect))
         self.start()

@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import fields
 from typing import Any, Generic, TypeVar
 
+from gateway.asgi.types import MqttScope
 from gateway.asgi.instance import ClientDisconnected
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe, Will
@@ -194,7 +195,7 @@ def mqtt_scope(
     connect: Connect, *, client_id: str, assigned: bool, transport: str,
     client: Any, server: Any, tls: dict[str, Any] | None, state: dict[str, Any] | None,
     websocket: dict[str, Any] | None = None, link: Any = None,
-) -> dict[str, Any]:
+) -> MqttScope:
     """The scope of one MQTT connection (never the password, nor authentication data)."""
     properties = properties_to_dict(connect.properties)
     properties.pop("authentication_data", None)

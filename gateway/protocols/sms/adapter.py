@@ -51,7 +51,7 @@ from gateway.protocols.sms.core import (
     WebhookRequest,
     WebhookResponse,
 )
-from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
+from gateway.protocols.sms.dedup import ConcatBuffer, DedupStore
 from gateway.protocols.sms.providers.base import Provider
 from gateway.protocols.deadlines import Deadline, Deadlines, Timer
 from gateway.routing.base import matches
@@ -342,7 +342,7 @@ class WebhookBridge:
         proxies: the trusted proxies (``None``: none).
         consumer_timeout: seconds an application has to handle an event.
         application_close: seconds an instance may run on after ``sms.disconnect``.
-        dedup: the handled-deliveries cache.
+        dedup: where handled deliveries are remembered (this process, or shared).
         concat: the buffer of split messages' parts.
         max_body: largest webhook body in bytes.
         unrouted: ``"drop"`` or ``"retry"``.
@@ -353,7 +353,7 @@ class WebhookBridge:
 
     def __init__(self, app: Any, accounts: Iterable[Account], *, loop: asyncio.AbstractEventLoop, reactor: Clock,
                  public_base: str | None, proxies: TrustedProxies | None, consumer_timeout: float,
-                 application_close: float, dedup: DedupCache, concat: ConcatBuffer, max_body: int,
+                 application_close: float, dedup: DedupStore, concat: ConcatBuffer, max_body: int,
                  unrouted: str = "drop", state: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.time, rejections: RejectionLog | None = None) -> None:
         self.app = app
@@ -470,7 +470,7 @@ class WebhookBridge:
         provider = account.provider
         now = self.clock()
         part_key = f"{account.name}:part:{part.dedup_key}"
-        if self.dedup.seen(part_key, now):
+        if await self.dedup.check(part_key, now):
             self.stats.webhook(provider.name, "duplicate")
             return provider.respond(None)
         try:
@@ -498,7 +498,7 @@ class WebhookBridge:
         key = f"{account.name}:{event.dedup_key}"
         timeout = effective_timeout(self.consumer_timeout, provider.retry_policy.deadline)
         stats = self.stats
-        if self.dedup.seen(key, self.clock()):
+        if await self.dedup.check(key, self.clock()):
             stats.webhook(provider.name, "duplicate")
             log.info("sms {account}: {id} was already handled; acknowledged the redelivery",
                      account=account.name, id=event.message_id)

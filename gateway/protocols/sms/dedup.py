@@ -7,18 +7,38 @@ the providers send.
 * :class:`DedupCache`: the keys (:attr:`InboundMessage.dedup_key`, :attr:`StatusUpdate.dedup_key`)
   of deliveries an application has handled, each remembered for ``window`` seconds. A provider's
   retry of a handled delivery is acknowledged without handing it over again.
+* :class:`SharedDedup`: the same, shared by every process on a Redis layer (a redelivery that a
+  load balancer sends to another daemon is recognised there too), with a :class:`DedupCache` in
+  front. The webhook bridge uses either through :class:`DedupStore`.
 * :class:`ConcatBuffer`: the parts of concatenated messages that providers deliver one by one
   (Vonage), until all parts are in and :func:`~gateway.protocols.sms.core.join_parts` can join them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from gateway.layers.marks import SharedMarks
 from gateway.protocols.sms.core import InboundMessage, join_parts
 
-__all__ = ["DedupCache", "ConcatBuffer", "ConcatSet"]
+__all__ = ["ConcatBuffer", "ConcatSet", "DedupCache", "DedupStore", "SharedDedup"]
+
+logger = logging.getLogger("gateway.sms")
+
+
+class DedupStore(Protocol):
+    """Where the keys of handled deliveries are remembered."""
+
+    async def check(self, key: str, now: float) -> bool:
+        """Whether ``key`` was handled less than the window ago."""
+        ...
+
+    def remember(self, key: str, now: float) -> None:
+        """Record that ``key`` was handled at ``now``."""
+        ...
 
 
 class DedupCache:
@@ -64,6 +84,10 @@ class DedupCache:
         """Drop ``key`` (it was not handled after all)."""
         self._seen.pop(key, None)
 
+    async def check(self, key: str, now: float) -> bool:
+        """:meth:`seen` (the :class:`DedupStore` interface)."""
+        return self.seen(key, now)
+
     def _expire(self, now: float) -> None:
         seen = self._seen
         while seen:
@@ -71,6 +95,39 @@ class DedupCache:
             if now - stamp < self.window:
                 return
             seen.popitem(last=False)
+
+
+class SharedDedup:
+    """A :class:`DedupStore` shared by every process on a Redis layer, through its marks.
+
+    Keys this process handled or saw marked are answered from ``local``; the others are asked
+    of the shared marks (one round trip). If the shared store cannot be reached, the answer is
+    the local one: a redelivery may then be handed over twice (at least once, never lost).
+
+    Args:
+        local: this process's memory (also bounds what is kept here).
+        marks: the shared marks (:func:`gateway.layers.marks.shared_marks`).
+    """
+
+    def __init__(self, local: DedupCache, marks: SharedMarks) -> None:
+        self.local = local
+        self.marks = marks
+
+    async def check(self, key: str, now: float) -> bool:
+        if self.local.seen(key, now):
+            return True
+        try:
+            marked = await self.marks.marked(key)
+        except ConnectionError as exc:
+            logger.warning("SMS de-duplication: the shared store is unreachable (%s); answering from memory", exc)
+            return False
+        if marked:
+            self.local.remember(key, now)
+        return marked
+
+    def remember(self, key: str, now: float) -> None:
+        self.local.remember(key, now)
+        self.marks.mark(key, self.local.window)
 
 
 @dataclass

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from gateway.layers.marks import shared_marks
 from gateway.listener import ListenerContext
 from gateway.logs import RejectionLog
 from gateway.protocols.http.listener import HTTPFactory, HTTPListener, http_settings
 from gateway.protocols.http.proxy import TrustedProxies
 from gateway.protocols.sms.adapter import Account, WebhookBridge, effective_timeout
 from gateway.protocols.sms.config import SmsListenerConfig
-from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache
+from gateway.protocols.sms.dedup import ConcatBuffer, DedupCache, DedupStore, SharedDedup
 from gateway.protocols.sms.sender import SmsSender
 
 __all__ = ["SmsListener", "build_listener", "build_accounts"]
@@ -85,6 +86,13 @@ def build_accounts(config: SmsListenerConfig, reactor: Any) -> list[Account]:
     return accounts
 
 
+def dedup_store(config: SmsListenerConfig, context: ListenerContext) -> DedupStore:
+    """Handled deliveries in memory, shared through the Redis layer when one is configured."""
+    local = DedupCache(config.dedup_window, config.dedup_max_entries)
+    marks = shared_marks(context.layers, f"sms:{config.name}")
+    return local if marks is None else SharedDedup(local, marks)
+
+
 def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsListener:
     """Build the listener service for an SMS listener configuration."""
     if config.endpoint is None:  # the configuration check rules this out
@@ -99,7 +107,7 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
         proxies=proxies,
         consumer_timeout=config.consumer_timeout,
         application_close=context.daemon.timeouts.application_close,
-        dedup=DedupCache(config.dedup_window, config.dedup_max_entries),
+        dedup=dedup_store(config, context),
         concat=ConcatBuffer(config.concat_window),
         max_body=config.max_webhook_size,
         unrouted=config.unrouted,
@@ -108,5 +116,9 @@ def build_listener(config: SmsListenerConfig, context: ListenerContext) -> SmsLi
     )
     settings = http_settings(config, dataclasses.replace(context, app=bridge))
     settings.proxies = None  # applied by the bridge (see the module docstring)
+    if config.http2.enabled:
+        from gateway.protocols.http2.listener import http2_entry
+
+        settings.http2 = http2_entry(config, settings)
     factory = HTTPFactory(settings, config.limits.max_connections)
     return SmsListener(config.name, config.endpoint, factory, context.reactor, bridge)

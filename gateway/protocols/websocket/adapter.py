@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from gateway.asgi.app import Message
 from gateway.asgi.instance import FAILED, RETURNED, ApplicationInstance, ClientDisconnected, Ending
+from gateway.asgi.types import WebSocketScope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.core import HTTPConnection, error_response
 from gateway._compat.tcp import output_buffered, set_write_high_water, write_through
@@ -102,7 +103,7 @@ class WebSocketInstance(ApplicationInstance):
 
     log = log
 
-    def __init__(self, protocol: WebSocketProtocol, scope: dict[str, Any]) -> None:
+    def __init__(self, protocol: WebSocketProtocol, scope: Any) -> None:
         settings = protocol.settings
         core = self.core = WebSocketState(scope["subprotocols"])
         super().__init__(settings.app, scope, core, settings.loop, settings.reactor,
@@ -215,7 +216,7 @@ class WebSocketProtocol(WebSocketServerProtocol):  # autobahn's own bases disagr
         "transport", "connected", "state", "data", "current_frame", "inside_message",
     )
 
-    def __init__(self, scope: dict[str, Any], request: Any, http: Any) -> None:
+    def __init__(self, scope: WebSocketScope, request: Any, http: Any) -> None:
         # autobahn's own __init__ only creates what AUTOBAHN_DEFAULTS provides (frames.py).
         self.transport: Any = None
         self.connected = 0

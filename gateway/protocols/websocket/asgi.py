@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.asgi.instance import ClientDisconnected
+from gateway.asgi.types import WebSocketScope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.http.asgi import message_body, validate_headers
 from gateway.protocols.http.core import ResponseFields, response_fields
@@ -289,7 +290,7 @@ def subprotocols_of(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
     return result
 
 
-def websocket_scope(scope: dict[str, Any]) -> dict[str, Any]:
+def websocket_scope(scope: Any) -> WebSocketScope:
     """Turn the scope the HTTP listener built for an upgrade request into a ``websocket`` scope.
 
     The HTTP side already set ``type``, ``scheme`` (ws/wss), path, headers (with trusted proxy
@@ -304,4 +305,4 @@ def websocket_scope(scope: dict[str, Any]) -> dict[str, Any]:
     if tls is not None:
         extensions["tls"] = tls
     scope["extensions"] = extensions
-    return scope
+    return scope  # the HTTPScope, changed in place into a WebSocketScope

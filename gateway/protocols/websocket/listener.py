@@ -66,6 +66,8 @@ class WebSocketSettings:
     rejections: RejectionLog | None = None
     #: Open WebSockets on this listener.
     open_count: int = 0
+    #: Of those, the ones on HTTP/2 streams (RFC 8441; they hold no connection of their own).
+    open_over_http2: int = 0
     #: Counters (the HTTP listener's stats object once the daemon attaches it; gateway.metrics).
     stats: HTTPStats = field(default_factory=HTTPStats, repr=False)
     protocol_class: type[WebSocketProtocol] = field(default=WebSocketProtocol, repr=False)

@@ -7,17 +7,22 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.consumers.threads import configure_sync_threads, default_sync_threads
-from gateway.layers import InMemoryChannelLayer, channel_layers
+from gateway.layers import InMemoryChannelLayer, LayerRegistry
 
 
 @pytest.fixture(autouse=True)
-def fresh_layer() -> Iterator[InMemoryChannelLayer]:
-    """Install a new in-memory layer as alias "default" for the test."""
-    saved = (dict(channel_layers._config), dict(channel_layers._layers))
+def registry() -> Iterator[LayerRegistry]:
+    """A registry of the test's own, current for the test (consumers' get_channel_layer() sees it)."""
+    with LayerRegistry({}).active() as registry:
+        yield registry
+
+
+@pytest.fixture(autouse=True)
+def fresh_layer(registry: LayerRegistry) -> InMemoryChannelLayer:
+    """A new in-memory layer as alias "default" of the test's registry."""
     layer = InMemoryChannelLayer()
-    channel_layers.set("default", layer)
-    yield layer
-    channel_layers._config, channel_layers._layers = saved
+    registry.set("default", layer)
+    return layer
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.consumers import AsyncConsumer, SyncConsumer, get_handler_name
 from gateway.exceptions import StopConsumer
-from gateway.layers import InMemoryChannelLayer, channel_layers
+from gateway.layers import InMemoryChannelLayer, LayerRegistry
 from gateway.testing import ApplicationCommunicator
 
 
@@ -74,8 +74,8 @@ def test_layer_messages_reach_the_consumer(fresh_layer: InMemoryChannelLayer) ->
     asyncio.run(main())
 
 
-def test_without_layer_no_channel() -> None:
-    channel_layers.set("default", None)
+def test_without_layer_no_channel(registry: LayerRegistry) -> None:
+    registry.set("default", None)
 
     async def main() -> None:
         comm = ApplicationCommunicator(Echo.as_asgi(), {"type": "test"})
@@ -87,9 +87,9 @@ def test_without_layer_no_channel() -> None:
     asyncio.run(main())
 
 
-def test_layer_alias_per_consumer_class() -> None:
+def test_layer_alias_per_consumer_class(registry: LayerRegistry) -> None:
     other = InMemoryChannelLayer()
-    channel_layers.set("events", other)
+    registry.set("events", other)
 
     class OnEvents(Echo):
         channel_layer_alias = "events"
@@ -104,7 +104,6 @@ def test_layer_alias_per_consumer_class() -> None:
         comm.stop(exceptions=False)
 
     asyncio.run(main())
-    channel_layers.set("events", None)
 
 
 class SyncEcho(SyncConsumer):

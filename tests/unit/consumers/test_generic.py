@@ -15,7 +15,7 @@ from gateway.consumers import (
     WebsocketConsumer,
 )
 from gateway.exceptions import AcceptConnection, DenyConnection, InvalidChannelLayerError
-from gateway.layers import InMemoryChannelLayer, channel_layers
+from gateway.layers import InMemoryChannelLayer, LayerRegistry
 from gateway.testing import HttpCommunicator, WebsocketCommunicator
 
 
@@ -119,8 +119,8 @@ def test_accept_connection_exception() -> None:
     run(main())
 
 
-def test_groups_need_a_layer() -> None:
-    channel_layers.set("default", None)
+def test_groups_need_a_layer(registry: LayerRegistry) -> None:
+    registry.set("default", None)
 
     async def main() -> None:
         comm = WebsocketCommunicator(AsyncFeatures.as_asgi(), "/")

@@ -12,22 +12,23 @@ start = st.builds(lambda t, s: {"type": "http.response.start", "status": s, "tra
 body = st.builds(lambda b, m: {"type": "http.response.body", "body": b, "more_body": m}, st.binary(max_size=5), st.booleans())
 trailers = st.builds(lambda m: {"type": "http.response.trailers", "headers": [(b"x", b"1")], "more_trailers": m}, st.booleans())
 pathsend = st.just({"type": "http.response.pathsend", "path": "/etc/hostname"})
-messages = st.lists(st.one_of(start, body, trailers, pathsend), max_size=10)
+early_hint = st.just({"type": "http.response.early_hint", "links": [b"</a.css>; rel=preload"]})
+messages = st.lists(st.one_of(start, body, trailers, pathsend, early_hint), max_size=10)
 
 
 def apply(state: ResponseState, message: dict) -> None:  # type: ignore[type-arg]
     state.app_send(message)
 
 
-@given(messages)
-def test_messages_in_any_order_are_accepted_only_when_valid(sequence: list[dict]) -> None:  # type: ignore[type-arg]
-    state = ResponseState()
+@given(messages, st.booleans())
+def test_messages_in_any_order_are_accepted_only_when_valid(sequence: list[dict], http2: bool) -> None:  # type: ignore[type-arg]
+    state = ResponseState(http2=http2)
     model = "start"
     wants_trailers = False
     for message in sequence:
         kind = message["type"]
         valid = (
-            (model == "start" and kind == "http.response.start")
+            (model == "start" and kind in ("http.response.start", "http.response.early_hint"))
             or (model == "body" and kind in ("http.response.body", "http.response.pathsend"))
             or (model == "trailers" and kind == "http.response.trailers")
         )
@@ -48,6 +49,15 @@ def test_messages_in_any_order_are_accepted_only_when_valid(sequence: list[dict]
             model = "done"
     assert state.complete == (model == "done")
     assert state.started == (model != "start")
+
+
+@pytest.mark.parametrize("links", [None, b"</a>", [b"</a>\r\nx: y"], ["</a>"], 7])
+def test_early_hints_need_a_list_of_safe_byte_strings(links: object) -> None:
+    state = ResponseState()
+    with pytest.raises(LocalProtocolError, match="early_hint"):
+        state.app_send({"type": "http.response.early_hint", "links": links})
+    assert state.app_send({"type": "http.response.early_hint", "links": [b"</a>; rel=preload"]}) == (
+        "http.response.early_hint", [(b"link", b"</a>; rel=preload")])
 
 
 def test_error_names_the_expected_message() -> None:

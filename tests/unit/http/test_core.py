@@ -262,6 +262,36 @@ def test_refused_upgrade_continues_as_http() -> None:
     assert isinstance(second[0], Request) and second[0].target == b"/next"
 
 
+@given(st.sampled_from([b"content-length: 11\r\n", b"transfer-encoding: chunked\r\n"]), st.data())
+def test_an_upgrade_request_with_a_body_is_a_plain_request(framing, data) -> None:  # type: ignore[no-untyped-def]
+    # llhttp stops after the head of an Upgrade request, body or not; the core parses the body as
+    # HTTP/1.1 (RFC 9110 7.8 lets a server ignore Upgrade), then the next request.
+    body = b"hello world" if b"length" in framing else b"b\r\nhello world\r\n0\r\n\r\n"
+    wire = (b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n" + framing + b"\r\n" + body + b"GET /next HTTP/1.1\r\n\r\n")
+    events = parse(data.draw(splits(wire)))
+    assert [kind for kind, _ in events] == ["request", "data", "end", "request", "end"]
+    assert events[1][1] == b"hello world"
+    assert events[3][1][1] == b"/next"  # type: ignore[index]
+
+
+def test_connection_specific_fields_leave_http2_responses() -> None:
+    from gateway.protocols.http.core import response_fields
+
+    headers = [(b"Connection", b"close"), (b"Keep-Alive", b"5"), (b"Upgrade", b"x"), (b"Transfer-Encoding", b"chunked"),
+               (b"X-Kept", b"1"), (b"Content-Length", b"3")]
+    block, length, close, _, _ = response_fields(headers, http2=True)
+    assert block == b"x-kept: 1\r\ncontent-length: 3\r\n" and length == 3 and close
+    block, _, close, _, _ = response_fields(headers)
+    assert b"connection: close" in block and b"keep-alive" in block and close
+
+
+def test_informational_responses() -> None:
+    conn = HTTPConnection()
+    conn.send_informational(103, [(b"link", b"</a.css>; rel=preload")])
+    assert conn.data_to_send() == b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+
+
 def response(conn: HTTPConnection, request_wire: bytes, status: int, headers: list[tuple[bytes, bytes]], *bodies: bytes,
              trailers: list[tuple[bytes, bytes]] | None = None) -> tuple[bytes, bool]:
     conn.receive_data(request_wire)

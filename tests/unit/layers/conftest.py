@@ -30,6 +30,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _layer_work_ends_with_the_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every Redis layer a test built, even when the test failed half-way: nothing it
+    started (readers, reconnection attempts) keeps running into the next test."""
+    from gateway.layers.redis import RedisChannelLayer
+
+    built: list[RedisChannelLayer] = []
+    original = RedisChannelLayer.__init__
+
+    def tracking_init(self: RedisChannelLayer, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(RedisChannelLayer, "__init__", tracking_init)
+    yield
+    for layer in built:
+        loop = layer._loop
+        if layer._topology is not None and loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(layer.close(), loop).result(30)
+
+
 @pytest.fixture(scope="session")
 def reactor_loop() -> asyncio.AbstractEventLoop:
     """The loop of Twisted's asyncio reactor, running in a daemon thread (as the layer needs).

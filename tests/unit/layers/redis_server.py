@@ -15,15 +15,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REDIS_SERVER", "RedisServer", "command", "free_port"]
+__all__ = ["REDIS_SERVER", "RedisCluster", "RedisServer", "command", "free_port"]
 
 REDIS_SERVER = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(taken: set[int] | None = None) -> int:
+    """A port free now (and not in ``taken``, to which it is added)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if taken is None:
+            return port
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 def _encode(*args: Any) -> bytes:
@@ -130,3 +137,84 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class RedisCluster:
+    """A Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each, on free ports
+    (``redis-server --cluster-enabled yes`` per node, ``redis-cli --cluster create``).
+
+    ``node_timeout`` (ms) is the cluster's failure detection time: a killed primary's replica
+    takes over about one to two node timeouts later.
+    """
+
+    def __init__(self, tmp: Path, primaries: int = 3, replicas: int = 1, node_timeout: int = 1000) -> None:
+        self.tmp = tmp
+        self.nodes: list[RedisServer] = []
+        used: set[int] = set()
+        for _ in range(primaries * (1 + replicas)):
+            port, bus = free_port(used), free_port(used)
+            directory = tmp / f"node-{port}"
+            directory.mkdir()
+            self.nodes.append(RedisServer(directory, port=port, args=(
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(node_timeout), "--cluster-port", str(bus),
+                "--cluster-replica-validity-factor", "0", "--cluster-require-full-coverage", "no",
+                "--cluster-allow-reads-when-down", "no")))
+        self.replicas = replicas
+
+    @property
+    def urls(self) -> list[str]:
+        """Seed URLs (every node)."""
+        return [f"redis+cluster://127.0.0.1:{node.port}" for node in self.nodes]
+
+    def start(self, timeout: float = 60.0) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
+                               "--cluster-yes"], capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        self.wait_ok(timeout)
+        return self
+
+    def alive(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process is not None and node.process.poll() is None]
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Until every live node says the cluster is ok, all agree on the slot map and every
+        replica is linked to its primary (replicating)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                states = [node.command("CLUSTER", "INFO") for node in self.alive()]
+                maps = {str(sorted((s[0], s[1], s[2][1]) for s in node.command("CLUSTER", "SLOTS")))
+                        for node in self.alive()}
+                replication = [node.command("INFO", "replication") for node in self.alive()]
+                linked = all(b"master_link_status:up" in info for info in replication if b"role:slave" in info)
+                if all(b"cluster_state:ok" in state for state in states) and len(maps) == 1 and linked:
+                    return
+            except (OSError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not become ok")
+            time.sleep(0.05)
+
+    def owner(self, slot: int) -> RedisServer:
+        """The live node serving ``slot`` as primary."""
+        for node in self.alive():
+            for start, end, primary, *_ in node.command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    port = int(primary[1])
+                    return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no node serves slot {slot}")
+
+    def primaries(self) -> list[RedisServer]:
+        ports = {int(primary[1]) for _s, _e, primary, *_ in self.alive()[0].command("CLUSTER", "SLOTS")}
+        return [node for node in self.nodes if node.port in ports]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -55,9 +55,31 @@ class TestRedisLayerContract(RedisContract):
     pass
 
 
+_ROUND_ROBIN = ("with several hosts, sends to a normal channel cycle over the servers as channels_redis' do "
+                "(so its workers find them): capacity and order hold per server; test_redis_layer.py covers it")
+
+
 class TestShardedRedisLayerContract(RedisContract):
     def make_hosts(self, server: RedisServer) -> list[str]:
         return [f"redis://127.0.0.1:{server.port}/1", f"redis://127.0.0.1:{server.port}/2"]
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_capacity(self) -> None: ...
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_channel_capacity_patterns(self) -> None: ...
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_expired_messages_free_capacity(self) -> None: ...
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_wait_for_timeout_loses_nothing(self) -> None: ...
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_concurrent_senders_one_receiver_keeps_each_senders_order(self) -> None: ...
+
+    @pytest.mark.skip(reason=_ROUND_ROBIN)
+    def test_fifo_order(self) -> None: ...
 
 
 class TestEncryptedRedisLayerContract(RedisContract):

@@ -200,3 +200,17 @@ def test_flush_removes_what_both_wrote(redis_server: RedisServer) -> None:
         assert redis_server.command("KEYS", "asgi*") == []
 
     run(redis_server, scenario)
+
+
+def test_two_hosts_our_normal_send_is_found_by_their_first_receive(redis_server: RedisServer) -> None:
+    """channels_redis' workers read normal channels host by host, one host per receive(),
+    starting at the first; its senders write them the same way. Ours too: a worker's first
+    receive() finds our first send, its second our second, and so on."""
+    hosts = [f"redis://127.0.0.1:{redis_server.port}/{db}" for db in (10, 11)]
+
+    async def scenario(ours: RedisChannelLayer, theirs: Any) -> None:
+        for i in range(4):
+            await ours.send("two.hosts.jobs", {"type": "job", "i": i})
+            assert (await asyncio.wait_for(theirs.receive("two.hosts.jobs"), 3))["i"] == i
+
+    run(redis_server, scenario, hosts=hosts)

@@ -62,6 +62,67 @@ def test_outage_errors_are_quick_and_clear_and_delivery_resumes(server: RedisSer
     run(main)
 
 
+def test_group_stream_across_a_redis_crash_loses_nothing_sent_after_the_restart(server: RedisServer, run: Any) -> None:
+    """A 200 msg/s group stream to five consumers in another process while redis-server (no
+    persistence) is SIGKILLed and restarted empty. Every group_send accepted after the restart
+    reaches every consumer: the sender holds its group_sends until every process had the time to
+    re-add its memberships. Lost: at most what was in Redis at the crash."""
+    options = {"reconnect_max_delay": 0.5, "connect_timeout": 2.0}
+
+    async def main() -> None:
+        consumers = RedisChannelLayer(hosts=[server.url], **options)
+        sender = RedisChannelLayer(hosts=[server.url], **options)
+        channels = [await consumers.new_channel() for _ in range(5)]
+        for channel in channels:
+            await consumers.group_add("stream", channel)
+        got: dict[str, list[int]] = {channel: [] for channel in channels}
+
+        async def consume(channel: str) -> None:
+            while True:
+                message = await consumers.receive(channel)
+                if message.get("end"):
+                    return
+                got[channel].append(message["seq"])
+
+        tasks = [asyncio.ensure_future(consume(channel)) for channel in channels]
+        accepted: list[tuple[int, str]] = []  # (seq, phase)
+        phase, seq = "before", 0
+        started = time.monotonic()
+        killed_at = restarted_at = None
+        while time.monotonic() - started < 4.5:
+            elapsed = time.monotonic() - started
+            if killed_at is None and elapsed >= 1.0:
+                server.kill()
+                killed_at, phase = elapsed, "outage"
+            elif restarted_at is None and elapsed >= 1.6:
+                server.start()
+                restarted_at, phase = elapsed, "after"
+            failed = sender.counters["group_send_failed"]
+            await sender.group_send("stream", {"type": "m", "seq": seq})
+            if sender.counters["group_send_failed"] == failed:
+                accepted.append((seq, phase))
+            seq += 1
+            await asyncio.sleep(max(0.0, started + seq / 200 - time.monotonic()))
+        await sender.group_send("stream", {"type": "m", "end": True})
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        after = [n for n, p in accepted if p == "after"]
+        before = [n for n, p in accepted if p == "before"]
+        assert len(after) > 300 and len(before) > 150
+        assert sender.stats()["group_sends_held"] >= 1  # it waited for the memberships
+        for channel, seqs in got.items():
+            assert seqs == sorted(seqs)
+            assert not set(after) - set(seqs), f"{channel}: lost after the restart"
+            lost_before = sorted(set(before) - set(seqs))
+            # at 200 msg/s a consumer keeps up: what Redis held when it died is a few messages
+            assert len(lost_before) <= 5 and all(n > before[-1] - 20 for n in lost_before), lost_before
+        assert not [n for n, p in accepted if p == "outage"]  # refused while Redis was down
+        await sender.close()
+        await consumers.flush()
+        await consumers.close()
+
+    run(main)
+
+
 def test_first_use_without_a_server_fails_within_connect_timeout(tmp_path: Path, run: Any) -> None:
     async def main() -> None:
         layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"], connect_timeout=1.0)
@@ -215,3 +276,139 @@ def test_group_send_script_builds_channels_redis_bodies(server: RedisServer, run
     run(main)
     (member,) = server.command("ZRANGE", "asgispecific.remoteproc!", 0, -1)
     assert msgpack.unpackb(member[12:]) == {"type": "t", **message, "__asgi_channel__": names}
+
+
+# -- channels_redis' behaviour where code relies on it --------------------------------------------
+
+
+def test_close_right_after_receive_returns_from_other_loops(server: RedisServer, reactor_loop: Any) -> None:
+    """channels_redis' test_double_receive, repeated: send, receive and close_pools() each from
+    a fresh event loop in another thread (async_to_sync), the layer reopening connections each
+    time. Every close_pools() returns."""
+    from asgiref.sync import async_to_sync
+
+    for _ in range(10):
+        layer = RedisChannelLayer(hosts=[server.url], capacity=3)
+        sender = RedisChannelLayer(hosts=[server.url])
+
+        async def send_and_close(channel: str, message: dict[str, Any]) -> None:
+            await sender.send(channel, message)
+            await sender.close_pools()
+
+        async def listen(channel: str, kind: str) -> None:
+            assert (await asyncio.wait_for(layer.receive(channel), 10))["type"] == kind
+            await asyncio.wait_for(layer.close_pools(), 10)
+
+        first, second = async_to_sync(layer.new_channel)(), async_to_sync(layer.new_channel)()
+        async_to_sync(send_and_close)(first, {"type": "test.message.1"})
+        async_to_sync(send_and_close)(second, {"type": "test.message.2"})
+        async_to_sync(listen)(second, "test.message.2")
+        async_to_sync(listen)(first, "test.message.1")
+        async_to_sync(layer.flush)()
+        async_to_sync(layer.close)()
+
+
+def test_a_message_taken_by_this_process_is_delivered_after_its_expiry(server: RedisServer, run: Any) -> None:
+    """Once the reader took a message out of Redis it is this process's: a consumer that comes
+    late still gets it (channels_redis delivers what its receive buffer holds)."""
+
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url], expiry=0.5)
+        receiver = RedisChannelLayer(hosts=[server.url], expiry=0.5)
+        a, b = await receiver.new_channel(), await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(a))  # the reader is blocked on the process key
+        await sender.send(b, {"type": "m", "to": "b"})
+        await sender.send(a, {"type": "m", "to": "a"})
+        assert (await asyncio.wait_for(waiting, 5))["to"] == "a"  # b came in the same pop
+        await until(lambda: receiver.stats()["local_queued"] == 1)
+        await asyncio.sleep(0.8)  # b is older than expiry now, and still queued here
+        assert (await recv(receiver, b))["to"] == "b"
+        assert receiver.stats()["expired"] == 0
+        await sender.close()
+        await receiver.flush()
+        await receiver.close()
+
+    run(main)
+
+
+def test_local_messages_expire_like_channels_redis_keys(server: RedisServer, run: Any) -> None:
+    """A message sent to a channel of this process (never in Redis) is dropped as channels_redis
+    drops it from its sorted set: when a newer message is put there after its expiry."""
+
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url], expiry=0.4)
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "m", "n": 1})
+        await asyncio.sleep(0.5)
+        await layer.send(channel, {"type": "m", "n": 2})
+        assert (await recv(layer, channel))["n"] == 2
+        assert layer.stats()["expired"] == 1
+        await layer.send(channel, {"type": "m", "n": 3})
+        await asyncio.sleep(0.5)  # nothing newer came: a receive still takes it (a BZPOPMIN would)
+        assert (await recv(layer, channel))["n"] == 3
+        await layer.close()
+
+    run(main)
+
+
+def test_channels_redis_names_and_errors(server: RedisServer, run: Any) -> None:
+    async def main() -> None:
+        layer = RedisChannelLayer(hosts=[server.url], prefix="test_prefix")
+        assert layer._group_key("test_group") == b"test_prefix:group:test_group"
+        with pytest.raises(AssertionError, match="another process"):  # channels_redis asserts here
+            await layer.receive("not-client-prefix!local_part")
+        with pytest.raises(ValueError, match="another process"):
+            await layer.receive("not-client-prefix!local_part")
+        member = layer.serialize({"a": True, "b": None, "c": {"d": []}})
+        assert member[12:] == b"\x83\xa1a\xc3\xa1b\xc0\xa1c\x81\xa1d\x90"
+        assert layer.deserialize(member) == {"a": True, "b": None, "c": {"d": []}}
+        with pytest.warns(DeprecationWarning, match="require_valid_channel_name"):
+            assert layer.valid_channel_name("ok.name") is True
+        with pytest.warns(DeprecationWarning, match="require_valid_group_name"):
+            with pytest.raises(TypeError, match="Group name must be"):
+                layer.valid_group_name("bad name")
+        buffer = layer.receive_buffer["buffered"]
+        for i in range(150):
+            buffer.put_nowait(i)
+        assert buffer.full() and buffer.qsize() == 100
+        assert [buffer.get_nowait() for _ in range(100)] == list(range(50, 150))
+        await layer.close()
+
+    run(main)
+
+
+# -- shared marks (SMS de-duplication across processes) --------------------------------------------
+
+
+def test_shared_dedup_across_two_layers_and_without_redis(server: RedisServer, run: Any) -> None:
+    from gateway.layers import LayerRegistry
+    from gateway.layers.marks import SharedMarks, shared_marks
+    from gateway.protocols.sms.dedup import DedupCache, SharedDedup
+
+    assert shared_marks(LayerRegistry({"default": {"backend": "memory"}}), "sms:x") is None
+
+    async def main() -> None:
+        one, two = (RedisChannelLayer(hosts=[server.url], prefix="p") for _ in range(2))
+        registry = LayerRegistry({})
+        registry.set("events", one)
+        marks = shared_marks(registry, "sms:hooks")
+        assert isinstance(marks, SharedMarks)
+        first = SharedDedup(DedupCache(60, 10), marks)
+        second = SharedDedup(DedupCache(60, 10), two.marks("sms:hooks"))
+        assert not await first.check("tw:SM1", time.time())
+        first.remember("tw:SM1", time.time())
+        await until(lambda: server.command("EXISTS", "p:marks:sms:hooks:tw:SM1") == 1)
+        assert 0 < server.command("PTTL", "p:marks:sms:hooks:tw:SM1") <= 60_000
+        assert await second.check("tw:SM1", time.time())
+        assert "tw:SM1" in second.local  # remembered here now: no round trip next time
+        await one.close()
+        await two.close()
+        down = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"], connect_timeout=1.0)
+        alone = SharedDedup(DedupCache(60, 10), down.marks("sms:hooks"))
+        assert not await alone.check("tw:SM2", time.time())  # unreachable: answered from memory
+        alone.remember("tw:SM2", time.time())  # written in the background; the failure is logged
+        assert await alone.check("tw:SM2", time.time())
+        await down.marks("x").flush()
+        await down.close()
+
+    run(main)

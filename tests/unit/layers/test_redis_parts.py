@@ -15,6 +15,7 @@ from gateway.layers import LayerRegistry, backend_options
 from gateway.layers.redis import RedisChannelLayer, Serializer, consistent_hash, decode_hosts
 from gateway.layers.redis.hosts import parse_sentinel, parse_url
 from gateway.layers.redis.serializer import split_map
+from tests.unit.layers.redis_server import RedisServer
 
 # -- hosts ------------------------------------------------------------------------------------
 
@@ -227,17 +228,62 @@ def test_yaml_redis_section_maps_onto_the_layer_options() -> None:
     assert layer.batch == 50
 
 
-def test_importing_the_layer_installs_no_reactor_and_needs_one_at_use() -> None:
+def test_importing_installs_no_reactor_and_first_use_starts_one_in_a_thread(server: RedisServer) -> None:
+    """A Django process (no gateway, no reactor) uses the layer by changing imports only."""
     code = (
-        "import asyncio, sys\n"
+        "import asyncio, sys, threading\n"
         "from gateway.layers.redis import RedisChannelLayer\n"
-        "layer = RedisChannelLayer()\n"
+        f"layer = RedisChannelLayer(hosts=[{server.url!r}])\n"
         "assert 'twisted.internet.reactor' not in sys.modules and 'txredisapi' not in sys.modules\n"
+        "async def main():\n"
+        "    await layer.send('x', {'type': 'm', 'n': 1})\n"
+        "    got = await layer.receive('x')\n"
+        "    await layer.close()\n"
+        "    return got\n"
+        "print('GOT', asyncio.run(main()), [t.name for t in threading.enumerate() if t.name == 'gateway-reactor'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "GOT {'type': 'm', 'n': 1} ['gateway-reactor']" in out.stdout
+
+
+def test_another_installed_reactor_is_a_clear_error() -> None:
+    code = (
+        "import asyncio\n"
+        "from twisted.internet import selectreactor\n"
+        "selectreactor.install()\n"
+        "from gateway.layers.redis import RedisChannelLayer\n"
         "try:\n"
-        "    asyncio.run(layer.send('x', {'type': 'm'}))\n"
+        "    asyncio.run(RedisChannelLayer().send('x', {'type': 'm'}))\n"
         "except RuntimeError as exc:\n"
         "    print('ERROR', exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "ERROR RedisChannelLayer runs on Twisted's asyncio reactor" in out.stdout
+    assert "(installed: SelectReactor)" in out.stdout
+
+
+def test_cluster_seed_urls() -> None:
+    seeds = decode_hosts(["redis+cluster://app:pw@10.0.0.5:7000", "rediss+cluster://10.0.0.6?ssl_cert_reqs=none"])
+    assert [(a.cluster, a.scheme, a.host, a.port) for a in seeds] == [(True, "redis", "10.0.0.5", 7000),
+                                                                      (True, "rediss", "10.0.0.6", 6379)]
+    assert (seeds[0].username, seeds[0].password, seeds[1].ssl_verify) == ("app", "pw", False)
+    assert seeds[0].describe() == "redis+cluster://app@10.0.0.5:7000"
+    with pytest.raises(ValueError, match="only database 0"):
+        parse_url("redis+cluster://10.0.0.5:7000/3")
+    with pytest.raises(ValueError, match="do not mix them"):
+        decode_hosts(["redis+cluster://10.0.0.5:7000", "redis://10.0.0.6"])
+    with pytest.raises(ValueError, match="Sentinel and Redis Cluster"):
+        decode_hosts(["redis+cluster://mymaster"], sentinels=["10.0.0.7:26379"])
+    layer = RedisChannelLayer(hosts=["redis+cluster://10.0.0.5:7000"])
+    assert layer.cluster and layer.ring_size == 1 and layer.group_key("room") == b"asgi:group:{room}"
+
+
+def test_yaml_accepts_cluster_seeds_and_refuses_a_mix() -> None:
+    from gateway.config.schema import RedisLayerConfig
+
+    ok = RedisLayerConfig(backend="redis", hosts=("redis+cluster://10.0.0.5:7000", "redis+cluster://10.0.0.6:7000"))
+    assert list(ok.check()) == []
+    mixed = RedisLayerConfig(backend="redis", hosts=("redis+cluster://10.0.0.5:7000", "redis://10.0.0.6"))
+    assert [field for field, _ in mixed.check()] == ["hosts"]

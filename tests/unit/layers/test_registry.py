@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,16 +17,17 @@ from gateway.layers import (
     backend_options,
     channel_layers,
     configure_layers,
+    current_registry,
     get_channel_layer,
     register_backend,
 )
 
 
 @pytest.fixture
-def restore_layers() -> Iterator[None]:
-    saved = (dict(channel_layers._config), dict(channel_layers._layers))
-    yield
-    channel_layers._config, channel_layers._layers = saved
+def restore_layers() -> Iterator[LayerRegistry]:
+    """configure_layers() configures the current registry: a fresh one bound for the test."""
+    with LayerRegistry().using() as registry:
+        yield registry
 
 
 def test_default_alias_is_memory_until_configured() -> None:
@@ -34,7 +37,7 @@ def test_default_alias_is_memory_until_configured() -> None:
     assert registry.get("other") is None
 
 
-def test_configure_from_yaml_shaped_mapping(restore_layers: None) -> None:
+def test_configure_from_yaml_shaped_mapping(restore_layers: LayerRegistry) -> None:
     registry = configure_layers({
         "default": {"backend": "memory", "capacity": 7, "expiry": 30, "group_expiry": 600,
                     "channel_capacity": {"http.request": 200}},
@@ -48,9 +51,78 @@ def test_configure_from_yaml_shaped_mapping(restore_layers: None) -> None:
     assert registry.aliases == ["default", "events"]
 
 
-def test_configure_empty_means_no_layer(restore_layers: None) -> None:
+def test_configure_empty_means_no_layer(restore_layers: LayerRegistry) -> None:
     configure_layers({})
     assert get_channel_layer() is None
+    assert restore_layers.aliases == []
+
+
+def test_bound_registry_wins_and_ends_with_the_block() -> None:
+    outside = get_channel_layer()
+    mine = LayerRegistry({"default": {"backend": "memory", "capacity": 3}})
+    with mine.using():
+        assert get_channel_layer() is mine["default"]
+        assert channel_layers["default"] is mine["default"]  # Channels' name follows it
+
+        async def in_a_task() -> Any:  # tasks started inside the block see it too
+            return get_channel_layer()
+
+        assert asyncio.run(in_a_task()) is mine["default"]
+    assert get_channel_layer() is outside
+
+
+def test_two_services_registries_do_not_share_layers() -> None:
+    """Each application sees its own service's registry, whichever service started last."""
+    first = LayerRegistry({"default": {"backend": "memory"}})
+    second = LayerRegistry({"default": {"backend": "memory"}})
+    seen: dict[str, Any] = {}
+
+    def app_for(name: str) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            seen[name] = get_channel_layer()
+        return app
+
+    one, two = first.bind_application(app_for("one")), second.bind_application(app_for("two"))
+    first.activate()
+    second.activate()
+    try:
+        assert current_registry() is second  # the most recently started service outside apps
+
+        async def main() -> None:
+            await asyncio.gather(one({}, None, None), two({}, None, None))
+            assert current_registry() is second  # the binding did not leak to the caller
+
+        asyncio.run(main())
+        assert seen == {"one": first["default"], "two": second["default"]}
+    finally:
+        second.deactivate()
+        first.deactivate()
+    assert current_registry() is not second and current_registry() is not first
+
+
+def test_bound_application_forwards_attributes() -> None:
+    class Routed:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            pass
+
+        def matches(self, scope: Any) -> bool:
+            return scope.get("type") == "http"
+
+    app = LayerRegistry({}).bind_application(Routed())
+    assert app.matches({"type": "http"}) and not app.matches({"type": "mqtt"})
+
+
+def test_a_thread_sees_the_active_registry() -> None:
+    registry = LayerRegistry({"default": {"backend": "memory"}})
+    registry.activate()
+    try:
+        found: list[Any] = []
+        thread = threading.Thread(target=lambda: found.append(get_channel_layer()))
+        thread.start()
+        thread.join()
+        assert found == [registry["default"]]
+    finally:
+        registry.deactivate()
 
 
 def test_channels_style_and_import_paths() -> None:

@@ -13,7 +13,6 @@ from twisted.internet.testing import MemoryReactorClock
 
 from gateway.config import load_config_text
 from gateway.exceptions import ChannelFull
-from gateway.layers import configure_layers
 from gateway.layers.memory import InMemoryChannelLayer
 from gateway.metrics.families import FAMILIES
 from gateway.metrics.hub import MetricsHub, layer_samples, open_connections
@@ -39,7 +38,6 @@ def service() -> Iterator[Any]:
     yield service
     service._executor.shutdown(wait=False)
     loop.close()
-    configure_layers({"default": {"backend": "memory"}})
 
 
 def scrape(hub: MetricsHub) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

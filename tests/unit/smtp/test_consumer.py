@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.consumers.email import AsyncEmailConsumer, EmailConsumer, LazyEmailMessage, parse_message
-from gateway.layers import InMemoryChannelLayer, channel_layers
+from gateway.layers import InMemoryChannelLayer, LayerRegistry
 from gateway.routing import EmailToRouter, regex
 from gateway.testing.email import EmailCommunicator
 from tests.unit.layers.conftest import until
@@ -123,12 +123,12 @@ def test_sync_consumers_run_in_threads_and_send():
 
 @pytest.fixture
 def fresh_layer() -> Any:
-    """A new in-memory layer as alias "default" for the test; the registry restored after."""
-    saved = (dict(channel_layers._config), dict(channel_layers._layers))
+    """A new in-memory layer as alias "default" of a registry current for the test."""
     layer = InMemoryChannelLayer()
-    channel_layers.set("default", layer)
-    yield layer
-    channel_layers._config, channel_layers._layers = saved
+    registry = LayerRegistry({})
+    registry.set("default", layer)
+    with registry.active():
+        yield layer
 
 
 def test_the_layer_is_there_but_no_channel_unless_asked(fresh_layer):
