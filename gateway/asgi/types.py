@@ -23,6 +23,7 @@ __all__ = [
     "HTTPResponseStart",
     "HTTPScope",
     "LifespanScope",
+    "MqttConnectorInfo",
     "MqttScope",
     "WebSocketAccept",
     "WebSocketClose",
@@ -200,8 +201,19 @@ class LifespanScope(TypedDict):
 # -- mqtt (docs/asgi-mqtt.md) ---------------------------------------------------------------------
 
 
+class MqttConnectorInfo(TypedDict):
+    """``scope["connector"]`` of an MQTT connector's connection to a broker."""
+
+    name: str
+    broker: str
+    session_present: bool
+    properties: dict[str, Any]
+    subscriptions: list[dict[str, Any]]
+
+
 class MqttScope(TypedDict):
-    """One MQTT client connection (``type: "mqtt"``)."""
+    """One MQTT client connection (``type: "mqtt"``); with ``connector``, a connection of an
+    MQTT connector to a broker (docs/asgi-mqtt.md, "Connecting to an existing broker")."""
 
     type: Literal["mqtt"]
     asgi: ASGIVersions
@@ -221,6 +233,7 @@ class MqttScope(TypedDict):
     websocket: dict[str, Any] | None
     state: dict[str, Any]
     extensions: dict[str, Any]
+    connector: NotRequired[MqttConnectorInfo]
 
 
 # -- email (docs/asgi-email.md) -------------------------------------------------------------------

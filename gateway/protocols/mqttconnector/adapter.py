@@ -682,7 +682,7 @@ class ConnectorConnection:
         self.accepted = True
         self.stats.connect_latency.observe(perf_counter() - self._started)
         connector.accepted(self, connack)
-        scope = connector_scope(
+        scope: Any = connector_scope(  # an MqttScope, handed to the application as its scope
             connector.connect_packet, connack, name=connector.name, broker=connector.address.url,
             subscriptions=connector.subscriptions, websocket_path=self.websocket_path, client=self.client,
             server=self.server, tls=self.io.tls_info(), state=connector.state,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.asgi.types import MqttScope
 from gateway.protocols.errors import LocalProtocolError
 from gateway.protocols.mqtt.asgi import AuthStep, Deliver, ScopeState, mqtt_scope, properties_to_dict
 from gateway.protocols.mqtt.packets import ConnAck, Connect, Subscription
@@ -50,7 +51,7 @@ def connector_scope(
     connect: Connect, connack: ConnAck, *, name: str, broker: str, subscriptions: tuple[Subscription, ...],
     websocket_path: str | None, client: Any, server: Any, tls: dict[str, Any] | None,
     state: dict[str, Any] | None,
-) -> dict[str, Any]:
+) -> MqttScope:
     """The scope of one connector connection (see the module documentation). Never the
     password; ``properties`` are our CONNECT's, ``connector["properties"]`` the CONNACK's."""
     client_id = connack.properties.assigned_client_identifier or connect.client_id
