@@ -437,12 +437,16 @@ class Connector:
         """Whether another QoS 1/2 message may be taken (``limits.max_queued_messages``)."""
         return self.stopping or self.outstanding() < self.max_queued
 
+    def room_changed(self) -> asyncio.Future[None]:
+        """A future that completes when the broker completed a message, or a connection ended."""
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._room.append(waiter)
+        return waiter
+
     async def room(self) -> None:
         """Wait until another QoS 1/2 message may be taken."""
         while not self.has_room():
-            waiter = self.loop.create_future()
-            self._room.append(waiter)
-            await waiter
+            await self.room_changed()
 
     def publish(self, action: Deliver) -> None:
         """Publish to the broker now (QoS 1/2: hold it while no connection is accepted).
@@ -840,9 +844,11 @@ class ConnectorInstance(ApplicationInstance):
         return None
 
     async def _publish_later(self, action: Deliver) -> None:
-        await self.conn.connector.room()
-        if not self.gone:
-            self.conn.connector.publish(action)
+        connector = self.conn.connector
+        while not connector.has_room() and not self.gone:
+            await connector.room_changed()
+        if not self.gone:  # else send() raises ClientDisconnected: the message was not taken
+            connector.publish(action)
 
     def pause_reading(self) -> None:
         pass  # the flush point asks reading_paused after handing events over

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.mqttconnector.test_asgi -*-
+# -*- test-case-name: tests.unit.mqttconnector.test_config -*-
 """The ASGI side of a connector connection, pure: the listener's ``mqtt`` scope and events, seen
 from the connector, and what the application's messages become.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.mqttconnector.test_websocket -*-
+# -*- test-case-name: tests.integration.test_mqtt_connector -*-
 """A connector connection over WebSocket (``ws://``, ``wss://``; MQTT 5.0 §6): autobahn's client
 frames, our MQTT connection.
 
