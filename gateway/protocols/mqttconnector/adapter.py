@@ -753,9 +753,19 @@ class ConnectorConnection:
         self.flush()
 
     def ack_publish(self, packet_id: int, reason_code: int, properties: Properties) -> None:
-        """PUBACK/PUBREC for the broker's message, once handled."""
-        self.core.ack_publish(packet_id, reason_code, properties)
-        self.flush()
+        """PUBACK/PUBREC for the broker's message, once handled.
+
+        The hot path writes the acknowledgement and nothing else: an acknowledgement makes no
+        event, and the keep-alive timer is armed already (the core stamps the time it fires).
+        Only when reading was paused (it may resume now) does the whole flush run."""
+        core = self.core
+        core.ack_publish(packet_id, reason_code, properties)
+        if self._reading_paused or self._flushing or core.closed:
+            self.flush()
+            return
+        data = core.data_to_send()
+        if data and not self.lost:
+            self.io.write(data)
 
     def disconnect(self, reason_code: int = ReasonCode.NORMAL_DISCONNECTION) -> None:
         """End the connection from our side (DISCONNECT, then close)."""
