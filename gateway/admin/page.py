@@ -4,7 +4,9 @@ layout is one column that stays readable on a phone-sized screen.
 
 Element ids the tests read: ``state`` (live / disconnected), ``ready``, and per protocol row
 ``open-<p>``, ``cps-<p>``, ``mps-<p>``, ``total-<p>`` (messages received + sent since start),
-``conns-<p>`` (connections since start); the chart ``chart`` (one ``path.series`` per protocol,
+``conns-<p>`` (connections since start); per MQTT connector (a second table, shown when there are
+some) ``connector-<name>`` with ``conn-state-<name>`` (connected / down), ``conn-received-<name>``,
+``conn-sent-<name>``, ``conn-queued-<name>``, ``conn-reconnects-<name>``; the chart ``chart`` (one ``path.series`` per protocol,
 ``g.y-axis`` and ``g.x-axis`` with one ``text`` per tick, ``text.unit``).
 """
 
@@ -49,6 +51,8 @@ small{color:var(--muted)}
 <span id="keep">?</span></small>
 <table><thead><tr><th>protocol</th><th>open</th><th>conn/s</th><th>msg/s</th>
 <th>messages</th><th class="wide">connections</th></tr></thead><tbody id="rows"></tbody></table>
+<table id="connectors-table" hidden><thead><tr><th>connector</th><th>state</th><th>received</th><th>sent</th>
+<th>queued</th><th class="wide">reconnects</th></tr></thead><tbody id="connectors"></tbody></table>
 <div class="tabs" id="tabs">
 <button data-m="mps" aria-pressed="true">messages/s</button>
 <button data-m="cps" aria-pressed="false">connections/s</button>
@@ -60,9 +64,9 @@ small{color:var(--muted)}
 
 SCRIPT = b"""'use strict';
 (function () {
-  var ORDER = ['http', 'websocket', 'mqtt', 'smtp', 'imap', 'sms'];
-  var COLORS = {http: '#2563eb', websocket: '#16a34a', mqtt: '#d97706', smtp: '#dc2626',
-                imap: '#7c3aed', sms: '#0891b2'};
+  var ORDER = ['http', 'websocket', 'mqtt', 'mqtt-connector', 'smtp', 'imap', 'sms'];
+  var COLORS = {http: '#2563eb', websocket: '#16a34a', mqtt: '#d97706', 'mqtt-connector': '#92400e',
+                smtp: '#dc2626', imap: '#7c3aed', sms: '#0891b2'};
   var UNITS = {mps: 'messages/s', cps: 'connections/s', open: 'connections'};
   var NS = 'http://www.w3.org/2000/svg';
   // Plot margins inside the chart, in pixels: room for the y labels and the unit (left, top)
@@ -120,9 +124,31 @@ SCRIPT = b"""'use strict';
       tr.appendChild(cell(String(item.connections), 'conns-' + p, true));
       body.appendChild(tr);
     });
+    connectors(sample.connectors || {});
     var ready = $('ready');
     ready.textContent = sample.ready ? 'ready' : 'not ready';
     ready.className = 'badge ' + (sample.ready ? 'ok' : 'bad');
+  }
+  function connectors(entries) {
+    var names = Object.keys(entries).sort(), body = $('connectors');
+    $('connectors-table').hidden = names.length === 0;
+    body.textContent = '';
+    names.forEach(function (name) {
+      var item = entries[name], tr = document.createElement('tr'), state = document.createElement('td');
+      var badge = document.createElement('span');
+      badge.className = 'badge ' + (item.up ? 'ok' : 'bad');
+      badge.textContent = item.up ? 'connected' : 'down';
+      badge.id = 'conn-state-' + name;
+      state.appendChild(badge);
+      tr.id = 'connector-' + name;
+      tr.appendChild(cell(name));
+      tr.appendChild(state);
+      tr.appendChild(cell(String(item.received), 'conn-received-' + name));
+      tr.appendChild(cell(String(item.sent), 'conn-sent-' + name));
+      tr.appendChild(cell(String(item.queued), 'conn-queued-' + name));
+      tr.appendChild(cell(String(item.reconnects), 'conn-reconnects-' + name, true));
+      body.appendChild(tr);
+    });
   }
   // A round step (1, 2 or 5 times a power of ten) giving about `count` intervals up to `top`.
   function step(top, count) {

@@ -10,7 +10,9 @@ the recent past at once. Each sample is a small dict::
                             "cps": 2.0, "rps": 14.0, "sps": 14.0}, ...}}
 
 (``cps``/``rps``/``sps``: connections, messages received and messages sent per second since the
-previous sample; totals since start), kept as its compact JSON text (about 700 bytes with six
+previous sample; totals since start), plus, when there are MQTT connectors, one entry each
+(``"connectors": {"sensors": {"up": 1, "received": 950, "sent": 3, "reconnects": 0, "queued": 0,
+"dropped": 0}}``), kept as its compact JSON text (about 700 bytes with six
 protocols): the buffer is bounded by ``history`` times that, and a page's first message is the
 texts joined, not serialised again.
 
@@ -32,6 +34,8 @@ __all__ = ["Sampler", "sampler_for"]
 #: What a subscriber gets: one sample, as its JSON text.
 Subscriber = Callable[[str], None]
 Summary = Callable[[], dict[str, dict[str, int]]]
+#: Per-connector numbers (``MetricsHub.connectors``).
+Details = Callable[[], dict[str, dict[str, int]]]
 
 
 class Sampler:
@@ -45,12 +49,15 @@ class Sampler:
         interval: seconds between samples.
         ready: returns whether the daemon is ready (shown on the page).
         clock: wall-clock time for the timestamps shown.
+        connectors: returns ``{name: {"up", "received", "sent", "reconnects", "queued",
+            "dropped"}}`` for the MQTT connectors (none: no such entry).
     """
 
     def __init__(self, summary: Summary, reactor: Any, *, history: int = 300,
                  interval: float = 1.0, ready: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, connectors: Details | None = None) -> None:
         self.summary = summary
+        self.connectors = connectors
         self.reactor = reactor
         self.interval = interval
         self.ready = ready
@@ -136,7 +143,10 @@ class Sampler:
                 item["cps"] = item["rps"] = item["sps"] = None
             protocols[protocol] = item
         self._last = (now, totals)
-        point = {"t": int(self.clock() * 1000), "ready": bool(self.ready()), "protocols": protocols}
+        point: dict[str, Any] = {"t": int(self.clock() * 1000), "ready": bool(self.ready()), "protocols": protocols}
+        connectors = self.connectors() if self.connectors is not None else None
+        if connectors:
+            point["connectors"] = connectors
         text = json.dumps(point, separators=(",", ":"))
         self.history.append(text)
         return text
@@ -164,7 +174,8 @@ def sampler_for(hub: Any, reactor: Any, *, history: int, ready: Callable[[], boo
     resized to ``history`` samples."""
     sampler = _samplers.get(hub)
     if sampler is None or sampler.reactor is not reactor:
-        sampler = _samplers[hub] = Sampler(hub.summary, reactor, history=history, ready=ready)
+        sampler = _samplers[hub] = Sampler(hub.summary, reactor, history=history, ready=ready,
+                                           connectors=getattr(hub, "connectors", None))
     else:
         sampler.resize(history)
         sampler.ready = ready

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway import __version__
 from gateway.metrics.families import FAMILIES
-from gateway.metrics.stats import ListenerStats, stats_class
+from gateway.metrics.stats import ConnectorStats, ListenerStats, stats_class
 
 __all__ = ["MetricsHub", "layer_samples", "open_connections"]
 
@@ -174,6 +174,17 @@ class MetricsHub(Collector):
             ws = getattr(stats, "ws_connections", None)
             if ws is not None and protocol == "http":
                 entry("websocket")["connections"] += ws
+        return result
+
+
+    def connectors(self) -> dict[str, dict[str, int]]:
+        """The MQTT connectors' rows of the status page: ``{name: {"up", "received", "sent",
+        "reconnects", "queued", "dropped"}}``."""
+        result: dict[str, dict[str, int]] = {}
+        for listener in self.listeners():
+            stats = self._stats.get((listener.name, "mqtt-connector"))
+            if isinstance(stats, ConnectorStats):
+                result[listener.name] = stats.details()
         return result
 
 

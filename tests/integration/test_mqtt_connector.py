@@ -377,3 +377,38 @@ def test_an_application_without_mqtt_is_reported(tmp_path: Path) -> None:
         daemon.stop()
         broker.stop()
 
+
+
+# -- the status page ---------------------------------------------------------------------------------
+
+@pytest.mark.chromium
+def test_status_page_shows_each_connector(tmp_path: Path) -> None:
+    from tests.integration.chromium import CHROMIUM, Browser
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed")
+    broker = Mosquitto(tmp_path).start()
+    config = daemon_config(connector("sensors", f"mqtt://127.0.0.1:{broker.port}"),
+                           connector("offline", f"mqtt://127.0.0.1:{free_port()}"))
+    daemon, records = start_daemon(tmp_path, config)
+    browser = Browser(tmp_path)
+    try:
+        records.wait(lambda r: r.connects() == 1, what="the connection")
+        page = browser.start(daemon.url("admin") + "/")
+        page.wait_for("document.querySelectorAll('#connectors tr').length === 2", what="a row per connector")
+        page.wait_for("document.getElementById('conn-state-sensors').textContent === 'connected'", what="sensors up")
+        assert page.evaluate("document.getElementById('conn-state-offline').textContent") == "down"
+        assert page.evaluate("document.getElementById('connectors-table').hidden") is False
+        publisher = Client(broker.address, "device-page", V311)
+        for n in range(3):
+            publisher.publish("in/page", b"%d" % n, 1)
+        publisher.close()
+        page.wait_for("Number(document.getElementById('conn-received-sensors').textContent) >= 3",
+                      what="three messages received")
+        page.wait_for("Number(document.getElementById('conn-reconnects-offline').textContent) >= 1",
+                      what="the offline connector's attempts")
+        page.wait_for("document.getElementById('row-mqtt-connector') !== null", what="the protocol row")
+    finally:
+        browser.stop()
+        daemon.stop()
+        broker.stop()
