@@ -4,10 +4,10 @@
 #
 # usage: bench/run.sh [OUTDIR] [REPS]          (default: bench/results/<UTC date-time>, 3)
 #        bench/run.sh --dry-run [OUTDIR] [REPS]  (check the prerequisites, print the commands)
-#   env: SUITES ("http ws layer mqtt smtp": the suites to run), and every suite's own variables
+#   env: SUITES ("http ws layer mqtt connector smtp": the suites to run), and every suite's own variables
 #        (BENCH_HOME, VENV, QUIET_WAIT, ...; see bench/README.md)
 #
-# The peers (Daphne, Uvicorn, Mosquitto, amqtt, aiosmtpd, channels_redis, wrk, node's ws) come
+# The peers (Daphne, Uvicorn, Mosquitto, amqtt, mqttasgi, aiosmtpd, channels_redis, wrk, node's ws) come
 # from bench/setup_peers.sh; without them this script says so and exits 2. About 50 minutes for
 # everything at REPS=3: run it on a quiet machine.
 set -u
@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 DRY=0
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
 OUT=${1:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}; REPS=${2:-3}
-SUITES=${SUITES:-http ws layer mqtt smtp}
+SUITES=${SUITES:-http ws layer mqtt connector smtp}
 BENCH_HOME=${BENCH_HOME:-$HOME/.cache/gateway-bench}
 VENV=${VENV:-$BENCH_HOME/venv}
 
@@ -28,8 +28,9 @@ for suite in $SUITES; do
     ws) need="node";;
     layer) need="redis-server";;
     mqtt) need="node mosquitto";;
+    connector) need="mosquitto mosquitto_pub mosquitto_sub";;
     smtp) need="smtp-source";;
-    *) echo "run.sh: unknown suite '$suite' (http ws layer mqtt smtp)" >&2; exit 2;;
+    *) echo "run.sh: unknown suite '$suite' (http ws layer mqtt connector smtp)" >&2; exit 2;;
   esac
   for cmd in $need; do
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing="$missing $cmd"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -412,3 +414,59 @@ def test_status_page_shows_each_connector(tmp_path: Path) -> None:
         browser.stop()
         daemon.stop()
         broker.stop()
+
+
+# -- the documented example ----------------------------------------------------------------------------
+
+def documented_example() -> tuple[str, str, str]:
+    """The Python, YAML and shell blocks of "Connecting to an existing broker" in docs/asgi-mqtt.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "asgi-mqtt.md").read_text()
+    section = text.split("## Connecting to an existing broker", 1)[1].split("\n## ", 1)[0]
+    blocks: dict[str, str] = {}
+    for part in section.split("```")[1::2]:
+        kind, _, body = part.partition("\n")
+        blocks.setdefault(kind, body)
+    return blocks["python"], blocks["yaml"], blocks["sh"]
+
+
+def test_the_documented_example_runs(tls_broker: tuple[Mosquitto, Path], tmp_path: Path) -> None:
+    """The example of docs/asgi-mqtt.md as written, against Mosquitto with TLS and a password
+    file (and a Redis layer for publish_channel): only the broker's address, its CA file and the
+    Redis URL are replaced."""
+    from tests.unit.layers.redis_server import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    broker, certs = tls_broker
+    python, yaml_text, shell = documented_example()
+    (tmp_path / "sensors.py").write_text(python)
+    redis = RedisServer(tmp_path).start()
+    config = (yaml_text.replace("mqtts://broker.example.org:8883", f"mqtts://localhost:{broker.port}")
+              .replace("/etc/gateway/broker-ca.pem", str(certs / "ca.pem"))
+              .replace("redis://127.0.0.1:6379/0", redis.url)
+              .replace("username: gateway", "username: gw"))
+    env = {"BROKER_PASSWORD": "s3cret-pw", "PYTHONPATH": str(tmp_path)}
+    daemon = Daemon(tmp_path, config, env=env).start()
+    watcher = Client(broker.address, "doc-watcher", V5, username="gw", password="s3cret-pw", tls_ca=str(certs / "ca.pem"))
+    try:
+        assert watcher.subscribe(("alerts/#", 1)) == [1]
+        sensor = Client(broker.address, "doc-sensor", V311, username="gw", password="s3cret-pw",
+                        tls_ca=str(certs / "ca.pem"))
+        sensor.publish("sensors/boiler/temperature", b"20.5", 1)
+        sensor.publish("sensors/boiler/temperature", b"31", 1)
+        message = watcher.get(timeout=20)
+        assert (message.topic, message.payload) == ("alerts/boiler", b"too hot")
+        sensor.close()
+        command = shell.strip().splitlines()[1]
+        assert command.startswith("gateway send -c gateway.yaml --channel mqtt-out ")
+        argument = command.split(" --channel mqtt-out ", 1)[1].strip("'")
+        sent = subprocess.run([sys.executable, "-m", "gateway", "send", "-c", str(daemon.config_path),
+                               "--channel", "mqtt-out", argument], env=daemon.env, capture_output=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr.decode()
+        message = watcher.get(timeout=20)
+        assert (message.topic, message.payload, message.qos) == ("alerts/all", b"maintenance at noon", 1)
+    finally:
+        watcher.close()
+        daemon.stop()
+        redis.stop()
+    assert "s3cret-pw" not in daemon.output()
