@@ -215,6 +215,63 @@ def test_tls_and_credentials_from_the_environment(tls_broker: tuple[Mosquitto, P
     assert re.search(r"wrong-password: .*: the broker refused the connection: 0x8[67]", output)
 
 
+def test_client_certificates(tmp_path: Path) -> None:
+    """A broker that asks for a client certificate (require_certificate): the connector presents
+    the one configured; without it the handshake fails and /readyz says why."""
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client = ca.issue_cert("gateway-client")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    broker = Mosquitto(tmp_path, tls=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")),
+                       extra=f"cafile {tmp_path}/ca.pem\nrequire_certificate true").start()
+    config = daemon_config(
+        connector("with-cert", f"mqtts://localhost:{broker.port}",
+                  f"tls: {{ca_file: {tmp_path}/ca.pem, cert_file: {tmp_path}/client.pem, key_file: {tmp_path}/client.key}}"),
+        connector("without", f"mqtts://localhost:{broker.port}", f"tls: {{ca_file: {tmp_path}/ca.pem}}"),
+    )
+    daemon, records = start_daemon(tmp_path, config)
+    try:
+        records.wait(lambda r: r.connects() == 1, what="the connection with a client certificate")
+        status, body = wait_until(lambda: (lambda s: s if s[1].get("reasons") and "last error" in s[1]["reasons"][0]
+                                           else None)(readyz(daemon)), what="the other connector's error")
+        assert status == 503 and len(body["reasons"]) == 1
+        assert body["reasons"][0].startswith("listener without is not connected")
+        scopes = httpx.get(daemon.url("web") + "/scopes", timeout=10).json()
+        assert scopes[0]["connector"]["name"] == "with-cert"
+    finally:
+        daemon.stop()
+        broker.stop()
+
+
+def test_a_reload_replaces_the_connector(tmp_path: Path) -> None:
+    """A changed connector is replaced on reload: the old one finishes and DISCONNECTs, the new one
+    takes the session over with the new subscriptions."""
+    broker = Mosquitto(tmp_path).start()
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    one = '[{filter: "in/one/#", qos: 1}]'
+    daemon, records = start_daemon(tmp_path, daemon_config(connector("live", url, "client_id: gw-live", one)))
+    try:
+        records.wait(lambda r: r.connects() == 1, what="the first connection")
+        both = '[{filter: "in/one/#", qos: 1}, {filter: "in/two/#", qos: 1}]'
+        daemon.reload(daemon_config(connector("live", url, "client_id: gw-live", both)))
+        records.wait(lambda r: r.connects() == 2, what="the new connector's connection")
+        wait_until(lambda: readyz(daemon)[0] == 200, what="ready again")
+        publisher = Client(broker.address, "device-reload", V5)
+        publisher.publish("in/two/new", b"second filter", 1)
+        publisher.publish("in/one/old", b"first filter", 1)
+        publisher.close()
+        assert records.wait_publishes("in/two/", 1)[0]["payload"] == "second filter"
+        assert records.wait_publishes("in/one/", 1)[0]["payload"] == "first filter"
+        assert "already connected, closing old connection" not in broker.log_path.read_text()  # the old one had left
+    finally:
+        daemon.stop()
+        broker.stop()
+
+
 # -- the broker goes away --------------------------------------------------------------------------
 
 def test_survives_the_broker_being_killed(tmp_path: Path) -> None:
