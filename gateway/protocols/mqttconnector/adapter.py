@@ -36,7 +36,8 @@ from typing import Any, Protocol as TypingProtocol, cast
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway._compat.tcp import write_through
@@ -186,6 +187,7 @@ class Connector:
         self._reader: asyncio.Task[None] | None = None
         self._tls_options: Any = None
         self._prepare: asyncio.Task[None] | None = None
+        self._connecting: defer.Deferred[Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -283,7 +285,14 @@ class Connector:
         except Exception as exc:  # the TLS files could not be read, say
             self._failed(f"{type(exc).__name__}: {exc}")
             return
-        connecting.addErrback(self._connect_failed)
+        self._connecting = connecting
+        connecting.addBoth(self._connect_done)
+
+    def _connect_done(self, result: Any) -> None:
+        self._connecting = None
+        if isinstance(result, Failure):
+            if not self.stopping:
+                self._failed(result.getErrorMessage() or type(result.value).__name__)
 
     def _connect(self, protocol: Any) -> defer.Deferred[Any]:
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -304,9 +313,6 @@ class Connector:
                                                    tls.cert_file, tls.key_file)
         return self._tls_options
 
-    def _connect_failed(self, failure: Any) -> None:
-        self._failed(failure.getErrorMessage() or failure.type.__name__)
-
     def _failed(self, error: str) -> None:
         """An attempt that never made a connection."""
         self.last_error = error
@@ -325,9 +331,13 @@ class Connector:
         self._timer = self.reactor.callLater(delay, self._attempt)
 
     def _cancel_timer(self) -> None:
+        """Stop the reconnection timer and an attempt still connecting (stop, abort)."""
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
 
     # -- from the connection ---------------------------------------------------------------------
 
@@ -541,6 +551,8 @@ class ConnectorConnection:
         self.connack: ConnAck | None = None
         self.instance: ConnectorInstance | None = None
         self.accepted = False
+        #: The CONNECT went out: this connection is the connector's current one.
+        self.started = False
         self.lost = False
         self.lost_reason: str | None = None
         self.disconnect_received: DisconnectReceived | None = None
@@ -554,7 +566,11 @@ class ConnectorConnection:
     # -- from the transport -------------------------------------------------------------------
 
     def start(self) -> None:
-        """The transport is up: send the CONNECT."""
+        """The transport is up: send the CONNECT (or close, if the connector is stopping)."""
+        if self.connector.stopping:
+            self.io.abort()
+            return
+        self.started = True
         self.session = self.connector.opened(self)
         self._started = perf_counter()
         self.core.connect(self.connector.connect_packet, self.session, self.connector.subscriptions)
@@ -729,7 +745,8 @@ class ConnectorConnection:
             disconnect = self.disconnect_received
             properties = disconnect.properties if disconnect is not None else EMPTY_PROPERTIES
             instance.closed(disconnect_event(event.reason_code, disconnect is not None, False, properties))
-        self.connector.closed(self, event, self.connack)
+        if self.started:
+            self.connector.closed(self, event, self.connack)
 
     # -- decisions ------------------------------------------------------------------------------
 

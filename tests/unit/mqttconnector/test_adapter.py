@@ -56,9 +56,15 @@ class Net:
         self.transports: list[StringTransport] = []
         self.protocols: list[Any] = []
         self.refuse = False
+        self.hold: list[tuple[defer.Deferred[Any], Any]] = []  # attempts left connecting
+        self.holding = False
         self._pending = b""
 
     def connect(self, protocol: Any) -> defer.Deferred[Any]:
+        if self.holding:
+            waiting: defer.Deferred[Any] = defer.Deferred()
+            self.hold.append((waiting, protocol))
+            return waiting
         if self.refuse:
             return defer.fail(Failure(ConnectionRefusedError("refused")))
         transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
@@ -373,3 +379,18 @@ def _props(**values: Any) -> Any:
     from gateway.protocols.mqtt import Properties
 
     return Properties(**values)
+
+
+def test_stop_while_connecting_cancels_the_attempt(harness: Any) -> None:
+    h = harness()
+    h.net.holding = True
+    h.start()
+    (waiting, protocol), = h.net.hold
+    h.loop.run_until_complete(h.connector.stop())
+    assert waiting.called  # cancelled
+    assert h.clock.getDelayedCalls() == []  # no new attempt
+    assert not any("cannot connect" in formatEvent(e) for e in h.log)
+    # A connection that completes after the stop closes at once, without a CONNECT.
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    assert transport.value() == b"" and transport.disconnecting
