@@ -60,7 +60,9 @@ class Records:
     def all(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        text = self.path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a line being written is not read yet
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def publishes(self, prefix: str = "") -> list[dict[str, Any]]:
         return [r for r in self.all() if r["event"] == "publish" and r["topic"].startswith(prefix)]
