@@ -41,7 +41,7 @@ class Mosquitto:
         self.log_path = tmp / f"mosquitto-{self.port}.log"
         # As root, mosquitto would switch to the user "mosquitto", who cannot write here.
         lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", "log_dest file " + str(self.log_path),
-                 "log_type error", "log_type warning", "log_type notice", "log_type information",
+                 "log_type error", "log_type warning", "log_type notice", "log_type information", "log_type subscribe",
                  "max_queued_messages 0", "max_inflight_messages 20"]
         if tls is not None:
             lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
@@ -88,6 +88,14 @@ class Mosquitto:
                 raise RuntimeError(f"mosquitto exited with {self.process.returncode}:\n{log}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {text!r} in mosquitto's log within {timeout}s:\n{log}")
+            time.sleep(0.02)
+
+    def wait_subscribed(self, topic_filter: str, timeout: float = 20.0) -> None:
+        """Wait until a client subscribed to ``topic_filter`` (its log line: ``<client> <qos> <filter>``)."""
+        deadline = time.monotonic() + timeout
+        while not any(line.endswith(f" {topic_filter}") for line in self.log_path.read_text().splitlines()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nobody subscribed to {topic_filter} within {timeout}s")
             time.sleep(0.02)
 
     def log_size(self) -> int:

@@ -262,6 +262,7 @@ def test_a_reload_replaces_the_connector(tmp_path: Path) -> None:
         daemon.reload(daemon_config(connector("live", url, "client_id: gw-live", both)))
         records.wait(lambda r: r.connects() == 2, what="the new connector's connection")
         wait_until(lambda: readyz(daemon)[0] == 200, what="ready again")
+        broker.wait_subscribed("in/two/#")
         publisher = Client(broker.address, "device-reload", V5)
         publisher.publish("in/two/new", b"second filter", 1)
         publisher.publish("in/one/old", b"first filter", 1)
@@ -508,6 +509,7 @@ def test_the_documented_example_runs(tls_broker: tuple[Mosquitto, Path], tmp_pat
     daemon = Daemon(tmp_path, config, env=env).start()
     watcher = Client(broker.address, "doc-watcher", V5, username="gw", password="s3cret-pw", tls_ca=str(certs / "ca.pem"))
     try:
+        broker.wait_subscribed("$share/gateways/sensors/+/temperature")
         assert watcher.subscribe(("alerts/#", 1)) == [1]
         sensor = Client(broker.address, "doc-sensor", V311, username="gw", password="s3cret-pw",
                         tls_ca=str(certs / "ca.pem"))
