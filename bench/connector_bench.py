@@ -12,6 +12,7 @@ handled it (the gateway) or when it arrived (mqttasgi's paho, mosquitto_sub). MQ
 so that Mosquitto's in-flight window (max_inflight_messages 20) is the same for every peer.
 
 usage: connector_bench.py OUTDIR [--reps 3] [--n 20000] [--qos 1 0] [--peers gateway mqttasgi mosquitto_sub]
+       connector_bench.py OUTDIR --instructions [--n 4000] [--qos 1]   (callgrind; needs valgrind)
   env: VENV (BENCH_HOME/venv, where mqttasgi is), GATEWAY_BIN (../.venv/bin/gateway),
        GATEWAY_BENCH_LOOP (uvloop), BENCH_VERSION (3.1.1 or 5.0)
 Results: OUTDIR/connector.tsv and a Markdown table (median of the reps, ratios) on stdout and in
@@ -142,6 +143,37 @@ def run_app_peer(peer: str, tmp: Path, n: int, qos: int) -> float:
         broker.stop()
 
 
+def instructions(tmp: Path, n: int, qos: int) -> int:
+    """User-space instructions (callgrind) of a gateway daemon that starts, drains ``n`` messages
+    and stops; the difference of two such runs is the cost of the messages in between."""
+    broker = Broker(tmp)
+    try:
+        command, env, client_id = consumer_command("gateway", broker, qos)
+        result = tmp / f"cg-{broker.port}.json"
+        out = tmp / f"cg-{broker.port}.out"
+        env.update(BENCH_N=str(n), BENCH_RESULT=str(result))
+        log = open(tmp / f"cg-{broker.port}.log", "wb")
+        first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE / "apps")
+        wait_for(lambda: broker.subscribed(client_id), 60, "the gateway's subscription")
+        stop(first)
+        preload(broker, n, qos)
+        python = str(Path(GATEWAY_BIN).parent / "python")
+        drain = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", python, "-m", "gateway",
+                                  "run", "-c", str(HERE / "conf" / "connector.yaml")],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE / "apps")
+        try:
+            wait_for(result.exists, 1800, f"the gateway draining {n} messages under callgrind")
+        finally:
+            stop(drain)
+            log.close()
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+        raise RuntimeError("no totals in the callgrind output")
+    finally:
+        broker.stop()
+
+
 def run_mosquitto_sub(tmp: Path, n: int, qos: int) -> float:
     broker = Broker(tmp)
     try:
@@ -165,9 +197,19 @@ def main() -> int:
     parser.add_argument("--peers", nargs="+", default=["gateway", "mqttasgi", "mosquitto_sub"])
     parser.add_argument("--mqttasgi-n", type=int, default=0,
                         help="messages for mqttasgi (default: N / 50, at least 200; it is slow, rates are per second either way)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instead: the gateway's instructions per drained message (callgrind; the difference of "
+                             "draining N and N/4 messages), not moved by the machine's load")
     args = parser.parse_args()
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.instructions:
+        with tempfile.TemporaryDirectory() as scratch:
+            for qos in args.qos:
+                small = args.n // 4
+                per = (instructions(Path(scratch), args.n, qos) - instructions(Path(scratch), small, qos)) / (args.n - small)
+                print(f"RESULT name=gateway mode=connector-qos{qos} n={args.n} instructions_per_message={per:.0f}", flush=True)
+        return 0
     rows: list[tuple[int, str, int, int, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
