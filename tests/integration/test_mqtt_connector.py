@@ -94,20 +94,38 @@ def metrics(daemon: Daemon) -> str:
     return httpx.get(daemon.url("admin") + "/metrics", timeout=10).text
 
 
+@pytest.fixture
+def brokers(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Start Mosquitto brokers for a test (``brokers(**options)``); they are stopped after it."""
+    made: list[Mosquitto] = []
+
+    def start(**options: Any) -> Mosquitto:
+        made.append(Mosquitto(tmp_path, **options).start())
+        return made[-1]
+
+    yield start
+    for broker in made:
+        broker.stop()
+
+
 # -- Mosquitto, plain ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module", params=["5.0", "3.1.1"])
 def plain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Records, Mosquitto]]:
     tmp = tmp_path_factory.mktemp("connector-plain")
     broker = Mosquitto(tmp).start()
-    version = request.param
-    config = daemon_config(connector("sensors", f"mqtt://127.0.0.1:{broker.port}",
-                                     f"version: {version}\nclient_id: gw-plain-{version}\npublish_channel: mqtt-out"))
-    daemon, records = start_daemon(tmp, config)
-    records.wait(lambda r: r.connects() == 1, what="the connector's first connection")
-    yield daemon, records, broker
-    daemon.stop()
-    broker.stop()
+    try:
+        version = request.param
+        config = daemon_config(connector("sensors", f"mqtt://127.0.0.1:{broker.port}",
+                                         f"version: {version}\nclient_id: gw-plain-{version}\npublish_channel: mqtt-out"))
+        daemon, records = start_daemon(tmp, config)
+        try:
+            records.wait(lambda r: r.connects() == 1, what="the connector's first connection")
+            yield daemon, records, broker
+        finally:
+            daemon.stop()
+    finally:
+        broker.stop()
 
 
 def test_consumes_and_publishes_through_the_connection(plain: tuple[Daemon, Records, Mosquitto]) -> None:
@@ -170,8 +188,10 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mosqu
     cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     broker = Mosquitto(tmp, tls=(str(tmp / "cert.pem"), str(tmp / "key.pem")), users={"gw": "s3cret-pw"}).start()
-    yield broker, tmp
-    broker.stop()
+    try:
+        yield broker, tmp
+    finally:
+        broker.stop()
 
 
 def test_tls_and_credentials_from_the_environment(tls_broker: tuple[Mosquitto, Path], tmp_path: Path) -> None:
@@ -217,7 +237,7 @@ def test_tls_and_credentials_from_the_environment(tls_broker: tuple[Mosquitto, P
     assert re.search(r"wrong-password: .*: the broker refused the connection: 0x8[67]", output)
 
 
-def test_client_certificates(tmp_path: Path) -> None:
+def test_client_certificates(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
     """A broker that asks for a client certificate (require_certificate): the connector presents
     the one configured; without it the handshake fails and /readyz says why."""
     ca = trustme.CA()
@@ -228,8 +248,8 @@ def test_client_certificates(tmp_path: Path) -> None:
     client = ca.issue_cert("gateway-client")
     client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
     client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
-    broker = Mosquitto(tmp_path, tls=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")),
-                       extra=f"cafile {tmp_path}/ca.pem\nrequire_certificate true").start()
+    broker = brokers(tls=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")),
+                     extra=f"cafile {tmp_path}/ca.pem\nrequire_certificate true")
     config = daemon_config(
         connector("with-cert", f"mqtts://localhost:{broker.port}",
                   f"tls: {{ca_file: {tmp_path}/ca.pem, cert_file: {tmp_path}/client.pem, key_file: {tmp_path}/client.key}}"),
@@ -249,10 +269,10 @@ def test_client_certificates(tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_a_reload_replaces_the_connector(tmp_path: Path) -> None:
+def test_a_reload_replaces_the_connector(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
     """A changed connector is replaced on reload: the old one finishes and DISCONNECTs, the new one
     takes the session over with the new subscriptions."""
-    broker = Mosquitto(tmp_path).start()
+    broker = brokers()
     url = f"mqtt://127.0.0.1:{broker.port}"
     one = '[{filter: "in/one/#", qos: 1}]'
     daemon, records = start_daemon(tmp_path, daemon_config(connector("live", url, "client_id: gw-live", one)))
@@ -277,12 +297,12 @@ def test_a_reload_replaces_the_connector(tmp_path: Path) -> None:
 
 # -- the broker goes away --------------------------------------------------------------------------
 
-def test_survives_the_broker_being_killed(tmp_path: Path) -> None:
+def test_survives_the_broker_being_killed(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
     """SIGKILL: the broker loses everything. The connector reconnects with backoff, subscribes
     again (the new broker has no session), and the QoS 1 stream published while the broker was
     down (held by the connector) goes out on reconnection: it comes back through the
     subscription complete, each message once."""
-    broker = Mosquitto(tmp_path).start()
+    broker = brokers()
     config = daemon_config(connector("loop", f"mqtt://127.0.0.1:{broker.port}", "publish_channel: mqtt-out",
                                      subscriptions='[{filter: "in/#", qos: 1}]'))
     daemon, records = start_daemon(tmp_path, config)
@@ -309,12 +329,12 @@ def test_survives_the_broker_being_killed(tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_a_stream_across_a_broker_restart_arrives_complete(tmp_path: Path) -> None:
+def test_a_stream_across_a_broker_restart_arrives_complete(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
     """Mosquitto with persistence is stopped and started again while a QoS 1 stream is being
     consumed: the connector's session (clean start off) is resumed, what it had not acknowledged
     is sent again (DUP), and messages published while it was away are delivered after: every
     message arrives, and one that arrives twice is a redelivery (DUP set)."""
-    broker = Mosquitto(tmp_path, persistence=True).start()
+    broker = brokers(persistence=True)
     config = daemon_config(connector("stream", f"mqtt://127.0.0.1:{broker.port}", "limits: {receive_maximum: 10}"))
     daemon, records = start_daemon(tmp_path, config, env={"CONNECTOR_DELAY": "0.005"})
     try:
@@ -345,8 +365,8 @@ def test_a_stream_across_a_broker_restart_arrives_complete(tmp_path: Path) -> No
         broker.stop()
 
 
-def test_messages_published_while_the_daemon_restarts_are_delivered(tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path).start()
+def test_messages_published_while_the_daemon_restarts_are_delivered(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
+    broker = brokers()
     config = daemon_config(connector("durable", f"mqtt://127.0.0.1:{broker.port}", "client_id: gw-durable"))
     daemon, records = start_daemon(tmp_path, config)
     try:
@@ -367,8 +387,8 @@ def test_messages_published_while_the_daemon_restarts_are_delivered(tmp_path: Pa
         broker.stop()
 
 
-def test_shared_subscriptions_split_the_load(tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path).start()
+def test_shared_subscriptions_split_the_load(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
+    broker = brokers()
     shared = '[{filter: "$share/workers/in/jobs/#", qos: 1}]'
     config = daemon_config(
         connector("worker-a", f"mqtt://127.0.0.1:{broker.port}", "client_id: worker-a", subscriptions=shared),
@@ -425,8 +445,8 @@ def test_our_own_listener_as_the_broker(tmp_path: Path, transport: str) -> None:
         far.stop()
 
 
-def test_an_application_without_mqtt_is_reported(tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path).start()
+def test_an_application_without_mqtt_is_reported(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
+    broker = brokers()
     config = daemon_config(connector("nobody", f"mqtt://127.0.0.1:{broker.port}"), app="tests.connector_apps:http_only")
     daemon, _ = start_daemon(tmp_path, config)
     try:
@@ -444,12 +464,12 @@ def test_an_application_without_mqtt_is_reported(tmp_path: Path) -> None:
 # -- the status page ---------------------------------------------------------------------------------
 
 @pytest.mark.chromium
-def test_status_page_shows_each_connector(tmp_path: Path) -> None:
+def test_status_page_shows_each_connector(tmp_path: Path, brokers: Callable[..., Mosquitto]) -> None:
     from tests.integration.chromium import CHROMIUM, Browser
 
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed")
-    broker = Mosquitto(tmp_path).start()
+    broker = brokers()
     config = daemon_config(connector("sensors", f"mqtt://127.0.0.1:{broker.port}"),
                            connector("offline", f"mqtt://127.0.0.1:{free_port()}"))
     daemon, records = start_daemon(tmp_path, config)
