@@ -1,4 +1,6 @@
-"""The TLS policy of the daemon's listeners: which cipher suites and versions a server accepts.
+"""TLS: the policy of the daemon's listeners (which cipher suites and versions a server accepts),
+and the options of its outbound connections (the smarthost, the IMAP server, an MQTT connector's
+broker), whose server certificate is always verified, with service-identity.
 
 Twisted's own defaults still offer, under TLS 1.2, suites without forward secrecy (``AES128-SHA``,
 ``AES256-SHA256``: RSA key exchange) and CBC with SHA-1 MACs (``ECDHE-RSA-AES128-SHA``). The
@@ -16,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from OpenSSL import SSL
 
-__all__ = ["INTERMEDIATE", "TLSPolicyError", "apply_policy", "certificate_options", "cipher_string"]
+__all__ = [
+    "INTERMEDIATE", "TLSPolicyError", "apply_policy", "certificate_options", "cipher_string", "client_tls_options",
+    "pem_certificates",
+]
 
 #: Mozilla's intermediate TLS 1.2 cipher suites, in its order (OpenSSL names).
 INTERMEDIATE = ":".join([
@@ -91,3 +96,43 @@ def certificate_options(config: Policy | None, **kwargs: Any) -> Any:
         raiseMinimumTo=ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else None,
         **kwargs,
     )
+
+def client_tls_options(hostname: str, ca_file: str | None, cert_file: str | None = None,
+                       key_file: str | None = None) -> Any:
+    """Twisted client TLS options that verify the server's certificate for ``hostname``.
+
+    Verification uses service-identity (through :func:`twisted.internet.ssl.optionsForClientTLS`)
+    against the platform's trust store, or only the CA certificates in ``ca_file`` (PEM, one or
+    more) when it is given. ``cert_file`` (PEM; with its key unless ``key_file`` holds it) is a
+    client certificate to present to servers that ask for one.
+    """
+    from twisted.internet import ssl
+
+    trust: Any = None
+    if ca_file is not None:
+        with open(ca_file, "rb") as handle:
+            pem = handle.read()
+        certificates = [ssl.Certificate.loadPEM(block) for block in pem_certificates(pem)]
+        if not certificates:
+            raise ValueError(f"{ca_file} holds no PEM certificate")
+        trust = ssl.trustRootFromCertificates(certificates)
+    client = None
+    if cert_file is not None:
+        with open(cert_file, "rb") as handle:
+            pem = handle.read()
+        if key_file is not None:
+            with open(key_file, "rb") as handle:
+                pem += b"\n" + handle.read()
+        client = ssl.PrivateCertificate.loadPEM(pem)
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client)
+
+
+def pem_certificates(pem: bytes) -> list[bytes]:
+    """The PEM blocks of the certificates in ``pem``, each with its BEGIN and END lines."""
+    end = b"-----END CERTIFICATE-----"
+    blocks = []
+    for part in pem.split(end)[:-1]:
+        start = part.find(b"-----BEGIN CERTIFICATE-----")
+        if start >= 0:
+            blocks.append(part[start:] + end + b"\n")
+    return blocks

@@ -8,7 +8,7 @@
   (:class:`~gateway.protocols.email.adapter.EmailInstance`);
 * :mod:`~gateway.protocols.email.sender`: ``email.send`` through a smarthost, built from
   :class:`gateway.protocols.email.config.SmarthostConfig`, with messages composed by
-  :mod:`~gateway.protocols.email.compose` and TLS from :mod:`~gateway.protocols.email.tls`.
+  :mod:`~gateway.protocols.email.compose` (client TLS is :mod:`gateway.tls`).
 
 The ASGI mapping is documented in ``docs/asgi-email.md``.
 """

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from gateway.protocols.email.compose import Outgoing, compose
 from gateway.protocols.email.config import SmarthostConfig
-from gateway.protocols.email.tls import client_tls_options
+from gateway.tls import client_tls_options
 
 __all__ = ["SmarthostSender"]
 

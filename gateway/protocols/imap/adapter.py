@@ -37,7 +37,7 @@ from gateway.metrics.stats import ImapStats
 from gateway.protocols.email.adapter import EmailInstance, Sender
 from gateway.protocols.email.asgi import FAILED, REJECTED, Outcome
 from gateway.protocols.deadlines import Deadlines
-from gateway.protocols.email.tls import client_tls_options
+from gateway.tls import client_tls_options
 from gateway.protocols.imap.asgi import disposition, message_scope
 from gateway.protocols.imap.client import MailboxClient
 from gateway.protocols.imap.config import ImapListenerConfig

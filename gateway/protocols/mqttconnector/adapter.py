@@ -306,7 +306,7 @@ class Connector:
 
     def _tls(self) -> Any:
         if self._tls_options is None:
-            from gateway.protocols.email.tls import client_tls_options
+            from gateway.tls import client_tls_options
 
             tls = self.config.tls
             self._tls_options = client_tls_options(tls.server_name or self.address.host, tls.ca_file,

@@ -11,7 +11,7 @@ from gateway.listener import EndpointListener, ListenerContext, TrackingFactory
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import SmtpStats
 from gateway.protocols.email.sender import SmarthostSender
-from gateway.protocols.email.tls import pem_certificates
+from gateway.tls import pem_certificates
 from gateway.protocols.smtp.adapter import SMTPProtocol, SMTPSettings, log
 from gateway.protocols.smtp.checks import Authenticator, RecipientCheck
 from gateway.protocols.smtp.config import SmtpListenerConfig
