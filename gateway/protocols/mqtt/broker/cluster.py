@@ -62,6 +62,9 @@ __all__ = ["Cluster"]
 
 log = Logger(namespace="gateway.mqtt.cluster")
 _TIMEOUT = object()
+#: How long the channel of a node taken over must stay empty before it is considered drained
+#: (beyond the layer's blocking-read timeout: a reader may pick a new channel up only then).
+_DRAIN_WAIT = 0.5
 
 
 def _safe(name: str) -> str:
@@ -361,14 +364,14 @@ class Cluster:
             if not await store.lock(f"adopt:{node}", self.node, max(30.0, 6 * self.heartbeat_interval)):
                 return
             log.info("MQTT cluster: taking over node {node}", node=node)
-            try:
-                await self.layer.group_discard(self.group, node)  # nothing more goes to it
-            except Exception as exc:
-                log.warn("MQTT cluster: could not remove {node} from the group: {error}", node=node, error=exc)
             wills = await store.wills(node)
             adopted: set[str] = set()
-            for client_id in await store.node_clients(node):
+            clients = await store.node_clients(node)
+            for client_id in clients:
                 owner = await store.get_owner(client_id)
+                if owner == self.node and client_id in broker.sessions:
+                    adopted.add(client_id)  # came back here first: gets what waited for it too
+                    continue
                 if owner not in (node, None):
                     continue  # the client is back elsewhere
                 raw_will = wills.pop(client_id, None)
@@ -388,6 +391,15 @@ class Cluster:
                 if client_id not in broker.sessions:
                     broker.publish_will(client_id, load_will(raw_will))
             broker.flush()
+            # What was sent to the node and not read goes to its clients' sessions that are
+            # here now (adopted, or claimed by a client that came back here first).
+            adopted.update(client_id for client_id in clients if client_id in broker.sessions)
+            # Only now that its sessions are here (publishes reach them) does the node leave
+            # the group: what was sent before is in its channel, drained next.
+            try:
+                await self.layer.group_discard(self.group, node)
+            except Exception as exc:
+                log.warn("MQTT cluster: could not remove {node} from the group: {error}", node=node, error=exc)
             if adopted:
                 await self._drain(node, adopted)
             await store.forget_node(node)
@@ -398,14 +410,19 @@ class Cluster:
     async def _drain(self, node: str, adopted: set[str]) -> None:
         """Route what still waits in ``node``'s channel to the sessions adopted from it."""
         broker = self.broker
+        count = 0
+        wait = float(getattr(self.layer, "block_timeout", 0.0)) + _DRAIN_WAIT
         while True:
             try:
-                message = await asyncio.wait_for(self.layer.receive(node), 0.25)
+                message = await asyncio.wait_for(self.layer.receive(node), wait)
             except (asyncio.TimeoutError, TimeoutError):
+                log.info("MQTT cluster: {count} batches left for {node} routed to {sessions} sessions",
+                         count=count, node=node, sessions=len(adopted))
                 return
             except Exception as exc:
                 log.warn("MQTT cluster: cannot read what was left for {node}: {error}", node=node, error=exc)
                 return
+            count += 1
             if message.get("type") == "mqtt.publish" and message.get("node") != node:
                 for data in message["messages"]:
                     broker.route_to(load_message(data), adopted)

@@ -106,8 +106,7 @@ class Broker:
             if session.conn is None and session.expiry and (self.store.shared or self.cluster):
                 ttl = None if session.expiry == NEVER_EXPIRES else session.expiry
                 await self.store.save_session(session.client_id, session.dump(now), ttl)
-                if self.cluster is not None:
-                    await self.store.release_owner(session.client_id, self.cluster.node)
+                # (a cluster keeps the owner record: the node that takes over finds it by it)
         if self.cluster is not None:
             await self.cluster.stop()
         await self.store.close()
