@@ -272,7 +272,12 @@ def test_acknowledged_means_delivered_across_a_redis_outage(cluster: Cluster, qo
             while not subscriber.messages.empty():
                 received.add(subscriber.messages.get().payload)
             return acked <= received
-        wait_until(all_in, timeout=15, what="every acknowledged message delivered")
+        try:
+            wait_until(all_in, timeout=15, what="every acknowledged message delivered")
+        except AssertionError:
+            missing = sorted(acked - received, key=lambda p: int(p[1:]))
+            raise AssertionError(f"acked {len(acked)}, refused {len(publisher.refused)}, received {len(received)}, "
+                                 f"missing {missing}\n{a.output()[-3000:]}\n{b.output()[-3000:]}") from None
         assert publisher.refused, "the outage refused nothing"
         assert len(acked) >= 200
         assert acked <= received

@@ -93,6 +93,10 @@ class Cluster:
         self._heartbeat: Any = None
         self._adopting: set[str] = set()
         self.stopping = False
+        # A node judges others only after its own heartbeats went through for this long: the
+        # heartbeat TTL plus the time any node needs to reconnect after a Redis outage.
+        self._grace = 2 * heartbeat_interval + 1.25 * float(getattr(layer, "reconnect_max_delay", 0.0))
+        self._good_since: float | None = None
         self.group = f"mqtt-broker.{_safe(broker.name)}"
         self.node = ""
         #: Share groups anywhere in the cluster: filter -> {share name: set of nodes}.
@@ -114,6 +118,7 @@ class Cluster:
         # died can still read what was sent to it.
         self.node = f"mqtt-node.{_safe(self.broker.name)}.{uuid.uuid4().hex}"
         await self.broker.store.heartbeat(self.node, self.heartbeat_interval * 1.5)
+        self._good_since = self.broker.loop.time() - self._grace  # (nodes dead before we came: at once)
         await self.layer.group_add(self.group, self.node)
         self._spawn(self._read())
         await self.layer.group_send(self.group, {"type": "mqtt.hello", "node": self.node})
@@ -128,12 +133,23 @@ class Cluster:
     async def _check(self) -> None:
         """Refresh this node's heartbeat; take over nodes whose heartbeat ran out."""
         store = self.broker.store
+        now = self.broker.loop.time()
         try:
+            known = await store.nodes()
             await store.heartbeat(self.node, self.heartbeat_interval * 1.5)
+            if self.node not in known:  # taken for dead (cut off from Redis for too long): rejoin
+                if self._good_since is not None:
+                    log.warn("MQTT cluster: this node was taken for dead; joining again")
+                await self.layer.group_add(self.group, self.node)
             nodes = await store.nodes()
         except Exception as exc:  # Redis away: try again next time
             log.warn("MQTT cluster: heartbeat failed: {error}", error=exc)
+            self._good_since = None
             return
+        if self._good_since is None:
+            self._good_since = now
+        if now - self._good_since < self._grace:
+            return  # after an outage, every node first gets the time to refresh its heartbeat
         for node, alive in nodes.items():
             if not alive and node != self.node:
                 self._spawn(self.adopt(node))

@@ -542,10 +542,11 @@ async def _all_written(
 ) -> None:
     if retained is not None:
         await retained
-    if writes:
-        await asyncio.gather(*writes)
+    for write in writes:
+        await write
     if waiter is not None:
-        await waiter
+        # (one future per batch, shared by its publishes: each waits on a future of its own)
+        await asyncio.shield(waiter)
 
 
 class Subscribed:
