@@ -395,6 +395,8 @@ class Broker:
         self.route(message, shares=cluster is None)
         if cluster is not None:
             return self._publish_cluster(message, cluster)
+        if not message.retain:  # (inline: one process's hot path)
+            return None
         return self._retained_update(message)
 
     def _retained_update(self, message: Message) -> Coroutine[Any, Any, None] | None:

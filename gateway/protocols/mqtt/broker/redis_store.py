@@ -99,7 +99,7 @@ class RedisStore(BrokerStore):
     def __init__(
         self, url: str, *, name: str = "default", prefix: str = "gateway-mqtt",
         loop: asyncio.AbstractEventLoop | None = None, reconnect_max_delay: float = 5.0,
-        clock: Callable[[], float] = time.time, poolsize: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         from gateway.layers.redis.client import hash_tagged, open_client
         from gateway.layers.redis.connection import ConnectionSettings
@@ -268,7 +268,6 @@ class RedisStore(BrokerStore):
 
     async def flush(self) -> None:
         """Delete every key of this broker (tests; one server only)."""
-        prefix, name = self._tag
         pattern = self._key("*").replace(b"{", b"\\{").replace(b"}", b"\\}")
         key = self._key("retained")
         keys = await self._do(key, "KEYS", pattern)
