@@ -63,7 +63,7 @@ __all__ = ["Cluster"]
 log = Logger(namespace="gateway.mqtt.cluster")
 _TIMEOUT = object()
 #: How long the channel of a node taken over must stay empty before it is considered drained
-#: (beyond the layer's blocking-read timeout: a reader may pick a new channel up only then).
+#: (plus the layer's blocking-read timeout, a margin for a reader that joins a channel late).
 _DRAIN_WAIT = 0.5
 
 
