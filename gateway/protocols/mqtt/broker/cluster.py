@@ -205,7 +205,7 @@ class Cluster:
         for table in self.known_shares.match(message.topic):
             for share, nodes in table.items():
                 channel = self._share_channel_for(share, nodes.filter)
-                self._queue("send", channel, {"type": "mqtt.share", "message": data})
+                self._queue("send", channel, {"type": "mqtt.share", "message": data}, waiter)
         self._kick()
         return waiter
 
@@ -217,9 +217,10 @@ class Cluster:
             self._batch = []
             self._waiter = None
 
-    def _queue(self, kind: str, target: str, message: dict[str, Any]) -> None:
+    def _queue(self, kind: str, target: str, message: dict[str, Any],
+               waiter: asyncio.Future[None] | None = None) -> None:
         self._seal()
-        self._outbox.append((kind, target, message, None))
+        self._outbox.append((kind, target, message, waiter))
 
     def _kick(self) -> None:
         if self._sender is None or self._sender.done():
@@ -232,6 +233,9 @@ class Cluster:
             if not self._outbox:
                 return
             outbox, self._outbox = self._outbox, []
+            # A publish's future completes once every write it needs (its batch to the group,
+            # its share groups' channels) went through: after this round, failed or not.
+            outcome: dict[asyncio.Future[None], BaseException | None] = {}
             for kind, target, message, waiter in outbox:
                 try:
                     if kind == "group":
@@ -240,12 +244,19 @@ class Cluster:
                         await layer.send(target, message)
                 except Exception as exc:  # a full channel, a layer hiccup: log and carry on
                     log.warn("MQTT cluster: could not send {type}: {error}", type=message["type"], error=exc)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_exception(exc)
-                        waiter.exception()  # (retrieved: publishers that went away do not care)
+                    if waiter is not None:
+                        outcome[waiter] = exc
                 else:
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
+                    if waiter is not None:
+                        outcome.setdefault(waiter, None)
+            for waiter, error in outcome.items():
+                if waiter.done():
+                    continue
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+                    waiter.exception()  # (retrieved: publishers that went away do not care)
 
     def share_added(self, share: str, inner: str) -> None:
         """This node got its first member of a share group: read its channel, tell the others."""
