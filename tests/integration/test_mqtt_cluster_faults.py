@@ -260,20 +260,31 @@ def test_acknowledged_means_delivered_across_a_redis_outage(cluster: Cluster, qo
                 n += 1
                 time.sleep(0.005)
 
+        def drain() -> set[bytes]:
+            while not subscriber.messages.empty():
+                received.add(subscriber.messages.get().payload)
+            return received
+
         send_some(100)
         wait_until(lambda: len(publisher.acked) >= 100, timeout=10, what="acks before the outage")
+        # (a message the subscriber's node is popping from Redis at the very instant Redis dies
+        # is lost with the reply: see docs/redis-layer.md; the count starts from a settled stream)
+        wait_until(lambda: len(drain()) >= 100, timeout=10, what="deliveries before the outage")
         cluster.redis.kill()
         send_some(100)  # during the outage: refused (0x80), never acknowledged as received
         wait_until(lambda: len(publisher.refused) + len(publisher.acked) >= 200, timeout=15, what="answers")
         cluster.redis.start()
-        send_some(150)  # after the restart
+        before = len(publisher.acked)
+
+        def resumed() -> bool:  # after the restart: accepted again once the nodes reconnected
+            send_some(20)
+            return len(publisher.acked) - before >= 100
+        wait_until(resumed, timeout=20, interval=0.01, what="acknowledgements after the restart")
         wait_until(lambda: not publisher.sent, timeout=20, what="every publish answered")
         acked = set(publisher.acked)
 
         def all_in() -> bool:
-            while not subscriber.messages.empty():
-                received.add(subscriber.messages.get().payload)
-            return acked <= received
+            return acked <= drain()
         try:
             wait_until(all_in, timeout=15, what="every acknowledged message delivered")
         except AssertionError:
@@ -281,7 +292,7 @@ def test_acknowledged_means_delivered_across_a_redis_outage(cluster: Cluster, qo
             raise AssertionError(f"acked {len(acked)}, refused {len(publisher.refused)}, received {len(received)}, "
                                  f"missing {missing}\n{a.output()[-3000:]}\n{b.output()[-3000:]}") from None
         assert publisher.refused, "the outage refused nothing"
-        assert len(acked) >= 200
+        assert len(acked) >= 200  # before and after the outage
         assert acked <= received
     finally:
         publisher.close()
