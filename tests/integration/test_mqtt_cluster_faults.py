@@ -215,6 +215,8 @@ class Counting:
         self.acked: list[bytes] = []
         self.refused: list[bytes] = []
         self.sent: dict[int, bytes] = {}
+        self.early: dict[int, int] = {}
+        self.lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                                   reconnect_on_failure=False)
         self.client.max_inflight_messages_set(20)
@@ -224,19 +226,25 @@ class Counting:
         self.client.connect(host, int(port), keepalive=60)
         self.client.loop_start()
         assert connected.wait(10)
-        self.lock = threading.Lock()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        # (paho's network thread; never call paho while holding self.lock: paho holds its own
+        # locks while it calls this)
         with self.lock:
             payload = self.sent.pop(mid, None)
             if payload is None:
+                self.early[mid] = int(reason_code.value)  # answered before publish() returned
                 return
             (self.acked if int(reason_code.value) < 0x80 else self.refused).append(payload)
 
     def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        info = self.client.publish(topic, payload, qos)
         with self.lock:
-            info = self.client.publish(topic, payload, qos)
-            self.sent[info.mid] = payload
+            code = self.early.pop(info.mid, None)
+            if code is None:
+                self.sent[info.mid] = payload
+            else:
+                (self.acked if code < 0x80 else self.refused).append(payload)
 
     def close(self) -> None:
         self.client.disconnect()
