@@ -77,6 +77,7 @@ def main(url: str) -> None:
             await store.heartbeat("node-b", 0.001)
             await asyncio.sleep(0.01)
             assert await other.nodes() == {"node-a": True, "node-b": False}
+            assert await other.alive("node-a") and not await other.alive("node-b")
             assert await store.lock("adopt:node-b", "node-a", 30) is True
             assert await other.lock("adopt:node-b", "node-c", 30) is False
             await other.forget_node("node-a")

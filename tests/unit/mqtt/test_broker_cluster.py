@@ -233,7 +233,7 @@ def test_a_dead_node_is_taken_over_by_one_survivor() -> None:
         assert set(store.node_wills[dead]) == {"dev", "plain"}  # kept while connected
         assert store.records["dev"]  # subscriptions recorded with the SUBACK
         _die(a)
-        store.alive[dead] = 0.0  # its heartbeat ran out
+        store.heartbeats[dead] = 0.0  # its heartbeat ran out
         pub = FakeConn(b, "pub")
         await connect(pub)
         pub.publish("cmd/1", b"while-dead", qos=1)  # still broadcast to the dead node's channel
@@ -242,7 +242,7 @@ def test_a_dead_node_is_taken_over_by_one_survivor() -> None:
         await settle()
         assert watcher.topics() == [("wills/plain", b"plain gone")]  # no delay: at once
         assert "dev" in b.sessions and store.owners["dev"] == b.cluster.node
-        assert dead not in store.alive and dead not in store.node_wills
+        assert dead not in store.heartbeats and dead not in store.node_wills
         pub.publish("cmd/2", b"after", qos=1)
         await settle()
         assert len(store.queues["dev"]) == 2  # queued in the store for the absent session

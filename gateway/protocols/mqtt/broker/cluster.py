@@ -305,13 +305,15 @@ class Cluster:
         store = self.broker.store
         owner = await store.get_owner(client_id)
         if owner and owner != self.node:
-            reply = await self.request(owner, {"type": "mqtt.takeover", "client_id": client_id, "clean_start": clean_start})
-            if reply is not _TIMEOUT:
-                if reply is not None:
-                    await store.delete_session(client_id)
-                return reply
-            log.warn("MQTT cluster: node {node} did not hand over {client}; using the stored session",
-                     node=owner, client=client_id)
+            if await store.alive(owner):  # (a stopped or dead node is not asked: it cannot answer)
+                reply = await self.request(owner, {"type": "mqtt.takeover", "client_id": client_id,
+                                                   "clean_start": clean_start})
+                if reply is not _TIMEOUT:
+                    if reply is not None:
+                        await store.delete_session(client_id)
+                    return reply
+                log.warn("MQTT cluster: node {node} did not hand over {client}; using the stored session",
+                         node=owner, client=client_id)
             saved = await store.load_session(client_id)
             return saved if saved is not None else await store.get_record(client_id)
         saved = await store.load_session(client_id)

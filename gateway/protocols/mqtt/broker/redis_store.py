@@ -244,6 +244,10 @@ class RedisStore(BrokerStore):
             result[name] = bool(await self._do(alive, "EXISTS", alive))
         return result
 
+    async def alive(self, node: str) -> bool:
+        key = self._key("alive", node)
+        return bool(await self._do(key, "EXISTS", key))
+
     async def lock(self, name: str, holder: str, ttl: float) -> bool:
         key = self._key("lock", name)
         return await self._do(key, "SET", key, holder, "NX", "PX", _ms(ttl)) is not None

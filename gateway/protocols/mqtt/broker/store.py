@@ -98,6 +98,10 @@ class BrokerStore:
         """Every node known, and whether its heartbeat is current."""
         raise NotImplementedError
 
+    async def alive(self, node: str) -> bool:
+        """Whether ``node``'s heartbeat is current."""
+        raise NotImplementedError
+
     async def lock(self, name: str, holder: str, ttl: float) -> bool:
         """Take the lock ``name`` for ``ttl`` seconds unless someone holds it."""
         raise NotImplementedError
@@ -130,7 +134,7 @@ class MemoryStore(BrokerStore):
         self.records: dict[str, bytes] = {}
         self.queues: dict[str, list[bytes]] = {}
         self.clients: dict[str, set[str]] = {}
-        self.alive: dict[str, float] = {}
+        self.heartbeats: dict[str, float] = {}
         self.locks: dict[str, float] = {}
         self.node_wills: dict[str, dict[str, bytes]] = {}
 
@@ -208,14 +212,17 @@ class MemoryStore(BrokerStore):
         return sorted(self.clients.get(node, ()))
 
     async def heartbeat(self, node: str, ttl: float) -> None:
-        self.alive[node] = self._clock() + ttl
+        self.heartbeats[node] = self._clock() + ttl
 
     async def node_gone(self, node: str) -> None:
-        self.alive[node] = 0.0
+        self.heartbeats[node] = 0.0
 
     async def nodes(self) -> dict[str, bool]:
         now = self._clock()
-        return {node: until > now for node, until in self.alive.items()}
+        return {node: until > now for node, until in self.heartbeats.items()}
+
+    async def alive(self, node: str) -> bool:
+        return self.heartbeats.get(node, 0.0) > self._clock()
 
     async def lock(self, name: str, holder: str, ttl: float) -> bool:
         now = self._clock()
@@ -225,7 +232,7 @@ class MemoryStore(BrokerStore):
         return True
 
     async def forget_node(self, node: str) -> None:
-        self.alive.pop(node, None)
+        self.heartbeats.pop(node, None)
         self.clients.pop(node, None)
         self.node_wills.pop(node, None)
 
