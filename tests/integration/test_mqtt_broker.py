@@ -46,6 +46,13 @@ broker:
   access:
     - {{users: [alice], publish: ["alice/#"], subscribe: ["alice/#", "public/+"]}}
 """),
+        mqtt_listener("guarded", extra="""
+broker:
+  name: guarded
+  access:
+    - {users: ["*"], publish: ["#"], subscribe: ["#"]}
+    - {users: ["*"], effect: deny, subscribe: ["secret/#"], publish: ["readonly/#"]}
+"""),
     ])
     config = f"application: tests.mqtt_apps:http_only_app\nlisteners:\n{listeners}\nlogging: {{level: info}}\n"
     daemon = Daemon(tmp, config).start()
@@ -181,6 +188,22 @@ def test_denied_subscription(broker: Daemon, version: int, denied: int) -> None:
     alice = Client(broker.addresses["secure"], f"alice-{version}", version, username="alice", password="s3cret")
     assert alice.subscribe(("alice/#", 1), ("bob/#", 1), ("public/news", 2)) == [1, denied, 2]
     alice.close()
+
+
+@pytest.mark.parametrize("version,denied", [(V311, 0x80), (V5, ReasonCode.NOT_AUTHORIZED)])
+def test_deny_rule_wins_over_allow_all(broker: Daemon, version: int, denied: int) -> None:
+    address = broker.addresses["guarded"]
+    wide = Client(address, f"wide-{version}", version)
+    assert wide.subscribe(("#", 1), ("secret/+/x", 1), ("secret", 1), ("open/+", 1)) == [1, denied, denied, 1]
+    pub = Client(address, f"deny-pub-{version}", version)
+    for topic in ("secret/a", "secret/b/x", "open/a", "readonly/a"):
+        pub.publish(topic, topic.encode(), 1)
+    first = wide.get()  # one copy for the overlapping "#" and "open/+"
+    assert (first.topic, first.payload) == ("open/a", b"open/a")
+    # Neither the denied topics ("#" covers them) nor the refused publish came, before or after.
+    assert wide.nothing_before("marker/deny")
+    wide.close()
+    pub.close()
 
 
 def test_tls_listener_with_alpn(broker: Daemon) -> None:

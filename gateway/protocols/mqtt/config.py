@@ -105,11 +105,19 @@ class MqttWebSocketConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MqttAccessRuleConfig:
-    """Who may publish and subscribe where (%u = username, %c = client id in filters)."""
+    """Who may (allow) or may not (deny) publish and subscribe where (%u = username, %c =
+    client id in filters). A deny wins over any allow."""
 
     users: tuple[str, ...] = field(default=("*",), metadata={"doc": "Usernames the rule is about; * = everyone, $anonymous = clients without a username."})
-    publish: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may publish to.", "check": _check_filters})
-    subscribe: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may subscribe to (or to narrower filters).", "check": _check_filters})
+    effect: Literal["allow", "deny"] = field(default="allow", metadata={"doc": "allow: they may; deny: they may not, whatever other rules allow (deny subscribe also stops delivery of matching topics to wider subscriptions such as #)."})
+    publish: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may (deny: may not) publish to.", "check": _check_filters})
+    subscribe: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may subscribe to, or to narrower filters (deny: may not subscribe to, nor to narrower filters, nor receive messages on).", "check": _check_filters})
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if not self.publish and not self.subscribe:
+            yield "publish", f"{'an allow' if self.effect == 'allow' else 'a deny'} rule needs publish or subscribe filters (it would do nothing)"
+        if not self.users:
+            yield "users", "a rule needs at least one user (* = everyone)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +134,7 @@ class MqttBrokerConfig:
         default_factory=lambda: MappingProxyType({}),
         metadata={"doc": "username: password hash (scrypt$... or pbkdf2_sha256$..., Django's formats; make one with gateway hash-password).", "check": _check_users},
     )
-    access: tuple[MqttAccessRuleConfig, ...] = field(default=(), metadata={"doc": "Access rules; none = everything allowed; with rules, what none allows is denied (0x87)."})
+    access: tuple[MqttAccessRuleConfig, ...] = field(default=(), metadata={"doc": "Access rules (effect allow or deny); none = everything allowed; with rules, what no allow rule allows is denied (0x87), and a deny wins over any allow."})
     max_session_expiry: Duration | None = field(default=None, metadata={"doc": "Cap on Session Expiry Intervals (3.1.1 persistent sessions never expire otherwise)."})
     store: Literal["memory", "redis"] = field(default="memory", metadata={"doc": "Where retained messages and absent clients' sessions live: memory (this process) or redis (shared)."})
     redis: str = field(default="redis://127.0.0.1:6379/0", metadata={"doc": "Redis URL of the redis store (redis://host:port/db or unix:///path?db=0)."})
@@ -138,6 +146,11 @@ class MqttBrokerConfig:
     def check(self) -> Iterable[tuple[str, str]]:
         if not self.allow_anonymous and not self.users:
             yield "users", "allow_anonymous is false but no users are configured: nobody could connect"
+        if self.access and all(rule.effect == "deny" for rule in self.access):
+            yield "access", (
+                "only deny rules: with rules, what no allow rule allows is denied, so nothing would be allowed;"
+                " add an allow rule such as {users: ['*'], publish: ['#'], subscribe: ['#']}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -143,7 +143,7 @@ def _layer(alias: str, context: ListenerContext) -> Any:
 def mqtt_settings(config: MqttListenerConfig, context: ListenerContext, broker: Broker | None) -> MqttSettings:
     """The settings shared by one MQTT listener's connections."""
     broker_config = config.broker
-    rules = [AccessRule(r.users, r.publish, r.subscribe) for r in broker_config.access]
+    rules = [AccessRule(r.users, r.publish, r.subscribe, r.effect) for r in broker_config.access]
     return MqttSettings(
         loop=context.loop,
         reactor=context.reactor,

@@ -171,11 +171,12 @@ class BrokerConnection(Protocol):
 class Sub:
     """One subscription of a session (§3.8.3.1 Subscription Options)."""
 
-    __slots__ = ("session", "filter", "inner", "share", "qos", "no_local", "rap", "rh", "sub_id")
+    __slots__ = ("session", "filter", "inner", "share", "qos", "no_local", "rap", "rh", "sub_id", "deny")
 
     def __init__(
         self, session: Session, topic_filter: str, inner: str, share: str | None, qos: int,
         no_local: bool = False, rap: bool = False, rh: int = 0, sub_id: int | None = None,
+        deny: tuple[str, ...] | None = None,
     ) -> None:
         self.session = session
         self.filter = topic_filter  #: as subscribed, ``$share/...`` included
@@ -186,6 +187,9 @@ class Sub:
         self.rap = rap  #: Retain As Published
         self.rh = rh  #: Retain Handling
         self.sub_id = sub_id  #: Subscription Identifier
+        #: Denied filters overlapping this one (access rules): matching topics are not
+        #: delivered to it. None (the common case): nothing to check.
+        self.deny = deny
 
     def dump(self) -> list[Any]:
         return [self.filter, self.qos, self.no_local, self.rap, self.rh, self.sub_id]
