@@ -206,6 +206,42 @@ def test_deny_rule_wins_over_allow_all(broker: Daemon, version: int, denied: int
     pub.close()
 
 
+def test_outbound_topic_aliases_with_paho(broker: Daemon) -> None:
+    """A 5.0 client allowing 2 aliases: repeated topics arrive as an empty topic name plus the
+    alias (paho hands them over as they are on the wire); following the aliases gives every
+    topic back, the least recently used one replaced. A client allowing none gets full topics."""
+    address = broker.addresses["plain"]
+    aliased = Client(address, "aliased", V5, topic_alias_maximum=2)
+    plain = Client(address, "no-aliases", V5)
+    for client in (aliased, plain):
+        assert client.subscribe(("alias/#", 1)) == [1]
+    pub = Client(address, "alias-pub", V311)
+    sent = [f"alias/{name}/a/rather/long/topic/name" for name in "aabacaab"]
+    for index, topic in enumerate(sent):
+        pub.publish(topic, str(index).encode(), index % 2)
+    mapping: dict[int, str] = {}
+    wire = []
+    resolved = []
+    for message in aliased.collect(len(sent)):
+        alias = getattr(message.properties, "TopicAlias", None)
+        wire.append((message.topic, alias))
+        if message.topic:
+            if alias is not None:
+                mapping[alias] = message.topic
+            resolved.append((message.topic, message.payload))
+        else:
+            resolved.append((mapping[alias], message.payload))
+    assert resolved == [(topic, str(index).encode()) for index, topic in enumerate(sent)]
+    a, b, c = (f"alias/{n}/a/rather/long/topic/name" for n in "abc")
+    # a, a, b, a, c (replaces b, the least recently used), a, a, b (replaces c)
+    assert wire == [(a, 1), ("", 1), (b, 2), ("", 1), (c, 2), ("", 1), ("", 1), (b, 2)]
+    got = plain.collect(len(sent))
+    assert [m.topic for m in got] == sent
+    assert all(getattr(m.properties, "TopicAlias", None) is None for m in got)
+    for client in (aliased, plain, pub):
+        client.close()
+
+
 def test_tls_listener_with_alpn(broker: Daemon) -> None:
     context = ssl.create_default_context(cafile=broker.ca)  # type: ignore[attr-defined]
     context.set_alpn_protocols(["mqtt"])

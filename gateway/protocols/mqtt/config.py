@@ -65,6 +65,7 @@ class MqttLimitsConfig:
     max_inflight: int = field(default=256, metadata={"doc": "QoS 1/2 messages sent to a client and not yet acknowledged (also capped by its Receive Maximum).", "check": positive})
     max_queued_messages: int = field(default=1000, metadata={"doc": "QoS 1/2 messages held per client beyond max_inflight or while it is away; more are dropped.", "check": positive})
     topic_alias_maximum: int = field(default=10, metadata={"doc": "Topic aliases a 5.0 client may use (0: none)."})
+    outbound_topic_alias_maximum: int = field(default=64, metadata={"doc": "Topic aliases the server uses towards a 5.0 client that allows them (its Topic Alias Maximum caps it), least recently used replaced: a repeated topic goes as a 2-byte alias (0: off)."})
     max_keep_alive: Duration | None = field(default=None, metadata={"doc": "Cap on the client's keep-alive (5.0 Server Keep Alive); null: no cap."})
     max_connections: int = field(default=100000, metadata={"doc": "Open connections on this listener; beyond it, new ones wait in the kernel's accept queue.", "check": positive})
     max_app_queue: int = field(default=256, metadata={"doc": "Events waiting for the application before reading from the client pauses.", "check": positive})
@@ -79,6 +80,8 @@ class MqttLimitsConfig:
             yield "max_inflight", "must be at most 65535"
         if not 0 <= self.topic_alias_maximum <= 65535:
             yield "topic_alias_maximum", "must be in 0..65535"
+        if not 0 <= self.outbound_topic_alias_maximum <= 65535:
+            yield "outbound_topic_alias_maximum", "must be in 0..65535"
         if self.max_keep_alive is not None and not 1 <= self.max_keep_alive <= 65535:
             yield "max_keep_alive", "must be between 1s and 65535s"
 
@@ -194,4 +197,6 @@ class MqttListenerConfig(ListenerConfig):
             protocol_levels=frozenset(_VERSIONS[v] for v in self.versions if v in _VERSIONS),
             max_outbound_inflight=limits.max_inflight,
             max_queued_messages=limits.max_queued_messages,
+            outbound_topic_aliases=limits.outbound_topic_alias_maximum > 0,
+            outbound_topic_alias_maximum=limits.outbound_topic_alias_maximum,
         )

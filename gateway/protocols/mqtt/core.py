@@ -690,8 +690,8 @@ class MqttServerConnection:
             outbound.window = min(props.receive_maximum or 65535, outbound.window)
             if props.maximum_packet_size is not None:
                 self._client_max_packet = outbound.max_packet_size = props.maximum_packet_size
-            if self._options.outbound_topic_aliases:
-                outbound.alias_maximum = props.topic_alias_maximum or 0
+            if self._options.outbound_topic_aliases and props.topic_alias_maximum:
+                outbound.alias_maximum = min(props.topic_alias_maximum, self._options.outbound_topic_alias_maximum)
         self._keep_alive = packet.keep_alive
         self._state = CONNECTING
         self._events.append(ConnectReceived(packet))

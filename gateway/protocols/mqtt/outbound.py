@@ -97,7 +97,6 @@ class OutboundFlow:
         ``wire`` is the packet already encoded for this connection's level, split around the
         packet identifier (see ``MqttServerConnection.publish``); used unless topic aliases are.
         """
-        new_alias = 0
         if wire is not None and not self.alias_maximum:
             packet_id = packet.packet_id  # None exactly for QoS 0
             data = wire[0] + wire[1] if packet_id is None else wire[0] + packet_id.to_bytes(2, "big") + wire[1]
@@ -105,28 +104,45 @@ class OutboundFlow:
             if packet.properties is not EMPTY_PROPERTIES:
                 packet = replace(packet, properties=EMPTY_PROPERTIES)  # 3.1.1 has none
             data = encode(packet, 4)
+        elif self.alias_maximum:
+            return self._transmit_aliased(packet)
         else:
-            if self.alias_maximum:
-                packet, new_alias = self._alias(packet)
             data = encode(packet, 5)
         if len(data) > self.max_packet_size:
             # [MQTT-3.1.2-25]: "discard it without sending it and then behave as if it had
             # completed sending that Application Message".
             return False
-        if new_alias:
-            self._aliases[packet.topic] = new_alias  # only once the client will learn it
         self._out.append(data)
         return True
 
-    def _alias(self, packet: Publish) -> tuple[Publish, int]:
-        alias = self._aliases.get(packet.topic)
+    def _transmit_aliased(self, packet: Publish) -> bool:
+        """:meth:`transmit` with an outbound topic alias (§3.3.2.3.4): a topic seen before goes
+        as an empty topic name and its alias; a new one with its name and a new alias, or the
+        alias of the least recently used topic once all are taken. The mapping changes only
+        when the packet is really sent (the client learns it from that packet)."""
+        aliases = self._aliases
+        topic = packet.topic
+        alias = aliases.get(topic)
+        evicted = None
         if alias is not None:
-            props = replace(packet.properties, topic_alias=alias)
-            return replace(packet, topic="", properties=props), 0
-        if len(self._aliases) >= self.alias_maximum:
-            return packet, 0  # all aliases taken: send the full topic
-        alias = len(self._aliases) + 1
-        return replace(packet, properties=replace(packet.properties, topic_alias=alias)), alias
+            sent = replace(packet, topic="", properties=replace(packet.properties, topic_alias=alias))
+        else:
+            if len(aliases) < self.alias_maximum:
+                alias = len(aliases) + 1
+            else:
+                evicted = next(iter(aliases))  # dicts keep insertion order: the oldest use first
+                alias = aliases[evicted]
+            sent = replace(packet, properties=replace(packet.properties, topic_alias=alias))
+        data = encode(sent, 5)
+        if len(data) > self.max_packet_size:
+            return False  # [MQTT-3.1.2-25], as in transmit()
+        if evicted is not None:
+            del aliases[evicted]
+        else:
+            aliases.pop(topic, None)
+        aliases[topic] = alias  # (re)inserted last: the most recently used
+        self._out.append(data)
+        return True
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id
