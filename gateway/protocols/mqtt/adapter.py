@@ -258,6 +258,7 @@ class MqttConnection:
                 if not events:
                     break
                 stats = self.stats
+                ended = None
                 for event in events:
                     cls = event.__class__
                     if cls is PublishReceived:
@@ -267,13 +268,16 @@ class MqttConnection:
                     elif cls is DisconnectReceived:
                         self._disconnect_expiry = cast(DisconnectReceived, event).properties.session_expiry_interval
                     elif cls is ConnectionClosed:
-                        self._ended(cast(ConnectionClosed, event))
+                        ended = cast(ConnectionClosed, event)
                 driver = self.driver
-                if driver is None:
-                    if events[0].__class__ is not ConnectReceived:
-                        continue  # closed before a CONNECT: nobody to tell
+                if driver is None and events[0].__class__ is ConnectReceived:
                     driver = self.driver = self._new_driver(events[0].packet)
-                driver.handle(events)
+                if driver is not None:
+                    driver.handle(events)
+                if ended is not None:
+                    # After the driver: publishes that came in the same read as the DISCONNECT
+                    # (or just before the connection dropped) still go through the broker link.
+                    self._ended(ended)
             data = core.data_to_send()
             if data and not self.lost:
                 self.io.write(data)
