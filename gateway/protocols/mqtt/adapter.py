@@ -434,7 +434,7 @@ class MqttConnection:
             self.stats.dropped += 1
             return True  # a client that does not read loses QoS 0 messages (never QoS 1/2)
         try:
-            status = self.core.publish(topic, payload, qos=qos, retain=retain, properties=properties, wire=wire)
+            status = self.core.publish_checked(topic, payload, qos, retain, properties, wire)
         except Exception:  # closed meanwhile: the broker keeps QoS 1/2 for the session
             return False
         if status is PublishStatus.DROPPED:

@@ -58,9 +58,14 @@ class OutboundFlow:
         #: The client's Topic Alias Maximum when outbound aliases are enabled, else 0.
         self.alias_maximum = 0
         self._aliases: dict[str, int] = {}
-        self._messages: dict[int, OutboundMessage] = {}  # every unacknowledged QoS 1/2 message
+        # Every unacknowledged QoS 1/2 message, with its packet identifier (kept as the packet
+        # itself on the hot path; OutboundMessage only in snapshots).
+        self._messages: dict[int, Publish] = {}
+        self._released: set[int] = set()  # QoS 2 messages whose PUBREL went out (§4.3.3)
         self._resend: dict[int, None] = {}  # ordered: resumed messages not re-sent yet
-        self._queue: deque[Publish] = deque()
+        # Messages waiting for the send quota, with the shared encoding when there is one:
+        # (topic, payload, qos, retain, properties, wire).
+        self._queue: deque[tuple[str, bytes, int, bool, Properties, tuple[bytes, bytes] | None]] = deque()
         self._inflight = 0  # messages sent on this connection and not completed
         self._next_id = 1
         #: Identifiers taken by other packets (a client's SUBSCRIBE/UNSUBSCRIBE, §2.2.1).
@@ -80,14 +85,14 @@ class OutboundFlow:
             limit = self._options.max_queued_messages
             if limit is not None and len(self._queue) >= limit:
                 return PublishStatus.DROPPED
-            self._queue.append(new_publish(topic, payload, qos, retain, False, None, properties))
+            self._queue.append((topic, payload, qos, retain, properties, wire))
             return PublishStatus.QUEUED
         packet_id = self._allocate_id()
         packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
         if not self.transmit(packet, wire):
             self._next_id = packet_id  # the identifier was never used: hand it out again
             return PublishStatus.DROPPED
-        self._messages[packet_id] = OutboundMessage(packet)
+        self._messages[packet_id] = packet
         self._inflight += 1
         return PublishStatus.SENT
 
@@ -177,17 +182,17 @@ class OutboundFlow:
             del self._resend[packet_id]
             self._inflight += 1
             # §4.4: re-sent with the original packet identifier and DUP set [MQTT-3.3.1-1].
-            if not self.transmit(replace(self._messages[packet_id].publish, dup=True)):
+            if not self.transmit(replace(self._messages[packet_id], dup=True)):
                 del self._messages[packet_id]
                 self._inflight -= 1
-        while self._queue and self._inflight < self.window:
-            queued = self._queue.popleft()
+        queue = self._queue
+        messages = self._messages
+        while queue and self._inflight < self.window:
+            topic, payload, qos, retain, properties, wire = queue.popleft()
             packet_id = self._allocate_id()
-            packet = new_publish(  # as replace(queued, packet_id=...), at a fraction of the cost
-                queued.topic, queued.payload, queued.qos, queued.retain, False, packet_id, queued.properties
-            )
-            if self.transmit(packet):
-                self._messages[packet_id] = OutboundMessage(packet)
+            packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
+            if self.transmit(packet, wire):  # the shared encoding still fits: no re-encode
+                messages[packet_id] = packet
                 self._inflight += 1
             else:
                 self._next_id = packet_id
@@ -196,6 +201,8 @@ class OutboundFlow:
 
     def _complete(self, packet_id: int) -> None:
         del self._messages[packet_id]
+        if self._released:
+            self._released.discard(packet_id)
         if packet_id in self._resend:
             del self._resend[packet_id]  # never re-sent on this connection: not in flight
         else:
@@ -203,14 +210,28 @@ class OutboundFlow:
 
     def on_puback(self, packet: PubAck) -> PubAckReceived | None:
         """Complete a QoS 1 exchange; None for an unknown (stale) identifier."""
-        entry = self._messages.get(packet.packet_id)
+        return self.puback(packet.packet_id, packet.reason_code, packet.properties)
+
+    def puback(
+        self, packet_id: int, reason_code: int = 0, properties: Properties = EMPTY_PROPERTIES
+    ) -> PubAckReceived | None:
+        """:meth:`on_puback` from the fields (the connection's fast path for the two-byte
+        PUBACK decodes no packet)."""
+        entry = self._messages.get(packet_id)
         if entry is None:
             return None
-        if entry.publish.qos != 1:
+        if entry.qos != 1:
             raise _protocol_error("PUBACK for a QoS 2 message")
-        self._complete(packet.packet_id)
-        self.pump()
-        return PubAckReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+        del self._messages[packet_id]
+        if packet_id in self._resend:
+            del self._resend[packet_id]  # never re-sent on this connection: not in flight
+        else:
+            self._inflight -= 1
+        if self._queue or self._resend:
+            self.pump()
+        if not reason_code and properties is EMPTY_PROPERTIES:
+            return _puback_received(packet_id)
+        return PubAckReceived(packet_id, ReasonCode(reason_code), properties)
 
     def on_pubrec(self, packet: PubRec) -> PubRecReceived | None:
         """Answer PUBREC with PUBREL (or end the exchange on a failure reason)."""
@@ -221,7 +242,7 @@ class OutboundFlow:
             reason = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0
             self._out.append(encode(PubRel(packet_id, reason), self.level))
             return None
-        if entry.publish.qos != 2:
+        if entry.qos != 2:
             raise _protocol_error("PUBREC for a QoS 1 message")
         if packet.reason_code >= 0x80:
             # §4.3.3: a PUBREC with a failure reason ends the exchange; no PUBREL.
@@ -231,21 +252,20 @@ class OutboundFlow:
             if packet_id in self._resend:  # resumed and answered before we re-sent it
                 del self._resend[packet_id]
                 self._inflight += 1
-            if not entry.released:
-                self._messages[packet_id] = OutboundMessage(entry.publish, True)
+            self._released.add(packet_id)
             self._out.append(encode(PubRel(packet_id), self.level))
         return PubRecReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     def on_pubcomp(self, packet: PubComp) -> PubCompReceived | None:
         """Complete a QoS 2 exchange; None for an unknown (stale) identifier."""
-        entry = self._messages.get(packet.packet_id)
-        if entry is None:
+        packet_id = packet.packet_id
+        if packet_id not in self._messages:
             return None
-        if not entry.released:
+        if packet_id not in self._released:
             raise _protocol_error("PUBCOMP before PUBREL")
-        self._complete(packet.packet_id)
+        self._complete(packet_id)
         self.pump()
-        return PubCompReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+        return PubCompReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     # -- session ------------------------------------------------------------------------------
 
@@ -257,19 +277,41 @@ class OutboundFlow:
             packet_id = message.publish.packet_id
             if packet_id is None or message.publish.qos == 0:
                 raise LocalProtocolError("session messages need a QoS > 0 and a packet id")
-            self._messages[packet_id] = message
+            self._messages[packet_id] = message.publish
             if message.released:
                 # §4.4: re-send PUBREL. §4.9 lets PUBREL go out whatever the quota; it still
                 # counts as in flight until PUBCOMP.
+                self._released.add(packet_id)
                 self._inflight += 1
                 self._out.append(encode(PubRel(packet_id), self.level))
             else:
                 self._resend[packet_id] = None
-        self._queue.extend(queued)
+        self._queue.extend((p.topic, p.payload, p.qos, p.retain, p.properties, None) for p in queued)
         if not 1 <= next_id <= 65535:
             raise LocalProtocolError(f"next packet id {next_id} is not in 1..65535")
         self._next_id = next_id
 
     def snapshot(self) -> tuple[tuple[OutboundMessage, ...], tuple[Publish, ...], int]:
         """(unacknowledged messages, queued messages, next packet id) for the session state."""
-        return tuple(self._messages.values()), tuple(self._queue), self._next_id
+        released = self._released
+        outbound = tuple(OutboundMessage(p, pid in released) for pid, p in self._messages.items())
+        queued = tuple(
+            new_publish(topic, payload, qos, retain, False, None, properties)
+            for topic, payload, qos, retain, properties, _wire in self._queue
+        )
+        return outbound, queued, self._next_id
+
+
+_new_event = object.__new__
+_set_ack_fields = [PubAckReceived.__dict__[name].__set__ for name in ("packet_id", "reason_code", "properties")]
+
+
+def _puback_received(packet_id: int) -> PubAckReceived:
+    """``PubAckReceived(packet_id, ReasonCode.SUCCESS, EMPTY_PROPERTIES)``, only faster (a
+    frozen dataclass's ``__init__`` goes through ``object.__setattr__`` for every field)."""
+    event: PubAckReceived = _new_event(PubAckReceived)
+    set_id, set_reason, set_props = _set_ack_fields
+    set_id(event, packet_id)
+    set_reason(event, ReasonCode.SUCCESS)
+    set_props(event, EMPTY_PROPERTIES)
+    return event

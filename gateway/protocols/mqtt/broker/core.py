@@ -376,8 +376,10 @@ class Broker:
         if len(tables) == 1:
             origin = message.origin
             retained = message.retain
-            # The fast path: QoS 0 to online clients, bytes encoded once per protocol level.
-            plain = not message.qos and message.expires_at is None
+            qos = message.qos
+            # The fast path: online clients, no expiry to count down, no identifiers: the bytes
+            # are encoded once per (protocol level, QoS, RETAIN) and shared by the subscribers.
+            direct = message.expires_at is None
             dirty = self.dirty
             for sub in tables[0].values():
                 session = sub.session
@@ -385,11 +387,19 @@ class Broker:
                     continue
                 if sub.deny is not None and denied_topic(sub.deny, message.topic):
                     continue  # a deny rule covers this topic for this client
-                if plain and session.online and not sub.sub_id:
+                if direct and session.online and not sub.sub_id:
                     conn = session.conn
-                    if conn is not None and conn.deliver_qos0(message, retained and sub.rap):
-                        dirty.add(conn)
-                        continue
+                    if conn is not None:
+                        granted = sub.qos if sub.qos < qos else qos
+                        flag = retained and sub.rap
+                        if not granted:
+                            if conn.deliver_qos0(message, flag):
+                                dirty.add(conn)
+                                continue
+                        elif conn.deliver(message.topic, message.payload, granted, flag, message.properties,
+                                          message.parts(conn.level, granted, flag)):
+                            dirty.add(conn)
+                            continue
                 ids = (sub.sub_id,) if sub.sub_id else ()
                 self._send(session, message, min(message.qos, sub.qos), retained and sub.rap, ids, now)
         elif tables:
