@@ -35,6 +35,10 @@ from gateway.protocols.mqtt.reasons import ReasonCode
 __all__ = ["OutboundFlow"]
 
 
+#: An outbound message's PUBLISH fields: topic, payload, qos, retain, properties.
+_Fields = tuple[str, bytes, int, bool, Properties]
+
+
 def _protocol_error(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(message, hint=ReasonCode.PROTOCOL_ERROR)
 
@@ -58,9 +62,10 @@ class OutboundFlow:
         #: The client's Topic Alias Maximum when outbound aliases are enabled, else 0.
         self.alias_maximum = 0
         self._aliases: dict[str, int] = {}
-        # Every unacknowledged QoS 1/2 message, with its packet identifier (kept as the packet
-        # itself on the hot path; OutboundMessage only in snapshots).
-        self._messages: dict[int, Publish] = {}
+        # Every unacknowledged QoS 1/2 message by packet identifier, as the fields of its
+        # PUBLISH (topic, payload, qos, retain, properties): packets and OutboundMessages are
+        # made only for re-sends and snapshots.
+        self._messages: dict[int, _Fields] = {}
         self._released: set[int] = set()  # QoS 2 messages whose PUBREL went out (§4.3.3)
         self._resend: dict[int, None] = {}  # ordered: resumed messages not re-sent yet
         # Messages waiting for the send quota, with the shared encoding when there is one:
@@ -87,14 +92,34 @@ class OutboundFlow:
                 return PublishStatus.DROPPED
             self._queue.append((topic, payload, qos, retain, properties, wire))
             return PublishStatus.QUEUED
-        packet_id = self._allocate_id()
-        packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
-        if not self.transmit(packet, wire):
+        if self._send_new(topic, payload, qos, retain, properties, wire):
+            return PublishStatus.SENT
+        return PublishStatus.DROPPED
+
+    def _send_new(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+        wire: tuple[bytes, bytes] | None,
+    ) -> bool:
+        """Send a QoS 1/2 message under a new packet identifier and track it; False (the
+        identifier handed out again) when it is too large for the client."""
+        messages = self._messages
+        packet_id = self._next_id
+        if packet_id in messages or self._reserved:
+            packet_id = self._allocate_id()
+        else:
+            self._next_id = packet_id % 65535 + 1
+        if wire is not None and not self.alias_maximum:  # transmit()'s shared-bytes case, inline
+            data = wire[0] + packet_id.to_bytes(2, "big") + wire[1]
+            if len(data) > self.max_packet_size:
+                self._next_id = packet_id
+                return False
+            self._out.append(data)
+        elif not self.transmit(new_publish(topic, payload, qos, retain, False, packet_id, properties)):
             self._next_id = packet_id  # the identifier was never used: hand it out again
-            return PublishStatus.DROPPED
-        self._messages[packet_id] = packet
+            return False
+        messages[packet_id] = (topic, payload, qos, retain, properties)
         self._inflight += 1
-        return PublishStatus.SENT
+        return True
 
     def transmit(self, packet: Publish, wire: tuple[bytes, bytes] | None = None) -> bool:
         """Encode and queue a PUBLISH for this client; False if too large to send at all.
@@ -182,20 +207,13 @@ class OutboundFlow:
             del self._resend[packet_id]
             self._inflight += 1
             # §4.4: re-sent with the original packet identifier and DUP set [MQTT-3.3.1-1].
-            if not self.transmit(replace(self._messages[packet_id], dup=True)):
+            topic, payload, qos, retain, properties = self._messages[packet_id]
+            if not self.transmit(new_publish(topic, payload, qos, retain, True, packet_id, properties)):
                 del self._messages[packet_id]
                 self._inflight -= 1
         queue = self._queue
-        messages = self._messages
         while queue and self._inflight < self.window:
-            topic, payload, qos, retain, properties, wire = queue.popleft()
-            packet_id = self._allocate_id()
-            packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
-            if self.transmit(packet, wire):  # the shared encoding still fits: no re-encode
-                messages[packet_id] = packet
-                self._inflight += 1
-            else:
-                self._next_id = packet_id
+            self._send_new(*queue.popleft())  # with the shared encoding: no re-encode
 
     # -- acknowledgements from the client -----------------------------------------------------
 
@@ -220,7 +238,7 @@ class OutboundFlow:
         entry = self._messages.get(packet_id)
         if entry is None:
             return None
-        if entry.qos != 1:
+        if entry[2] != 1:
             raise _protocol_error("PUBACK for a QoS 2 message")
         del self._messages[packet_id]
         if packet_id in self._resend:
@@ -242,7 +260,7 @@ class OutboundFlow:
             reason = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0
             self._out.append(encode(PubRel(packet_id, reason), self.level))
             return None
-        if entry.qos != 2:
+        if entry[2] != 2:
             raise _protocol_error("PUBREC for a QoS 1 message")
         if packet.reason_code >= 0x80:
             # §4.3.3: a PUBREC with a failure reason ends the exchange; no PUBREL.
@@ -277,7 +295,8 @@ class OutboundFlow:
             packet_id = message.publish.packet_id
             if packet_id is None or message.publish.qos == 0:
                 raise LocalProtocolError("session messages need a QoS > 0 and a packet id")
-            self._messages[packet_id] = message.publish
+            packet = message.publish
+            self._messages[packet_id] = (packet.topic, packet.payload, packet.qos, packet.retain, packet.properties)
             if message.released:
                 # §4.4: re-send PUBREL. §4.9 lets PUBREL go out whatever the quota; it still
                 # counts as in flight until PUBCOMP.
@@ -294,7 +313,10 @@ class OutboundFlow:
     def snapshot(self) -> tuple[tuple[OutboundMessage, ...], tuple[Publish, ...], int]:
         """(unacknowledged messages, queued messages, next packet id) for the session state."""
         released = self._released
-        outbound = tuple(OutboundMessage(p, pid in released) for pid, p in self._messages.items())
+        outbound = tuple(
+            OutboundMessage(new_publish(topic, payload, qos, retain, False, pid, properties), pid in released)
+            for pid, (topic, payload, qos, retain, properties) in self._messages.items()
+        )
         queued = tuple(
             new_publish(topic, payload, qos, retain, False, None, properties)
             for topic, payload, qos, retain, properties, _wire in self._queue
