@@ -643,7 +643,7 @@ class MqttServerConnection:
                 state = self._state
                 if (
                     state is CONNECTED and view[pos] == 0x40 and pos + 4 <= size and view[pos + 1] == 2
-                    and (view[pos + 2] or view[pos + 3])
+                    and (view[pos + 2] or view[pos + 3]) and max_size >= 4
                 ):
                     # The hot path of QoS 1 delivery: the two-byte PUBACK (3.1.1, and 5.0's
                     # success without properties) is handled without decoding a packet.

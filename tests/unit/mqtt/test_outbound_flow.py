@@ -1,10 +1,11 @@
-"""Outbound topic aliases (§3.3.2.3.4): assigned per connection, least recently used replaced."""
+"""The outbound flow: topic aliases (§3.3.2.3.4, assigned per connection, least recently used
+replaced) and the two-byte PUBACK fast path."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.protocols.mqtt import Connect, PubAck, PubComp, PubRel, Publish, PublishStatus, PubRec, ServerOptions
+from gateway.protocols.mqtt import Connect, PubAck, PubAckReceived, PubComp, PubRel, Publish, PublishStatus, PubRec, ServerOptions
 from gateway.protocols.mqtt.broker.session import Message
 from tests.unit.mqtt.helpers import Harness, props
 
@@ -136,3 +137,55 @@ def test_a_client_following_the_aliases_always_gets_the_right_topic(
             elif packet.qos == 2:
                 harness.send(PubRec(packet.packet_id))
     assert got == expected
+
+
+# -- the two-byte PUBACK fast path --------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.lists(st.integers(0, 14), max_size=20),
+    st.lists(st.integers(1, 7), min_size=1, max_size=5),
+    st.sampled_from([4, 5]),
+)
+def test_pipelined_pubacks_complete_exactly_their_messages(
+    count: int, acked: list[int], chunks: list[int], level: int
+) -> None:
+    """PUBACKs split anywhere across reads, for known, unknown, repeated and zero identifiers:
+    the known ones complete their message once, the others change nothing (id 0 is a protocol
+    error, as the full decoder says)."""
+    harness = Harness(level, ServerOptions(max_outbound_inflight=5))
+    harness.connect()
+    for n in range(count):
+        harness.conn.publish(f"t/{n}", b"", qos=1)
+    harness.received()
+    data = b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in acked)
+    events = []
+    pos = 0
+    step = 0
+    while pos < len(data):
+        size = chunks[step % len(chunks)]
+        harness.conn.receive_data(data[pos : pos + size])
+        events += harness.conn.events_received()
+        pos += size
+        step += 1
+    expected: list[int] = []
+    sent = set(range(1, min(count, 5) + 1))
+    following = 6
+    for pid in acked:
+        if pid == 0:
+            break
+        if pid in sent:
+            sent.discard(pid)
+            expected.append(pid)
+            if following <= count:  # the window opened: the next queued message goes out
+                sent.add(following)
+                following += 1
+    assert [e.packet_id for e in events if isinstance(e, PubAckReceived)] == expected
+    if 0 in acked:
+        assert harness.conn.closed
+    else:
+        state = harness.conn.session_state()
+        assert len(state.outbound) + len(state.queued) == count - len(expected)
+        assert not {m.publish.packet_id for m in state.outbound} & set(expected)
