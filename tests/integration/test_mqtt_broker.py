@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import select
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.protocols.mqtt import Disconnect, PubAck, Publish, ReasonCode, Will
+from gateway.protocols.mqtt import Disconnect, PubAck, Publish, ReasonCode, Will, encode
 from gateway.protocols.mqtt.broker import hash_password
 from tests.integration.daemon import Daemon, wait_until
 from tests.integration.test_mqtt_clients import V5, V311, Client, Raw, mqtt_listener
@@ -240,6 +242,24 @@ def test_outbound_topic_aliases_with_paho(broker: Daemon) -> None:
     assert all(getattr(m.properties, "TopicAlias", None) is None for m in got)
     for client in (aliased, plain, pub):
         client.close()
+
+
+def test_lingering_close_lets_the_client_read_the_disconnect(broker: Daemon) -> None:
+    """A client that keeps sending after the server decided to close (the Paho suite's
+    flow-control test: PUBRELs while the DISCONNECT 0x93 is on its way) reads the DISCONNECT
+    and a clean end of the stream, never a reset."""
+    raw = Raw(broker.addresses["plain"], V5)
+    assert raw.connect("linger").reason_code == 0
+    junk = encode(Publish("t", b"x" * 100), V5) * 50  # QoS 0 publishes the server throws away
+    raw.send(b"\x36\x00", junk)  # a PUBLISH with QoS 3: malformed, then more bytes behind it
+    assert select.select([raw.sock], [], [], 10)[0]  # the DISCONNECT came: the server is closing
+    for _ in range(5):
+        raw.sock.sendall(junk)  # unread by us, the DISCONNECT; a reset now would discard it
+    assert raw.read() == Disconnect(ReasonCode.MALFORMED_PACKET)
+    raw.sock.shutdown(socket.SHUT_WR)
+    raw.sock.settimeout(10)
+    assert raw.sock.recv(100) == b""  # the server closed in turn: FIN, not RST
+    raw.close()
 
 
 def test_tls_listener_with_alpn(broker: Daemon) -> None:

@@ -70,6 +70,7 @@ class MqttLimitsConfig:
     max_connections: int = field(default=100000, metadata={"doc": "Open connections on this listener; beyond it, new ones wait in the kernel's accept queue.", "check": positive})
     max_app_queue: int = field(default=256, metadata={"doc": "Events waiting for the application before reading from the client pauses.", "check": positive})
     max_write_buffer: Size = field(default=Size(8 * 1024 * 1024), metadata={"doc": "Bytes buffered for a client that does not read before QoS 0 messages to it are dropped."})
+    lingering_size: Size = field(default=Size(64 * 1024), metadata={"doc": "Bytes read and thrown away during a lingering close (timeouts.lingering) before the connection is closed anyway."})
 
     def check(self) -> Iterable[tuple[str, str]]:
         if not 2 <= self.max_packet_size <= MAX_PACKET_SIZE:
@@ -92,6 +93,7 @@ class MqttTimeoutsConfig:
 
     connect: Duration = field(default=Duration(10.0), metadata={"doc": "Time from accepting a connection to its CONNECT packet.", "check": positive})
     connect_answer: Duration = field(default=Duration(30.0), metadata={"doc": "Time the application has to answer mqtt.connect; then CONNACK 0x88 Server unavailable.", "check": positive})
+    lingering: Duration = field(default=Duration(2.0), metadata={"doc": "After the server closes a TCP connection (a DISCONNECT with an error, a refused CONNECT), the time the client has to read the last packet and close its side, its further bytes read and thrown away (lingering close: a close with unread bytes resets the connection, and the client could lose that packet); 0: close at once."})
 
 
 @dataclass(frozen=True, kw_only=True)

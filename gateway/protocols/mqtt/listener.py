@@ -157,6 +157,8 @@ def mqtt_settings(config: MqttListenerConfig, context: ListenerContext, broker: 
         max_app_queue=config.limits.max_app_queue,
         max_write_buffer=int(config.limits.max_write_buffer),
         connect_answer_timeout=float(config.timeouts.connect_answer),
+        lingering_timeout=float(config.timeouts.lingering),
+        lingering_size=int(config.limits.lingering_size),
         listener=config.name,
     )
 
