@@ -201,4 +201,5 @@ class MqttListenerConfig(ListenerConfig):
             max_queued_messages=limits.max_queued_messages,
             outbound_topic_aliases=limits.outbound_topic_alias_maximum > 0,
             outbound_topic_alias_maximum=limits.outbound_topic_alias_maximum,
+            acknowledgement_events=False,  # neither the broker nor the ASGI mapping uses them
         )

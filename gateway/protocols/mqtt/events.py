@@ -103,6 +103,10 @@ class ServerOptions:
     #: Cap on the outbound aliases of one connection (the client's maximum applies too); when
     #: all are taken, the least recently used one is given to the next new topic.
     outbound_topic_alias_maximum: int = 65535
+    #: Report the client's acknowledgements of our publishes (PubAckReceived, PubRecReceived,
+    #: PubCompReceived). The broker and the ASGI mapping do not use them: off there, which
+    #: spares an event per delivered QoS 1/2 message.
+    acknowledgement_events: bool = True
 
     def __post_init__(self) -> None:
         """Reject values the protocol cannot express."""

@@ -54,6 +54,7 @@ class OutboundFlow:
     def __init__(self, options: ServerOptions, out: list[bytes]) -> None:
         self._options = options
         self._out = out
+        self._report = options.acknowledgement_events
         self.level = 4
         #: The send quota: min(client's Receive Maximum, our max_outbound_inflight).
         self.window = options.max_outbound_inflight
@@ -247,6 +248,8 @@ class OutboundFlow:
             self._inflight -= 1
         if self._queue or self._resend:
             self.pump()
+        if not self._report:
+            return None
         if not reason_code and properties is EMPTY_PROPERTIES:
             return _puback_received(packet_id)
         return PubAckReceived(packet_id, ReasonCode(reason_code), properties)
@@ -272,6 +275,8 @@ class OutboundFlow:
                 self._inflight += 1
             self._released.add(packet_id)
             self._out.append(encode(PubRel(packet_id), self.level))
+        if not self._report:
+            return None
         return PubRecReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     def on_pubcomp(self, packet: PubComp) -> PubCompReceived | None:
@@ -283,6 +288,8 @@ class OutboundFlow:
             raise _protocol_error("PUBCOMP before PUBREL")
         self._complete(packet_id)
         self.pump()
+        if not self._report:
+            return None
         return PubCompReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     # -- session ------------------------------------------------------------------------------
