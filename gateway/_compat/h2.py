@@ -25,6 +25,9 @@ Every helper here relies on something ``h2`` or ``hpack`` does not promise;
   plainly valid is returned as it is, anything else goes through ``h2``'s own chain, which raises
   the same error it always did. Installed as ``h2.stream.validate_headers`` (the name
   ``H2Stream._process_received_headers`` calls) by :func:`install`.
+* :func:`utf8_encode_headers`: ``h2`` copies every header list it sends, field by field, to
+  turn ``str`` into ``bytes``; a list that is plain ``(bytes, bytes)`` tuples already is sent as
+  it is (``h2.stream.utf8_encode_headers``, installed by :func:`install`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from hpack import Decoder, Encoder
 from hpack.hpack import DEFAULT_MAX_HEADER_LIST_SIZE, encode_integer
 from hpack.table import HeaderTable
 
-__all__ = ["CachingDecoder", "LiteralEncoder", "install", "release_connection", "speed_up", "validate_headers"]
+__all__ = ["CachingDecoder", "LiteralEncoder", "install", "release_connection", "speed_up", "utf8_encode_headers",
+           "validate_headers"]
 
 
 def release_connection(connection: Any) -> None:
@@ -202,6 +206,23 @@ def validate_headers(headers: Iterable[Any], flags: Any) -> Iterable[Any]:
     return headers
 
 
+_h2_utf8_encode_headers = h2.utilities.utf8_encode_headers
+
+
+def utf8_encode_headers(headers: Iterable[Any]) -> list[Any]:
+    """``h2.utilities.utf8_encode_headers``: a list of plain ``(bytes, bytes)`` tuples is
+    returned as it is (h2 would rebuild it equal, field by field); anything else goes to h2's."""
+    if type(headers) is list:
+        for field in headers:
+            if type(field) is not tuple or len(field) != 2 or type(field[0]) is not bytes or type(field[1]) is not bytes:
+                break
+        else:
+            return headers
+    return _h2_utf8_encode_headers(headers)
+
+
 def install() -> None:
-    """Put :func:`validate_headers` where ``h2``'s streams call it (once; idempotent)."""
+    """Put :func:`validate_headers` and :func:`utf8_encode_headers` where ``h2``'s streams call
+    them (idempotent)."""
     h2.stream.validate_headers = validate_headers  # type: ignore[assignment]
+    h2.stream.utf8_encode_headers = utf8_encode_headers

@@ -45,6 +45,8 @@ def test_h2_calls_the_names_that_are_replaced() -> None:
     # H2Stream looks validate_headers up in its module's globals, on every header block.
     assert "validate_headers" in h2.stream.H2Stream._process_received_headers.__code__.co_names
     assert h2.stream.validate_headers in (h2.utilities.validate_headers, compat.validate_headers)
+    assert "utf8_encode_headers" in h2.stream.H2Stream.send_headers.__code__.co_names
+    assert h2.stream.utf8_encode_headers in (h2.utilities.utf8_encode_headers, compat.utf8_encode_headers)
     # The connection's coders are the attributes its header paths use.
     connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     assert type(connection.encoder) is Encoder and type(connection.decoder) is Decoder
@@ -163,3 +165,16 @@ def test_caching_decoder_remembers_an_indexed_block() -> None:
     assert first == second == fields and first is not second
     with pytest.raises(Exception):
         decoder.decode(b"\xfe", raw=True)  # index 126: no such entry, never remembered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from([b"a", b":status"]), st.sampled_from([b"1", b""])),
+    st.tuples(st.sampled_from(["a", b"b"]), st.sampled_from(["1", b"2"])),
+    st.builds(HeaderTuple, st.just(b"x"), st.just(b"y")),
+    st.builds(NeverIndexedHeaderTuple, st.just(b"x"), st.just("y")),
+), max_size=6))
+def test_utf8_encode_headers_agrees_with_h2(headers: list[tuple[object, object]]) -> None:
+    ours = compat.utf8_encode_headers(headers)
+    theirs = h2.utilities.utf8_encode_headers(headers)
+    assert ours == theirs and [type(f) for f in ours] == [type(f) for f in theirs]
