@@ -178,3 +178,61 @@ def test_utf8_encode_headers_agrees_with_h2(headers: list[tuple[object, object]]
     ours = compat.utf8_encode_headers(headers)
     theirs = h2.utilities.utf8_encode_headers(headers)
     assert ours == theirs and [type(f) for f in ours] == [type(f) for f in theirs]
+
+
+# -- frame serialisation --------------------------------------------------------------------------
+
+_frame_kinds = st.sampled_from(["data", "headers", "settings", "window", "rst", "ping"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(_frame_kinds, st.integers(0, 2**31 - 1), st.binary(max_size=40), st.sets(st.sampled_from(
+    ["END_STREAM", "END_HEADERS", "PADDED", "PRIORITY", "ACK"])), st.integers(0, 20), st.booleans())
+def test_frame_serialisers_agree_with_hyperframe(kind: str, stream_id: int, data: bytes, flags: set[str],
+                                                 pad: int, view: bool) -> None:
+    from hyperframe import frame as hf
+
+    if kind == "data":
+        frame: hf.Frame = hf.DataFrame(max(stream_id, 1), memoryview(data) if view else data)
+    elif kind == "headers":
+        frame = hf.HeadersFrame(max(stream_id, 1), data, depends_on=3, stream_weight=7)
+    elif kind == "settings":
+        frame = hf.SettingsFrame(0, settings={1: 4096})
+    elif kind == "window":
+        frame = hf.WindowUpdateFrame(stream_id, window_increment=5)
+    elif kind == "rst":
+        frame = hf.RstStreamFrame(max(stream_id, 1), error_code=8)
+    else:
+        frame = hf.PingFrame(0, b"12345678")
+    for flag in flags:
+        if flag in frame.flags._valid_flags and not (kind == "settings" and flag == "ACK"):
+            frame.flags.add(flag)
+    if hasattr(frame, "pad_length"):
+        frame.pad_length = pad if "PADDED" in frame.flags else 0
+    body = {hf.DataFrame: compat._data_body, hf.HeadersFrame: compat._headers_body}.get(type(frame))
+    if body is not None:
+        assert type(frame).serialize_body(frame) == body(frame)
+    assert compat.frame_serialize(frame) == _original_serialize(frame, body)
+
+
+def _original_serialize(frame, body):  # type: ignore[no-untyped-def]
+    """hyperframe's own serialize, with its own body serialiser."""
+    from hyperframe import frame as hf
+
+    saved = hf.Frame.serialize, hf.DataFrame.serialize_body, hf.HeadersFrame.serialize_body
+    hf.Frame.serialize, hf.DataFrame.serialize_body, hf.HeadersFrame.serialize_body = (
+        compat._frame_serialize, compat._data_body, compat._headers_body)
+    try:
+        return frame.serialize()
+    finally:
+        hf.Frame.serialize, hf.DataFrame.serialize_body, hf.HeadersFrame.serialize_body = saved
+
+
+def test_hyperframe_internals_relied_on() -> None:
+    from hyperframe import frame as hf
+
+    frame = hf.HeadersFrame(1, b"x")
+    frame.flags.add("END_HEADERS")
+    assert frame.flags._flags == {"END_HEADERS"} and frame.pad_length == 0
+    assert "serialize" not in vars(hf.DataFrame) and "serialize" not in vars(hf.HeadersFrame)
+    assert hf.Frame.serialize in (compat.frame_serialize, compat._frame_serialize)
