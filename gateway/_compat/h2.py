@@ -115,8 +115,10 @@ class LiteralEncoder(Encoder):
 
 #: Bytes 0x81-0xFE: each one a whole indexed field (RFC 7541 6.1) of index 1-126.
 _ONE_BYTE_INDEXED = bytes(range(0x81, 0xFF))
-_BLOCKS_MAX = 32
-_BLOCK_CACHED_MAX = 256
+#: At most this many blocks of at most this many bytes (fields) are remembered per connection:
+#: a few kilobytes at worst, whatever the client sends.
+_BLOCKS_MAX = 4
+_BLOCK_CACHED_MAX = 48
 
 
 class CachingDecoder(Decoder):
