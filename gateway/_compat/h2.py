@@ -22,8 +22,9 @@ Every helper here relies on something ``h2`` or ``hpack`` does not promise;
 
 * :func:`validate_headers`: ``h2``'s inbound header validation (``h2.utilities.validate_headers``,
   a chain of seven generators) with a one-pass check in front: a header list the check finds
-  plainly valid is returned as it is, anything else goes through ``h2``'s own chain, which raises
-  the same error it always did. Installed as ``h2.stream.validate_headers`` (the name
+  plainly valid is returned as it is (and remembered, so that the same list again is not
+  checked again), anything else goes through ``h2``'s own chain, which raises the same error it
+  always did. Installed as ``h2.stream.validate_headers`` (the name
   ``H2Stream._process_received_headers`` calls) by :func:`install`.
 * :func:`utf8_encode_headers`: ``h2`` copies every header list it sends, field by field, to
   turn ``str`` into ``bytes``; a list that is plain ``(bytes, bytes)`` tuples already is sent as
@@ -162,6 +163,11 @@ _h2_validate_headers = h2.utilities.validate_headers
 _NAME_BYTES = bytes(c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A)
 _CONNECTION_HEADERS = h2.utilities.CONNECTION_HEADERS
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
+#: Request header lists found valid lately (the check is a function of the fields alone): a
+#: client repeating its requests is checked once. Lists of up to 1 KiB, at most 256 of them.
+_VALID: set[tuple[Any, ...]] = set()
+_VALID_MAX = 256
+_VALID_SIZE_MAX = 1024
 
 
 def validate_headers(headers: Iterable[Any], flags: Any) -> Iterable[Any]:
@@ -171,12 +177,17 @@ def validate_headers(headers: Iterable[Any], flags: Any) -> Iterable[Any]:
         headers = list(headers)
     if flags.is_trailer or flags.is_response_header or flags.is_push_promise:
         return _h2_validate_headers(headers, flags)
+    key = tuple(headers)
+    if key in _VALID:
+        return headers
+    size = 0
     pseudo: set[bytes] = set()
     regular = False
     method = authority = host = None
     for field in headers:
         name = field[0]
         value = field[1]
+        size += len(name) + len(value)
         if not name or name.translate(None, _NAME_BYTES) or name.find(b":", 1) != -1:
             return _h2_validate_headers(headers, flags)
         if value and (
@@ -210,6 +221,10 @@ def validate_headers(headers: Iterable[Any], flags: Any) -> Iterable[Any]:
         or (authority is not None and host is not None and authority != host)
     ):
         return _h2_validate_headers(headers, flags)
+    if size <= _VALID_SIZE_MAX:
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()
+        _VALID.add(key)
     return headers
 
 
