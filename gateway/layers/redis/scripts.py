@@ -30,17 +30,20 @@ class Script:
 # KEYS[1] channel key. ARGV: member, now, expiry cutoff, capacity, key ttl (ms).
 # Expired messages are purged (and counted) only when they would make the channel look full;
 # otherwise receivers drop them when they pop them (and count them there).
-# Returns {queued (1/0), expired messages removed}.
+# Returns {queued (1/0), expired messages removed, messages in the key now} (the last one tells
+# the sender how many more sends may go out before a reply: see sending.py).
 SEND = Script("send", """
 local expired = 0
 local capacity = tonumber(ARGV[4])
-if redis.call('ZCARD', KEYS[1]) >= capacity then
+local size = redis.call('ZCARD', KEYS[1])
+if size >= capacity then
   expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-  if expired == 0 or redis.call('ZCARD', KEYS[1]) >= capacity then return {0, expired} end
+  size = size - expired
+  if expired == 0 or size >= capacity then return {0, expired, size} end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {1, expired}
+return {1, expired, size + 1}
 """)
 
 # KEYS[1] group key. ARGV: now, channel, key ttl (ms: group_expiry).
