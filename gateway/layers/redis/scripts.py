@@ -161,16 +161,28 @@ for _, nl in ipairs(order) do
     room = redis.call('ZCARD', key) < cap
   end
   if room then
-    local parts, hdrs, n = {head, arrhdr(#b)}, {}, 2
-    for j = 1, #b do
-      local name = b[j]
-      local h = hdrs[#name]
-      if h == nil then h = strhdr(#name); hdrs[#name] = h end
-      parts[n + 1] = h
-      parts[n + 2] = name
-      n = n + 2
+    local len, same = #b[1], true
+    for j = 2, #b do
+      if #b[j] ~= len then same = false; break end
     end
-    redis.call('ZADD', key, ARGV[1], table.concat(parts))
+    local body
+    if same then  -- names of one length (the usual): their common header is the separator
+      local h = strhdr(len)
+      b[1] = head .. arrhdr(#b) .. h .. b[1]  -- one long string built, not two
+      body = table.concat(b, h)
+    else
+      local parts, hdrs, n = {head, arrhdr(#b)}, {}, 2
+      for j = 1, #b do
+        local name = b[j]
+        local h = hdrs[#name]
+        if h == nil then h = strhdr(#name); hdrs[#name] = h end
+        parts[n + 1] = h
+        parts[n + 2] = name
+        n = n + 2
+      end
+      body = table.concat(parts)
+    end
+    redis.call('ZADD', key, ARGV[1], body)
     redis.call('PEXPIRE', key, ARGV[4])
     queued = queued + #b
   else

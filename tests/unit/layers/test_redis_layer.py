@@ -327,7 +327,7 @@ def _keys(port: int, db: int) -> list[bytes]:
 
 
 _leaf = st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=40) | st.binary(max_size=40)
-_message = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k != "__asgi_channel__"),
+_message = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in ("__asgi_channel__", "type")),
                            st.recursive(_leaf, lambda i: st.lists(i, max_size=3) | st.dictionaries(st.text(max_size=4), i, max_size=3),
                                         max_leaves=8), max_size=20)
 
