@@ -4,6 +4,7 @@
 # process, through a private redis-server), counted by valgrind's callgrind. Two runs (N and
 # 4N messages) are subtracted, so start-up and imports cancel out. Unlike rates, the count does
 # not move with the machine's other load: use it to check a hot-path change before and after.
+#   SEND_WINDOW=N: the layer's send_window (default 0: every send waits for its reply).
 #   GROUP=1: count instructions per group_send to 1 000 channels of the process instead
 #   (bench/layer_group.py, every member received; N defaults to 20 sends); GROUP=memory: the same
 #   on the in-memory layer (the floor: waking 1 000 receiver tasks).

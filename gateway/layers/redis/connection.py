@@ -546,7 +546,11 @@ class RedisConnection:
                        fn: Callable[[Any], None]) -> None:
         """Queue ``script`` on ``proto`` (connected) without waiting: ``fn(reply)`` gets its reply,
         or the error (as :meth:`call` raises it) when it fails or the connection is lost. A
-        ``NOSCRIPT`` is retried once with ``EVAL``. ``fn`` must not raise."""
+        ``NOSCRIPT`` is retried once with ``EVAL``. ``fn`` must not raise.
+
+        Raises:
+            RedisLayerUnavailable: ``proto`` is no longer connected (nothing was queued).
+        """
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
 
         def reply(value: Any) -> None:
@@ -560,7 +564,11 @@ class RedisConnection:
         def converted(value: Any) -> None:
             fn(self.convert(proto, value) if isinstance(value, Exception) else value)
 
-        proto.call_back(command, self.reply_timeout, reply)
+        try:
+            proto.call_back(command, self.reply_timeout, reply)
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
 
 
 class _Direct:

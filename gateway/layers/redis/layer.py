@@ -79,7 +79,7 @@ class RedisChannelLayer(BaseChannelLayer):
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         reconnect_max_delay: float = 5.0,
-        send_window: int = 32,
+        send_window: int = 0,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         check_positive("group_expiry", group_expiry)
@@ -306,20 +306,40 @@ class RedisChannelLayer(BaseChannelLayer):
             commands = topology.for_normal_send(channel, key)
         member = self.serializer.encode(message)
         capacity = self.get_capacity(channel)
+        if self.send_window:
+            return await self._send_windowed(channel, key, commands, member, now, capacity)
+        try:
+            queued, expired, _ = await commands.evalsha(
+                SEND, [key], [member, now, now - self.expiry, capacity, int(self.expiry * 1000) + 1])
+        except RedisLayerError:
+            self.counters["send_failed"] += 1
+            raise
+        self.counters["expired"] += expired
+        if not queued:
+            self.counters["send_full"] += 1
+            self.counters["over_capacity"] += 1
+            raise ChannelFull(channel)
+        self.counters["sent"] += 1
+
+    async def _send_windowed(self, channel: str, key: bytes, commands: Any, member: bytes, now: float,
+                             capacity: int) -> None:
+        """:meth:`_send` with ``send_window``: return before the reply while the key has room."""
         window = self._windows.get(key)
         if window is None:
-            if not self.send_window:
-                window = SendWindow(0, self.counters)
-            else:
-                window = self._windows[key] = SendWindow(self.send_window, self.counters)
-        connection: Any = commands  # a RedisConnection (one server) can queue without waiting
-        proto = getattr(connection, "protocol", None)
+            window = self._windows[key] = SendWindow(self.send_window, self.counters)
+        proto = getattr(commands, "protocol", None)  # a RedisConnection (one server) can queue
         if (window.in_flight < window.room and proto is not None and proto is window.proto
                 and window.capacity == capacity):
             # the last reply left room: queue it and return (one write per loop pass; sending.py)
+            try:
+                commands.evalsha_nowait(proto, SEND, [key], [
+                    member, now, now - self.expiry, capacity + window.limit, int(self.expiry * 1000) + 1],
+                    window.reply)
+            except RedisLayerError:
+                self.counters["send_failed"] += 1
+                window.room = 0
+                raise
             window.in_flight += 1
-            connection.evalsha_nowait(proto, SEND, [key], [
-                member, now, now - self.expiry, capacity + window.limit, int(self.expiry * 1000) + 1], window.reply)
             self.counters["sent"] += 1
             return
         window.in_flight += 1
@@ -332,7 +352,7 @@ class RedisChannelLayer(BaseChannelLayer):
             raise
         finally:
             window.in_flight -= 1
-        window.confirmed(capacity, size, getattr(connection, "protocol", None))
+        window.confirmed(capacity, size, getattr(commands, "protocol", None))
         self.counters["expired"] += expired
         if not queued:
             self.counters["send_full"] += 1

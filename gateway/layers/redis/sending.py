@@ -19,7 +19,8 @@ Such a send is *unconfirmed* when ``send()`` returns:
   ``send_window`` per key) are lost and counted (``send_unconfirmed_lost``); the next ``send()``
   waits for a reply again, so it raises ``RedisLayerUnavailable`` while the server is down.
 
-``send_window: 0`` makes every ``send()`` wait for its reply.
+``send_window: 0`` (the default) makes every ``send()`` wait for its reply, so that a caller's
+acknowledgement after ``send()`` means the message is in Redis.
 """
 
 from __future__ import annotations

@@ -164,9 +164,9 @@ def test_sends_in_a_loop_do_not_wait_for_replies_and_stop_at_capacity(server: Re
     run(main)
 
 
-def test_send_window_zero_waits_for_every_reply(server: RedisServer, run: Any) -> None:
+def test_send_waits_for_every_reply_by_default(server: RedisServer, run: Any) -> None:
     async def main() -> None:
-        sender = RedisChannelLayer(hosts=[server.url], send_window=0)
+        sender = RedisChannelLayer(hosts=[server.url])
         await sender.send("specific.nobody!x", {"type": "m"})
         for _ in range(3):
             passes = _passes(asyncio.get_running_loop())
@@ -182,7 +182,7 @@ def test_send_window_zero_waits_for_every_reply(server: RedisServer, run: Any) -
 
 def test_unconfirmed_sends_lost_with_the_connection_are_counted(server: RedisServer, run: Any) -> None:
     async def main() -> None:
-        sender = RedisChannelLayer(hosts=[server.url], **FAST)
+        sender = RedisChannelLayer(hosts=[server.url], send_window=32, **FAST)
         await sender.send("specific.nobody!x", {"type": "m"})
         for _ in range(5):  # queued, not written yet (the write is at the end of this loop pass)
             await sender.send("specific.nobody!x", {"type": "m"})
