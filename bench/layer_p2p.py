@@ -3,9 +3,11 @@
 another's channel through Redis (both in this process, on Twisted's asyncio reactor for the
 gateway), the sender keeping 50 unacknowledged (the receiver acknowledges every 10th), as
 layer_bench.py's p2p_pipe_xproc does across two processes. Prints messages/s and CPU per message;
-layer_instructions.sh runs it under callgrind to count instructions per message.
+layer_instructions.sh runs it under callgrind to count instructions per message. The environment
+variable SEND_WINDOW sets the gateway layer's ``send_window`` (default 0).
 """
 import asyncio
+import os
 import sys
 import time
 
@@ -64,7 +66,9 @@ def main():
     from gateway.layers.redis import RedisChannelLayer
 
     async def run():
-        a, b = RedisChannelLayer(hosts=[url]), RedisChannelLayer(hosts=[url])
+        window = int(os.environ.get("SEND_WINDOW", "0"))
+        a = RedisChannelLayer(hosts=[url], send_window=window)
+        b = RedisChannelLayer(hosts=[url], send_window=window)
         try:
             await scenario(a, b, n)
         finally:

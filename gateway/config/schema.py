@@ -211,7 +211,7 @@ class RedisLayerConfig(LayerConfig):
     reconnect_max_delay: Duration = field(default=Duration(5.0), metadata={"doc": "Longest wait between reconnection attempts (exponential backoff from 100ms).", "check": positive})
     options: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata={"doc": "Further layer options: batch (500), block_timeout (5), random_prefix_length (12), serializer_format (msgpack or json)."},
+        metadata={"doc": "Further layer options: batch (500), block_timeout (5), send_window (0), random_prefix_length (12), serializer_format (msgpack or json)."},
     )
 
     def check(self) -> Iterable[tuple[str, str]]:
@@ -236,7 +236,7 @@ class RedisLayerConfig(LayerConfig):
                 decode_hosts(["redis://service"], [sentinel])
             except ValueError as exc:
                 yield "sentinels", str(exc)
-        known = {"batch", "block_timeout", "random_prefix_length", "serializer_format"}
+        known = {"batch", "block_timeout", "send_window", "random_prefix_length", "serializer_format"}
         for key in self.options:
             if key not in known:
                 yield "options", f"unknown Redis layer option {key!r} (known: {', '.join(sorted(known))})"

@@ -542,6 +542,34 @@ class RedisConnection:
             raise self.unavailable() from None
         return await self.call("EVAL", script.source, len(keys), *keys, *args)
 
+    def evalsha_nowait(self, proto: LayerProtocol, script: Script, keys: Sequence[Any], args: Sequence[Any],
+                       fn: Callable[[Any], None]) -> None:
+        """Queue ``script`` on ``proto`` (connected) without waiting: ``fn(reply)`` gets its reply,
+        or the error (as :meth:`call` raises it) when it fails or the connection is lost. A
+        ``NOSCRIPT`` is retried once with ``EVAL``. ``fn`` must not raise.
+
+        Raises:
+            RedisLayerUnavailable: ``proto`` is no longer connected (nothing was queued).
+        """
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        def reply(value: Any) -> None:
+            if isinstance(value, Exception):
+                if isinstance(value, txredisapi.ResponseError) and "NOSCRIPT" in str(value) and proto.connected:
+                    proto.call_back(("EVAL", script.source, *command[2:]), self.reply_timeout, converted)
+                    return
+                value = self.convert(proto, value)
+            fn(value)
+
+        def converted(value: Any) -> None:
+            fn(self.convert(proto, value) if isinstance(value, Exception) else value)
+
+        try:
+            proto.call_back(command, self.reply_timeout, reply)
+        except txredisapi.ConnectionError as exc:
+            self.last_error = _describe(exc)
+            raise self.unavailable() from None
+
 
 class _Direct:
     """Commands on a connection's new protocol before callers get it (for ``on_ready``)."""

@@ -191,8 +191,8 @@ class Groups:
                     shard, settings.capacity,
                 ])
                 counters["expired"] += expired
-                local = local_text.decode().split("\n") if local_text else []
-                remote = others.decode().split("\n") if others else []
+                local = b"\n".join(local_text).decode().split("\n") if local_text else []
+                remote = b"\n".join(others).decode().split("\n") if others else []
                 members = queued + full + len(local) + len(remote)
             else:
                 names = [m.decode() for m in await command.evalsha(GROUP_READ, [gkey], [now - settings.group_expiry])]

@@ -9,6 +9,7 @@ the readers in ``reader.py``, the connections in ``connection.py`` and ``cluster
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -25,6 +26,7 @@ from gateway.layers.redis.hosts import decode_hosts
 from gateway.layers.redis.local import DEEP, FLAT, OWNED, LocalChannels, ReceiveBuffer, snapshot
 from gateway.layers.redis.options import RedisLayerOptions, check_positive
 from gateway.layers.redis.scripts import SEND
+from gateway.layers.redis.sending import SendWindow
 from gateway.layers.redis.serializer import CHANNEL_KEY, Serializer
 
 if TYPE_CHECKING:  # (importing them imports txredisapi: done at first use, on the installed reactor)
@@ -37,7 +39,7 @@ __all__ = ["RedisChannelLayer", "consistent_hash"]
 logger = logging.getLogger("gateway.layers.redis")
 
 _COUNTERS = (
-    "sent", "send_full", "send_failed", "received", "local_deliveries", "remote_deliveries",
+    "sent", "send_full", "send_failed", "send_unconfirmed_lost", "received", "local_deliveries", "remote_deliveries",
     "group_sends", "group_send_failed", "group_delivered", "group_dropped", "group_sends_held", "over_capacity",
     "expired", "undecodable", "reader_batches", "reader_messages", "memberships_restored",
 )
@@ -77,6 +79,7 @@ class RedisChannelLayer(BaseChannelLayer):
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         reconnect_max_delay: float = 5.0,
+        send_window: int = 0,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         check_positive("group_expiry", group_expiry)
@@ -84,6 +87,8 @@ class RedisChannelLayer(BaseChannelLayer):
         for name, value in (("block_timeout", block_timeout), ("connect_timeout", connect_timeout),
                             ("command_timeout", command_timeout), ("reconnect_max_delay", reconnect_max_delay)):
             check_positive(name, value)
+        if isinstance(send_window, bool) or not isinstance(send_window, int) or send_window < 0:
+            raise InvalidChannelLayerError(f"send_window must be an integer >= 0, got {send_window!r}")
         if not isinstance(prefix, str):
             raise InvalidChannelLayerError(f"prefix must be a string, got {prefix!r}")
         try:
@@ -101,6 +106,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.reconnect_max_delay = reconnect_max_delay
+        #: Most sends per Redis key in flight unconfirmed (``send()`` returned before the reply;
+        #: sending.py); 0: every send waits for its reply.
+        self.send_window = send_window
+        self._windows: dict[bytes, SendWindow] = {}
         #: Seconds group_sends wait after a server came back without its data (every process
         #: reconnects and re-adds its memberships within it; docs/redis-layer.md).
         self.restore_window = 1.25 * reconnect_max_delay + 0.5
@@ -296,12 +305,54 @@ class RedisChannelLayer(BaseChannelLayer):
             key = topology.channel_key(channel)
             commands = topology.for_normal_send(channel, key)
         member = self.serializer.encode(message)
+        capacity = self.get_capacity(channel)
+        if self.send_window:
+            return await self._send_windowed(channel, key, commands, member, now, capacity)
         try:
-            queued, expired = await commands.evalsha(
-                SEND, [key], [member, now, now - self.expiry, self.get_capacity(channel), int(self.expiry * 1000) + 1])
+            queued, expired, _ = await commands.evalsha(
+                SEND, [key], [member, now, now - self.expiry, capacity, int(self.expiry * 1000) + 1])
         except RedisLayerError:
             self.counters["send_failed"] += 1
             raise
+        self.counters["expired"] += expired
+        if not queued:
+            self.counters["send_full"] += 1
+            self.counters["over_capacity"] += 1
+            raise ChannelFull(channel)
+        self.counters["sent"] += 1
+
+    async def _send_windowed(self, channel: str, key: bytes, commands: Any, member: bytes, now: float,
+                             capacity: int) -> None:
+        """:meth:`_send` with ``send_window``: return before the reply while the key has room."""
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = SendWindow(self.send_window, self.counters)
+        proto = getattr(commands, "protocol", None)  # a RedisConnection (one server) can queue
+        if (window.in_flight < window.room and proto is not None and proto is window.proto
+                and window.capacity == capacity):
+            # the last reply left room: queue it and return (one write per loop pass; sending.py)
+            try:
+                commands.evalsha_nowait(proto, SEND, [key], [
+                    member, now, now - self.expiry, capacity + window.limit, int(self.expiry * 1000) + 1],
+                    window.reply)
+            except RedisLayerError:
+                self.counters["send_failed"] += 1
+                window.room = 0
+                raise
+            window.in_flight += 1
+            self.counters["sent"] += 1
+            return
+        window.in_flight += 1
+        try:
+            queued, expired, size = await commands.evalsha(
+                SEND, [key], [member, now, now - self.expiry, capacity, int(self.expiry * 1000) + 1])
+        except RedisLayerError:
+            self.counters["send_failed"] += 1
+            window.room = 0
+            raise
+        finally:
+            window.in_flight -= 1
+        window.confirmed(capacity, size, getattr(commands, "protocol", None))
         self.counters["expired"] += expired
         if not queued:
             self.counters["send_full"] += 1
@@ -319,17 +370,31 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         local = self.local
         state = local.channels.get(channel)
-        if state is not None and state.ready and asyncio.get_running_loop() is self._loop:
-            # checked and registered before: local.get() inlined (one coroutine less per message)
-            got = local.take(state)
-            if isinstance(got, tuple):
-                return local.unpack(got)
-            try:
-                entry = await got
-            except asyncio.CancelledError:
-                local.cancelled(state, got)
-                raise
-            return local.unpack(entry)
+        if state is not None and state.ready:
+            loop = asyncio.get_running_loop()
+            if loop is self._loop:
+                # checked and registered before: local.get() and take() inlined (one coroutine
+                # and one loop look-up less per message)
+                queue = state.queue
+                if queue:
+                    entry = queue.popleft()
+                else:
+                    future = loop.create_future()
+                    state.waiters.append(future)
+                    if state.normal:
+                        local.on_wait(channel)
+                    try:
+                        entry = await future
+                    except asyncio.CancelledError:
+                        local.cancelled(state, future)
+                        raise
+                self.counters["received"] += 1
+                mode = entry[2]
+                if mode == OWNED:
+                    return entry[1]
+                if mode == FLAT:
+                    return entry[1].copy()
+                return copy.deepcopy(entry[1])
         self.require_valid_channel_name(channel)
         if "!" in channel and not self.is_local(channel):
             raise ForeignChannelError(
@@ -488,7 +553,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def serialize(self, message: dict[str, Any]) -> bytes:
         """A sorted-set member for ``message`` (channels_redis' ``serialize``)."""
-        return self.serializer.encode(message)
+        return self.serializer.encode(message, fresh=True)
 
     def deserialize(self, member: bytes) -> dict[str, Any]:
         """The message in a sorted-set member (channels_redis' ``deserialize``).

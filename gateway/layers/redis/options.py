@@ -31,6 +31,8 @@ class RedisLayerOptions:
         serializer_format: ``msgpack`` (default) or ``json``, as channels_redis.
         batch: most messages the reader pops in one round trip (default 500).
         block_timeout: seconds a blocking read waits before it is re-issued (default 5).
+        send_window: most sends per Redis key that may return before Redis' reply (default 0:
+            every send waits for its reply; an acknowledgement then means the message is in Redis).
         connect_timeout: seconds to connect and log in (default 5).
         command_timeout: seconds a reply may take before the connection counts as dead (10).
         reconnect_max_delay: longest wait between reconnection attempts (default 5).
@@ -49,6 +51,7 @@ class RedisLayerOptions:
     serializer_format: str = "msgpack"
     batch: int = 500
     block_timeout: float = 5.0
+    send_window: int = 0
     connect_timeout: float = 5.0
     command_timeout: float = 10.0
     reconnect_max_delay: float = 5.0

@@ -30,17 +30,20 @@ class Script:
 # KEYS[1] channel key. ARGV: member, now, expiry cutoff, capacity, key ttl (ms).
 # Expired messages are purged (and counted) only when they would make the channel look full;
 # otherwise receivers drop them when they pop them (and count them there).
-# Returns {queued (1/0), expired messages removed}.
+# Returns {queued (1/0), expired messages removed, messages in the key now} (the last one tells
+# the sender how many more sends may go out before a reply: see sending.py).
 SEND = Script("send", """
 local expired = 0
 local capacity = tonumber(ARGV[4])
-if redis.call('ZCARD', KEYS[1]) >= capacity then
+local size = redis.call('ZCARD', KEYS[1])
+if size >= capacity then
   expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-  if expired == 0 or redis.call('ZCARD', KEYS[1]) >= capacity then return {0, expired} end
+  size = size - expired
+  if expired == 0 or size >= capacity then return {0, expired, size} end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {1, expired}
+return {1, expired, size + 1}
 """)
 
 # KEYS[1] group key. ARGV: now, channel, key ttl (ms: group_expiry).
@@ -87,14 +90,16 @@ return out
 # (the msgpack map is rebuilt around the caller's encoded entries). Members in this process and
 # members whose key lives on another shard are returned instead of written.
 # Returns {members queued, members skipped at capacity, expired messages removed, local members,
-# other-shard members}; the two lists as one newline-separated string each (names have no newline),
-# which is much cheaper to return and split than one bulk string per member.
+# other-shard members}; each list as newline-separated strings of up to 32 names (names have no
+# newline), cheaper to return and split than one bulk string per member, and much cheaper to
+# build than one long string (Lua's table.concat slows down past a few KB: 1 000 names took
+# ~0.3 ms more as one string).
 GROUP_SEND = Script("group_send", """
 local gkey = KEYS[1]
 redis.call('ZREMRANGEBYSCORE', gkey, '-inf', ARGV[2])
 local members = redis.call('ZRANGE', gkey, 0, -1)
 local locals, others = {}, {}
-if #members == 0 then return {0, 0, 0, '', ''} end
+if #members == 0 then return {0, 0, 0, {}, {}} end
 local prefix, rp, nentries, entries = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local suffix, ring, shard, cap = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local function be16(x) return string.char(math.floor(x / 256) % 256, x % 256) end
@@ -156,23 +161,40 @@ for _, nl in ipairs(order) do
     room = redis.call('ZCARD', key) < cap
   end
   if room then
-    local parts, hdrs, n = {head, arrhdr(#b)}, {}, 2
-    for j = 1, #b do
-      local name = b[j]
-      local h = hdrs[#name]
-      if h == nil then h = strhdr(#name); hdrs[#name] = h end
-      parts[n + 1] = h
-      parts[n + 2] = name
-      n = n + 2
+    local len, same = #b[1], true
+    for j = 2, #b do
+      if #b[j] ~= len then same = false; break end
     end
-    redis.call('ZADD', key, ARGV[1], table.concat(parts))
+    local body
+    if same then  -- names of one length (the usual): their common header is the separator
+      local h = strhdr(len)
+      b[1] = head .. arrhdr(#b) .. h .. b[1]  -- one long string built, not two
+      body = table.concat(b, h)
+    else
+      local parts, hdrs, n = {head, arrhdr(#b)}, {}, 2
+      for j = 1, #b do
+        local name = b[j]
+        local h = hdrs[#name]
+        if h == nil then h = strhdr(#name); hdrs[#name] = h end
+        parts[n + 1] = h
+        parts[n + 2] = name
+        n = n + 2
+      end
+      body = table.concat(parts)
+    end
+    redis.call('ZADD', key, ARGV[1], body)
     redis.call('PEXPIRE', key, ARGV[4])
     queued = queued + #b
   else
     full = full + #b
   end
 end
-return {queued, full, expired, table.concat(locals, '\\n'), table.concat(others, '\\n')}
+local function chunks(t)
+  local out, concat = {}, table.concat
+  for i = 1, #t, 32 do out[#out + 1] = concat(t, '\\n', i, math.min(i + 31, #t)) end
+  return out
+end
+return {queued, full, expired, chunks(locals), chunks(others)}
 """)
 
 # Non-blocking pop of up to ARGV[i] members from each KEYS[i].

@@ -75,6 +75,9 @@ class Serializer:
         if isinstance(random_prefix_length, bool) or not isinstance(random_prefix_length, int) or random_prefix_length < 0:
             raise ValueError(f"random_prefix_length must be a non-negative integer, got {random_prefix_length!r}")
         self.format = serializer_format
+        # One packer, reused (msgpack.packb builds one per call): the layer encodes on the
+        # reactor's loop only; encode(fresh=True) is for calls from other threads.
+        self._pack = msgpack.Packer().pack
         self.prefix_length = random_prefix_length
         self.expiry = expiry
         self.crypter: Any = None
@@ -100,16 +103,17 @@ class Serializer:
         n = self.prefix_length
         return _getrandbits(8 * n).to_bytes(n, "big") if n else b""
 
-    def dumps(self, message: dict[str, Any]) -> bytes:
-        """The body (no prefix, not encrypted)."""
+    def dumps(self, message: dict[str, Any], fresh: bool = False) -> bytes:
+        """The body (no prefix, not encrypted); ``fresh``: safe from any thread."""
         if self.format == "msgpack":
-            packed: bytes = _packb(message)
+            packed: bytes = _packb(message) if fresh else self._pack(message)
             return packed
         return json.dumps(message).encode("utf-8")
 
-    def encode(self, message: dict[str, Any]) -> bytes:
-        """A complete member: random prefix + (encrypted) body."""
-        body = self.dumps(message)
+    def encode(self, message: dict[str, Any], fresh: bool = False) -> bytes:
+        """A complete member: random prefix + (encrypted) body (``fresh``: safe from any
+        thread; otherwise only on the reactor's loop)."""
+        body = self.dumps(message, fresh)
         if self.crypter is not None:
             body = self.crypter.encrypt(body)
         n = self.prefix_length
