@@ -169,7 +169,7 @@ class Groups:
         dropped = sum(len(names_by_index[i - 1]) for i in out[1:])
         return total - dropped, dropped
 
-    async def send(self, group: str, message: dict[str, Any]) -> None:
+    async def send(self, group: str, message: dict[str, Any], strict: bool = False) -> None:
         counters = self.counters
         settings = self.settings
         topology = self.topology
@@ -202,6 +202,8 @@ class Groups:
                 members = len(names)
         except RedisLayerError as exc:
             counters["group_send_failed"] += 1
+            if strict:
+                raise
             logger.warning("group_send to %r dropped: %s", group, exc)
             return
         local_full = self._deliver_locally(local, message, now)

@@ -452,6 +452,23 @@ class RedisChannelLayer(BaseChannelLayer):
             return await run_on(self._home_loop(), self._group_ops().send(group, message))
         return await self._group_ops().send(group, message)
 
+    async def group_send_strict(self, group: str, message: dict[str, Any]) -> None:
+        """:meth:`group_send` that raises when the group's server cannot be reached, instead of
+        dropping the message: the caller knows whether the group got it (the MQTT broker
+        acknowledges a QoS 1/2 publish only then).
+
+        Raises:
+            RedisLayerError: the message was not written (``RedisLayerUnavailable`` for a server
+                that is down).
+        """
+        self.require_message(message)
+        self.require_valid_group_name(group)
+        if CHANNEL_KEY in message:
+            raise TypeError(f"message must not contain the reserved key {CHANNEL_KEY!r}")
+        if not self._at_home():
+            return await run_on(self._home_loop(), self._group_ops().send(group, message, True))
+        return await self._group_ops().send(group, message, True)
+
     # -- flush, close, stats -------------------------------------------------------------------
 
     async def flush(self) -> None:

@@ -147,6 +147,8 @@ class MqttBrokerConfig:
     layer: str = field(default="default", metadata={"doc": "Channel layer alias the broker nodes talk over."})
     cluster: Literal["auto", "on", "off"] = field(default="auto", metadata={"doc": "One broker across processes over the channel layer: auto = on when the layer is not process-local (Redis).", "parse": _parse_switch})
     takeover_timeout: Duration = field(default=Duration(2.0), metadata={"doc": "How long a node waits for another to hand over a session.", "check": positive})
+    heartbeat_interval: Duration = field(default=Duration(5.0), metadata={"doc": "Cluster: how often a node refreshes its heartbeat in the store; a node that died is noticed, its wills published and its sessions taken over within twice this.", "check": positive})
+    reconnect_max_delay: Duration | None = field(default=None, metadata={"doc": "Longest wait between the redis store's reconnection attempts; null = the broker layer's reconnect_max_delay (5s if it has none)."})
 
     def check(self) -> Iterable[tuple[str, str]]:
         if not self.allow_anonymous and not self.users:

@@ -106,29 +106,34 @@ def brokers_of(context: ListenerContext) -> Brokers:
 
 def _make_broker(config: MqttBrokerConfig, context: ListenerContext, limits: MqttLimitsConfig | None) -> Broker:
     store = None
+    layer = _layer(config.layer, context)
     if config.store == "redis":
         from gateway.protocols.mqtt.broker.redis_store import RedisStore
 
-        store = RedisStore(config.redis, name=config.name, prefix=config.redis_prefix, loop=context.loop)
+        delay: float = float(getattr(layer, "reconnect_max_delay", 5.0))
+        if config.reconnect_max_delay is not None:
+            delay = float(config.reconnect_max_delay)
+        store = RedisStore(config.redis, name=config.name, prefix=config.redis_prefix, loop=context.loop,
+                           reconnect_max_delay=float(delay))
     broker = Broker(
         context.reactor, context.loop, name=config.name, store=store,
         max_queued_messages=limits.max_queued_messages if limits is not None else 1000,
         max_session_expiry=int(config.max_session_expiry) if config.max_session_expiry is not None else None,
     )
-    layer = _layer(config.layer, context)
     if config.cluster == "on" or (config.cluster == "auto" and layer is not None and not getattr(layer, "process_local", True)):
         if layer is None:
             raise ValueError(f"broker {config.name!r}: cluster: on needs the channel layer {config.layer!r}")
         from gateway.protocols.mqtt.broker.cluster import Cluster
 
-        Cluster(broker, layer, takeover_timeout=float(config.takeover_timeout))
+        Cluster(broker, layer, takeover_timeout=float(config.takeover_timeout),
+                heartbeat_interval=float(config.heartbeat_interval))
     return broker
 
 
 def _shared_settings(config: MqttBrokerConfig) -> tuple[Any, ...]:
     """The settings of the broker itself (users and access rules are each listener's own)."""
     return (config.store, config.redis, config.redis_prefix, config.layer, config.cluster,
-            config.max_session_expiry, config.takeover_timeout)
+            config.max_session_expiry, config.takeover_timeout, config.heartbeat_interval, config.reconnect_max_delay)
 
 
 def _layer(alias: str, context: ListenerContext) -> Any:

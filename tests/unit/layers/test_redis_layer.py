@@ -486,3 +486,25 @@ def test_shared_dedup_across_two_layers_and_without_redis(server: RedisServer, r
         await down.close()
 
     run(main)
+
+
+def test_group_send_strict_raises_where_group_send_drops(server: RedisServer, run: Any) -> None:
+    """The MQTT broker acknowledges a QoS 1/2 publish once ``group_send_strict`` returned: it
+    must raise while the group's server is down, and deliver as ``group_send`` otherwise."""
+    async def main() -> None:
+        sender = RedisChannelLayer(hosts=[server.url], **FAST)
+        receiver = RedisChannelLayer(hosts=[server.url], **FAST)
+        remote = await receiver.new_channel()
+        await receiver.group_add("g", remote)
+        await sender.group_send_strict("g", {"type": "m", "n": 1})
+        assert (await recv(receiver, remote))["n"] == 1
+        server.kill()
+        await until(lambda: sender.stats()["shards_down"] == 1)
+        await sender.group_send("g", {"type": "m"})  # dropped, counted
+        with pytest.raises(RedisLayerUnavailable):
+            await sender.group_send_strict("g", {"type": "m"})
+        assert sender.stats()["group_send_failed"] == 2
+        await sender.close()
+        await receiver.close()
+
+    run(main)

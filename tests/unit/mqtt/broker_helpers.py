@@ -48,6 +48,7 @@ class FakeConn:
         self.taken_over = False
         self.resumed: SessionState | None = None
         self.open_state: SessionState = SessionState()
+        self.acks: list[asyncio.Future[Any]] = []  #: (cluster) publishes waiting for the broadcast
 
     # -- the broker's interface -----------------------------------------------------------
 
@@ -91,7 +92,10 @@ class FakeConn:
                 properties: Properties = EMPTY_PROPERTIES) -> int:
         reason, pending = self.link.publish_now(topic, payload, qos, retain, properties)
         if pending is not None:
-            finish(pending)
+            if self.broker.cluster is not None:  # acknowledged once the broadcast went out
+                self.acks.append(asyncio.ensure_future(pending))
+            else:
+                finish(pending)
         self.broker.flush()
         return int(reason)
 

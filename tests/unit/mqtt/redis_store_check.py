@@ -59,6 +59,32 @@ def main(url: str) -> None:
             await other.release_owner("dev", "node-a")
             assert await store.get_owner("dev") is None
 
+            # What a cluster keeps: records, queues, wills, heartbeats, locks.
+            await store.set_record("dev", b"rec")
+            assert await other.get_record("dev") == b"rec"
+            await store.set_record("dev", None)
+            assert await other.get_record("dev") is None
+            assert await store.push_queued("dev", b"1", 2, 60) is True
+            assert await store.push_queued("dev", b"2", 2, None) is True
+            assert await store.push_queued("dev", b"3", 2, None) is False  # bounded
+            assert await other.take_queued("dev") == [b"1", b"2"]
+            assert await other.take_queued("dev") == []
+            await store.set_owner("dev", "node-a")
+            assert await other.node_clients("node-a") == ["dev"]
+            await store.set_will("node-a", "dev", b"will")
+            assert await other.wills("node-a") == {"dev": b"will"}
+            await store.heartbeat("node-a", 30)
+            await store.heartbeat("node-b", 0.001)
+            await asyncio.sleep(0.01)
+            assert await other.nodes() == {"node-a": True, "node-b": False}
+            assert await other.alive("node-a") and not await other.alive("node-b")
+            assert await store.lock("adopt:node-b", "node-a", 30) is True
+            assert await other.lock("adopt:node-b", "node-c", 30) is False
+            await other.forget_node("node-a")
+            assert await store.wills("node-a") == {} and await store.node_clients("node-a") == []
+            assert "node-a" not in await store.nodes()
+            await store.release_owner("dev", "node-a")
+
             # A broker on the Redis store keeps absent sessions there when it stops, and a new
             # broker (another process, after a restart) resumes them.
             broker = Broker(reactor, loop, name="t", store=store, clock=lambda: clock[0])

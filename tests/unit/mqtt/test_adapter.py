@@ -212,8 +212,16 @@ def test_retained_store_failure_means_no_ack(harness: Harness) -> None:
     harness.broker.store.set_retained = broken  # type: ignore[method-assign]
     client = harness.client()
     client.connect("c")
-    client.send(Publish("t", b"x", 1, retain=True, packet_id=4))
-    assert client.received() == [Disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)]
+    client.send(Publish("t", b"x", 1, retain=True, packet_id=4), Publish("u", b"y", 1, packet_id=5))
+    # 5.0: refused, in order (0x80), the connection stays
+    assert client.received() == [PubAck(4, ReasonCode.UNSPECIFIED_ERROR), PubAck(5)]
+    assert not client.closed
+    # 3.1.1 has no negative acknowledgement: no PUBACK, the connection is closed (the client
+    # sends the message again when it reconnects)
+    old = harness.client(4)
+    old.connect("old")
+    old.send(Publish("t", b"x", 1, retain=True, packet_id=4))
+    assert old.received() == [] and old.closed
     harness.log.clear()  # the failure is logged on purpose
 
 

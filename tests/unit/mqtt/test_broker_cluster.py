@@ -186,8 +186,10 @@ def test_sessions_saved_by_a_stopping_node_are_picked_up() -> None:
         await connect(dev)
         dev.subscribe(Subscription("t", 1))
         dev.close()
+        node = old.cluster.node
         await old.stop()
-        assert "dev" in store.sessions and "dev" not in store.owners
+        # saved; the owner record stays, for the node that takes over to find it by
+        assert "dev" in store.sessions and store.owners["dev"] == node
         new = Broker(reactor, loop, name="one", store=store)
         Cluster(new, layer, takeover_timeout=0.2)
         await new.start()
@@ -200,3 +202,69 @@ def test_sessions_saved_by_a_stopping_node_are_picked_up() -> None:
         await new.stop()
 
     asyncio.run(main())
+
+
+def _die(broker: Broker) -> None:
+    """The node stops without a word (SIGKILL): its tasks and timers end, nothing is saved."""
+    cluster = broker.cluster
+    for task in list(cluster._tasks):
+        task.cancel()
+    if cluster._heartbeat is not None and cluster._heartbeat.active():
+        cluster._heartbeat.cancel()
+    broker.cluster = None
+    broker.sessions.clear()
+
+
+def test_a_dead_node_is_taken_over_by_one_survivor() -> None:
+    from gateway.protocols.mqtt import Properties, Will
+
+    async def scenario(a: Broker, b: Broker, store: Any) -> None:
+        watcher = FakeConn(b, "watcher")
+        await connect(watcher)
+        watcher.subscribe(Subscription("wills/#", 1))
+        delayed = Will("wills/dev", b"dev gone", 1, properties=Properties(will_delay_interval=30))
+        dev = FakeConn(a, "dev", clean_start=False, expiry=600, will=delayed)
+        await connect(dev)
+        dev.subscribe(Subscription("cmd/#", 1))
+        plain = FakeConn(a, "plain", will=Will("wills/plain", b"plain gone", 1))
+        await connect(plain)
+        await settle()
+        dead = a.cluster.node
+        assert set(store.node_wills[dead]) == {"dev", "plain"}  # kept while connected
+        assert store.records["dev"]  # subscriptions recorded with the SUBACK
+        _die(a)
+        store.heartbeats[dead] = 0.0  # its heartbeat ran out
+        pub = FakeConn(b, "pub")
+        await connect(pub)
+        pub.publish("cmd/1", b"while-dead", qos=1)  # still broadcast to the dead node's channel
+        await settle()
+        await asyncio.gather(b.cluster.adopt(dead), b.cluster.adopt(dead))  # one of them works
+        await settle()
+        assert watcher.topics() == [("wills/plain", b"plain gone")]  # no delay: at once
+        assert "dev" in b.sessions and store.owners["dev"] == b.cluster.node
+        assert dead not in store.heartbeats and dead not in store.node_wills
+        pub.publish("cmd/2", b"after", qos=1)
+        await settle()
+        assert len(store.queues["dev"]) == 2  # queued in the store for the absent session
+        b.reactor.advance(30)  # the Will Delay
+        await settle()
+        assert watcher.topics()[-1] == ("wills/dev", b"dev gone")
+        back = FakeConn(b, "dev", clean_start=False, expiry=600)
+        assert await connect(back) is True
+        assert back.topics() == [("cmd/1", b"while-dead"), ("cmd/2", b"after")]
+
+    run(scenario, heartbeat_interval=1.0)
+
+
+def test_a_normal_disconnect_removes_the_will_from_the_store() -> None:
+    from gateway.protocols.mqtt import Will
+
+    async def scenario(a: Broker, b: Broker, store: Any) -> None:
+        dev = FakeConn(a, "dev", will=Will("wills/dev", b"x", 1))
+        await connect(dev)
+        assert "dev" in store.node_wills[a.cluster.node]
+        dev.close(publish_will=False)
+        await settle()
+        assert "dev" not in store.node_wills[a.cluster.node]
+
+    run(scenario)

@@ -320,3 +320,38 @@ def test_a_closed_connection_is_freed_by_reference_counting(consumer: str) -> No
     finally:
         gc.enable()
         harness.close()
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_a_dropped_connection_with_a_will_and_a_session_is_freed_by_reference_counting(level: int) -> None:
+    """No DISCONNECT (the will goes out), a persistent session kept, QoS 2 half done: every
+    object of the connection (protocol, connection, wire core, driver, link) is freed by
+    reference counting alone, with the collector off."""
+    import gc
+    import weakref
+
+    from gateway.protocols.mqtt import Will
+
+    harness = Harness(consumer="broker")
+    gc.collect()
+    gc.disable()
+    try:
+        watcher = harness.client(level)
+        watcher.connect("watcher")
+        watcher.send(Subscribe(1, (Subscription("wills/#", 1),)))
+        client = harness.client(level)
+        client.connect("c", clean_start=False, will=Will("wills/c", b"gone", 1))
+        client.send(Subscribe(1, (Subscription("t", 2),)), Publish("t", b"x", 2, packet_id=2))
+        client.received()
+        conn = client.protocol.conn
+        refs = [weakref.ref(o) for o in (client.protocol, conn, conn.core, conn.driver, conn.link)]
+        del conn
+        client.lose()
+        harness.run()
+        assert any(getattr(p, "topic", None) == "wills/c" for p in watcher.received())
+        assert harness.errors() == []
+        del client
+        assert [ref() is None for ref in refs] == [True] * len(refs)
+    finally:
+        gc.enable()
+        harness.close()

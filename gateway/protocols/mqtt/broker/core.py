@@ -41,7 +41,7 @@ from gateway.protocols.mqtt.broker.auth import denied_topic
 from gateway.protocols.mqtt.broker.eager import run_eager
 from gateway.protocols.mqtt.broker.index import TopicTree
 from gateway.protocols.mqtt.broker.session import (
-    NEVER_EXPIRES, BrokerConnection, Message, Session, ShareGroup, Sub, dump_message, load_message,
+    NEVER_EXPIRES, BrokerConnection, Message, Session, ShareGroup, Sub, dump_message, dump_queued, load_message,
 )
 from gateway.protocols.mqtt.broker.store import BrokerStore, MemoryStore
 from gateway.protocols.mqtt.packets import Subscription, Will
@@ -86,6 +86,9 @@ class Broker:
         self.cluster: Any = None
         self.stats = {"dropped": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Store writes a routing made (cluster: messages queued for absent sessions), to be
+        #: awaited before the publish is acknowledged (see :meth:`publish`, :meth:`run_writes`).
+        self.writes: list[Coroutine[Any, Any, None]] = []
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -104,8 +107,7 @@ class Broker:
             if session.conn is None and session.expiry and (self.store.shared or self.cluster):
                 ttl = None if session.expiry == NEVER_EXPIRES else session.expiry
                 await self.store.save_session(session.client_id, session.dump(now), ttl)
-                if self.cluster is not None:
-                    await self.store.release_owner(session.client_id, self.cluster.node)
+                # (a cluster keeps the owner record: the node that takes over finds it by it)
         if self.cluster is not None:
             await self.cluster.stop()
         await self.store.close()
@@ -131,7 +133,7 @@ class Broker:
 
     async def open_session(
         self, conn: BrokerConnection, client_id: str, *, clean_start: bool, expiry: int, level: int,
-        username: str | None = None,
+        username: str | None = None, will: Will | None = None,
     ) -> Session:
         """Attach ``conn`` to ``client_id``'s session, taking it over from an older connection.
 
@@ -165,7 +167,7 @@ class Broker:
         session.level = level
         session.username = username
         if self.cluster is not None:
-            await self.cluster.owned(client_id)
+            await self.cluster.opened(session, will)
         return session
 
     def _take_over(self, client_id: str) -> Session | None:
@@ -217,6 +219,9 @@ class Broker:
                 )
             else:
                 self.publish_will(session.client_id, will)
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.closed(session, will is not None and session.will is None)
         if not session.expiry:
             self._end_session(session)
         elif session.expiry != NEVER_EXPIRES:
@@ -238,6 +243,8 @@ class Broker:
         will, session.will = session.will, None
         if will is not None and session.conn is None:
             self.publish_will(session.client_id, will)
+            if self.cluster is not None:
+                self.run(self.cluster.forget_will(session.client_id), "will removal")
             self.flush()
 
     def _expired(self, session: Session) -> None:
@@ -268,7 +275,7 @@ class Broker:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
             if self.cluster is not None:
-                self.run(self.store.release_owner(session.client_id, self.cluster.node), "owner release")
+                self.run(self.cluster.ended(session, will is not None), "session end")
         if publish_will and will is not None:
             self.publish_will(session.client_id, will)
 
@@ -281,6 +288,8 @@ class Broker:
         if publish_will and session.will is not None:
             self.publish_will(client_id, session.will)
         session.will = None
+        if self.cluster is not None:
+            self.run(self.cluster.forget_will(client_id), "will removal")
         blob = session.dump(self.clock())
         self._cancel_timers(session, will=True)
         for topic_filter in list(session.subscriptions):
@@ -288,6 +297,37 @@ class Broker:
         del self.sessions[client_id]
         self.flush()
         return blob
+
+    def adopt(self, blob: bytes, will: Will | None) -> Session | None:
+        """Take over the session of a node that stopped or died (``blob``: its record), as an
+        absent session; its will goes out after the Will Delay (or at session end)."""
+        session, subs, _saved = Session.load(blob)
+        if session.client_id in self.sessions or not session.expiry:
+            return None
+        session = self._restore(blob)
+        session.recorded = True
+        if will is not None:
+            delay = will.properties.will_delay_interval or 0
+            if delay:
+                session.will = will
+                session.will_timer = self.reactor.callLater(min(delay, session.expiry), self._will_due, session)
+            else:
+                self.publish_will(session.client_id, will)
+        if session.expiry != NEVER_EXPIRES:
+            session.expiry_timer = self.reactor.callLater(session.expiry, self._expired, session)
+        self.flush()
+        return session
+
+    def session_changed(self, session: Session) -> None:
+        """A persistent session's subscriptions changed: the cluster records them."""
+        if self.cluster is not None and session.expiry:
+            self.run(self.cluster.record(session), "session record")
+
+    def run_writes(self) -> None:
+        """Run the store writes the last routing made, without waiting for them."""
+        writes, self.writes = self.writes, []
+        for write in writes:
+            self.run(write, "queued message")
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -361,13 +401,35 @@ class Broker:
         cluster = self.cluster
         self.route(message, shares=cluster is None)
         if cluster is not None:
-            cluster.publish(message)
+            return self._publish_cluster(message, cluster)
+        if not message.retain:  # (inline: one process's hot path)
+            return None
+        return self._retained_update(message)
+
+    def _retained_update(self, message: Message) -> Coroutine[Any, Any, None] | None:
         if not message.retain:
             return None
         if not message.payload:
             return self.store.set_retained(message.topic, None)
         ttl = None if message.expires_at is None else max(0.0, message.expires_at - self.clock())
         return self.store.set_retained(message.topic, dump_message(message), ttl)
+
+    def _publish_cluster(self, message: Message, cluster: Any) -> Coroutine[Any, Any, None] | None:
+        # QoS 1/2 is acknowledged once the cluster has it: the broadcast to the other nodes and
+        # the messages queued here for absent sessions were written to the layer and the store.
+        waiter = cluster.publish(message)
+        writes, self.writes = self.writes, []
+        retained = self._retained_update(message)
+        if waiter is None and not writes and retained is None:
+            return None
+        return _all_written(waiter, writes, retained)
+
+    def route_to(self, message: Message, client_ids: set[str]) -> None:
+        """Deliver ``message`` to the matching subscriptions of ``client_ids`` only."""
+        tables = [{c: sub for c, sub in table.items() if c in client_ids} for table in self.subs.match(message.topic)]
+        tables = [table for table in tables if table]
+        if tables:
+            self._route_overlapping(message, tables, self.clock())
 
     def route(self, message: Message, shares: bool = True) -> None:
         """Deliver ``message`` to this node's matching subscriptions (``shares``: and groups)."""
@@ -469,6 +531,9 @@ class Broker:
         if qos and (session.expiry or conn is not None):
             if message.expires_at is not None and message.expires_at <= now:
                 return
+            if conn is None and self.cluster is not None:  # absent: queued in the store
+                self.writes.append(self._queue_in_store(session, dump_queued(message, qos, retain, ids)))
+                return
             if len(session.queue) >= self.max_queued_messages:
                 session.dropped += 1
                 self.stats["dropped"] += 1
@@ -480,6 +545,33 @@ class Broker:
         dirty = self.dirty
         while dirty:
             dirty.pop().flush_output()
+
+    async def _queue_in_store(self, session: Session, data: bytes) -> None:
+        ttl = None if session.expiry == NEVER_EXPIRES else float(session.expiry)
+        try:
+            kept = await self.store.push_queued(session.client_id, data, self.max_queued_messages, ttl)
+        except Exception:
+            # Kept here meanwhile (lost only if this node dies too); the publisher hears of it.
+            if len(session.queue) < self.max_queued_messages:
+                from gateway.protocols.mqtt.broker.session import load_queued
+
+                session.queue.append(load_queued(data))
+            raise
+        if not kept:
+            session.dropped += 1
+            self.stats["dropped"] += 1
+
+
+async def _all_written(
+    waiter: Any, writes: list[Coroutine[Any, Any, None]], retained: Coroutine[Any, Any, None] | None,
+) -> None:
+    if retained is not None:
+        await retained
+    for write in writes:
+        await write
+    if waiter is not None:
+        # (one future per batch, shared by its publishes: each waits on a future of its own)
+        await asyncio.shield(waiter)
 
 
 class Subscribed:

@@ -184,11 +184,16 @@ class BrokerDriver:
 
     def _stored(self, entry: list[Any], exc: BaseException | None) -> None:
         if exc is not None:
-            # Not stored: do not acknowledge; the client re-sends after reconnecting.
-            log.failure("MQTT retained message not stored", failure=failure_of(exc))
-            self._acks.clear()
-            self.conn.disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
-            return
+            # Not stored or not broadcast (Redis unreachable): never acknowledged as received.
+            if self.conn.level == 5:  # a 5.0 client hears it: 0x80 in its PUBACK / PUBREC
+                log.warn("MQTT publish of {client} refused: {error}", client=self.conn.client_id, error=exc)
+                entry[1] = ReasonCode.UNSPECIFIED_ERROR
+            else:  # 3.1.1 has no negative acknowledgement: close, the client sends it again
+                log.warn("MQTT publish of {client} not acknowledged (closing): {error}",
+                         client=self.conn.client_id, error=exc)
+                self._acks.clear()
+                self.conn.disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+                return
         entry[2] = True
         self._drain_acks()
 

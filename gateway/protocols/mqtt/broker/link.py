@@ -105,9 +105,12 @@ class BrokerLink:
         if self.session is not None:
             return self.session.present
         connect = self.connect
+        will = connect.will
+        if will is not None and self.broker.cluster is not None and not self.may_publish(will.topic):
+            will = None
         session = await self.broker.open_session(
             self.conn, self.client_id, clean_start=connect.clean_start, expiry=self.expiry,
-            level=connect.protocol_level, username=self.username,
+            level=connect.protocol_level, username=self.username, will=will,
         )
         self.session = session
         if self.auth.read_denials_possible:
@@ -154,6 +157,8 @@ class BrokerLink:
             if code < 0x80:
                 deny = auth.read_denials(self.username, self.client_id, request.topic_filter)
                 added.append(self.broker.subscribe(session, request, code, sub_id, deny))
+        if added and session.expiry:
+            self.broker.session_changed(session)
         if added:
             self.broker.run(self.broker.send_retained(session, added), "retained delivery")
 
@@ -170,6 +175,8 @@ class BrokerLink:
         for index, topic_filter in enumerate(topic_filters):
             if codes is None or index >= len(codes) or codes[index] < 0x80:
                 self.broker.unsubscribe(session, topic_filter)
+        if session.expiry:
+            self.broker.session_changed(session)
 
     def closed(self, publish_will: bool, state: SessionState | None, expiry: int | None) -> None:
         """The connection ended (``publish_will``: per §3.1.2.5; ``expiry``: from DISCONNECT)."""

@@ -21,7 +21,8 @@ from gateway.protocols.mqtt.packets import Publish, Will
 from gateway.protocols.mqtt.properties import EMPTY_PROPERTIES, Properties
 
 __all__ = [
-    "NEVER_EXPIRES", "BrokerConnection", "Message", "Session", "ShareGroup", "Sub", "dump_message", "load_message",
+    "NEVER_EXPIRES", "BrokerConnection", "Message", "Session", "ShareGroup", "Sub", "dump_message", "dump_queued",
+    "dump_will", "load_message", "load_queued", "load_will",
 ]
 
 #: Session Expiry Interval meaning "never" (§3.1.2.11.2).
@@ -252,7 +253,7 @@ class Session:
 
     __slots__ = (
         "client_id", "subscriptions", "expiry", "conn", "online", "present", "state", "queue",
-        "will", "will_timer", "expiry_timer", "level", "username", "dropped",
+        "will", "will_timer", "expiry_timer", "level", "username", "dropped", "recorded",
     )
 
     def __init__(self, client_id: str, expiry: int = 0, level: int = 5) -> None:
@@ -270,6 +271,7 @@ class Session:
         self.level = level
         self.username: str | None = None
         self.dropped = 0  #: messages dropped because the queue was full
+        self.recorded = False  #: a cluster keeps a record of it in the store
 
     # -- serialisation ------------------------------------------------------------------------
 
@@ -305,6 +307,37 @@ class Session:
         for raw, qos, retain, ids in data["pending"]:
             session.queue.append((load_message(base64.b64decode(raw)), int(qos), bool(retain), tuple(ids)))
         return session, data["subs"], float(data["saved_at"])
+
+
+_WILL = struct.Struct(">I")
+
+
+def dump_will(will: Will) -> bytes:
+    """Serialise a Will Message with its Will Delay Interval (for the store)."""
+    props = will.properties
+    delay = props.will_delay_interval or 0
+    if props.will_delay_interval is not None:
+        props = replace(props, will_delay_interval=None)
+    return _WILL.pack(delay) + dump_message(Message(will.topic, will.payload, will.qos, will.retain, props))
+
+
+def load_will(data: bytes) -> Will:
+    """The inverse of :func:`dump_will`."""
+    (delay,) = _WILL.unpack_from(data)
+    message = load_message(data[_WILL.size :])
+    props = replace(message.properties, will_delay_interval=delay) if delay else message.properties
+    return Will(message.topic, message.payload, message.qos, message.retain, props)
+
+
+def dump_queued(message: Message, qos: int, retain: bool, ids: tuple[int, ...]) -> bytes:
+    """Serialise a message waiting for an absent session (for the store's queue)."""
+    return json.dumps([_b64(dump_message(message)), qos, retain, list(ids)], separators=(",", ":")).encode()
+
+
+def load_queued(data: bytes) -> tuple[Message, int, bool, tuple[int, ...]]:
+    """The inverse of :func:`dump_queued`."""
+    raw, qos, retain, ids = json.loads(data)
+    return load_message(base64.b64decode(raw)), int(qos), bool(retain), tuple(ids)
 
 
 def _b64(data: bytes) -> str:

@@ -60,6 +60,64 @@ class BrokerStore:
         """Forget the owner of ``client_id`` if it is still ``node``."""
         raise NotImplementedError
 
+    # -- what a cluster needs (a node that dies must not take its clients' state with it) ------
+
+    async def set_record(self, client_id: str, data: bytes | None, ttl: float | None = None) -> None:
+        """Keep (None: forget) the live record of a persistent session (:meth:`.Session.dump`)."""
+        raise NotImplementedError
+
+    async def get_record(self, client_id: str) -> bytes | None:
+        """The live record of ``client_id``'s session, if any."""
+        raise NotImplementedError
+
+    async def push_queued(self, client_id: str, data: bytes, limit: int, ttl: float | None) -> bool:
+        """Append a message for an absent session (False: ``limit`` reached, not kept)."""
+        raise NotImplementedError
+
+    async def take_queued(self, client_id: str) -> list[bytes]:
+        """The messages queued for ``client_id``, oldest first (and forget them)."""
+        raise NotImplementedError
+
+    async def delete_queued(self, client_id: str) -> None:
+        """Forget the messages queued for ``client_id``."""
+        raise NotImplementedError
+
+    async def node_clients(self, node: str) -> list[str]:
+        """The clients whose sessions ``node`` took (some may have moved on since)."""
+        raise NotImplementedError
+
+    async def heartbeat(self, node: str, ttl: float) -> None:
+        """``node`` is alive for ``ttl`` more seconds."""
+        raise NotImplementedError
+
+    async def node_gone(self, node: str) -> None:
+        """``node`` stopped: its heartbeat ends now."""
+        raise NotImplementedError
+
+    async def nodes(self) -> dict[str, bool]:
+        """Every node known, and whether its heartbeat is current."""
+        raise NotImplementedError
+
+    async def alive(self, node: str) -> bool:
+        """Whether ``node``'s heartbeat is current."""
+        raise NotImplementedError
+
+    async def lock(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds unless someone holds it."""
+        raise NotImplementedError
+
+    async def forget_node(self, node: str) -> None:
+        """Drop a dead node's entries (its client list and wills)."""
+        raise NotImplementedError
+
+    async def set_will(self, node: str, client_id: str, data: bytes | None) -> None:
+        """Keep (None: forget) the will of a client connected to ``node``."""
+        raise NotImplementedError
+
+    async def wills(self, node: str) -> dict[str, bytes]:
+        """The wills of the clients connected to ``node``."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -73,6 +131,12 @@ class MemoryStore(BrokerStore):
         self.retained: dict[str, tuple[bytes, float | None]] = {}
         self.sessions: dict[str, tuple[bytes, float | None]] = {}
         self.owners: dict[str, str] = {}
+        self.records: dict[str, bytes] = {}
+        self.queues: dict[str, list[bytes]] = {}
+        self.clients: dict[str, set[str]] = {}
+        self.heartbeats: dict[str, float] = {}
+        self.locks: dict[str, float] = {}
+        self.node_wills: dict[str, dict[str, bytes]] = {}
 
     async def set_retained(self, topic: str, data: bytes | None, ttl: float | None = None) -> None:
         if not data:
@@ -115,7 +179,68 @@ class MemoryStore(BrokerStore):
 
     async def set_owner(self, client_id: str, node: str) -> None:
         self.owners[client_id] = node
+        self.clients.setdefault(node, set()).add(client_id)
 
     async def release_owner(self, client_id: str, node: str) -> None:
         if self.owners.get(client_id) == node:
             del self.owners[client_id]
+            self.clients.get(node, set()).discard(client_id)
+
+    async def set_record(self, client_id: str, data: bytes | None, ttl: float | None = None) -> None:
+        if data is None:
+            self.records.pop(client_id, None)
+        else:
+            self.records[client_id] = data
+
+    async def get_record(self, client_id: str) -> bytes | None:
+        return self.records.get(client_id)
+
+    async def push_queued(self, client_id: str, data: bytes, limit: int, ttl: float | None) -> bool:
+        queue = self.queues.setdefault(client_id, [])
+        if len(queue) >= limit:
+            return False
+        queue.append(data)
+        return True
+
+    async def take_queued(self, client_id: str) -> list[bytes]:
+        return self.queues.pop(client_id, [])
+
+    async def delete_queued(self, client_id: str) -> None:
+        self.queues.pop(client_id, None)
+
+    async def node_clients(self, node: str) -> list[str]:
+        return sorted(self.clients.get(node, ()))
+
+    async def heartbeat(self, node: str, ttl: float) -> None:
+        self.heartbeats[node] = self._clock() + ttl
+
+    async def node_gone(self, node: str) -> None:
+        self.heartbeats[node] = 0.0
+
+    async def nodes(self) -> dict[str, bool]:
+        now = self._clock()
+        return {node: until > now for node, until in self.heartbeats.items()}
+
+    async def alive(self, node: str) -> bool:
+        return self.heartbeats.get(node, 0.0) > self._clock()
+
+    async def lock(self, name: str, holder: str, ttl: float) -> bool:
+        now = self._clock()
+        if self.locks.get(name, 0.0) > now:
+            return False
+        self.locks[name] = now + ttl
+        return True
+
+    async def forget_node(self, node: str) -> None:
+        self.heartbeats.pop(node, None)
+        self.clients.pop(node, None)
+        self.node_wills.pop(node, None)
+
+    async def set_will(self, node: str, client_id: str, data: bytes | None) -> None:
+        if data is None:
+            self.node_wills.get(node, {}).pop(client_id, None)
+        else:
+            self.node_wills.setdefault(node, {})[client_id] = data
+
+    async def wills(self, node: str) -> dict[str, bytes]:
+        return dict(self.node_wills.get(node, {}))
