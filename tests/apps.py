@@ -106,6 +106,8 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = _query(scope)
     if path == "/hello":
         await text(send, b"Hello, world!")
+    elif path == "/pid":  # which worker process answered (tests of workers: N)
+        await text(send, str(os.getpid()).encode())
     elif path == "/scope":
         shown = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string")}
         shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]

@@ -37,3 +37,10 @@ def set_port_logger(port: Any, logger: Logger) -> bool:
         return False
     port._logger = logger
     return True
+
+
+def keep_socket_file(port: Any) -> None:
+    """Make an adopted UNIX listening port leave its socket file alone when it stops listening
+    (Twisted unlinks the path it was bound to; the supervisor of the workers owns the file)."""
+    if hasattr(port, "_bindPath"):
+        port._bindPath = "\0"
