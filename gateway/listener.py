@@ -525,11 +525,9 @@ class EndpointListener(GatewayListener):
             assert context_factory is not None
             apply_policy(context_factory.getContext(), self.ssl_config())
             factory = TLSMemoryBIOFactory(context_factory, False, self.factory)
-        port = self.reactor.adoptStreamPort(fd, family, factory)
-        from gateway._compat.twisted_ports import keep_socket_file
+        from gateway._compat.twisted_ports import adopt_stream_port
 
-        keep_socket_file(port)  # the supervisor owns a unix: socket's file, not this worker
-        return port
+        return adopt_stream_port(self.reactor, fd, family, factory)
 
     def _listening(self, port: Any) -> None:
         self.port = port

@@ -52,6 +52,9 @@ reload_log = Logger(namespace="gateway.reload")
 
 #: The worker's descriptors: reports to the supervisor, commands from it, then the sockets.
 REPORT_FD, CONTROL_FD, FIRST_SOCKET_FD = 3, 4, 5
+#: A worker silent this long (a heartbeat a second) is not ready (``/readyz``), before the
+#: heartbeat timeout kills it.
+UNANSWERED = 3.0
 #: A worker that served this long before it died starts its restart delays over.
 STABLE_AFTER = 30.0
 #: systemd's variables a worker must not act on: the supervisor speaks for the daemon.
@@ -350,10 +353,15 @@ class Supervisor(GatewayService):
     def worker_problems(self) -> list[str]:
         """Why the workers are not all ready (``/readyz``)."""
         reasons: list[str] = []
+        now = self.reactor.seconds()
         for slot, worker in enumerate(self.slots):
             if worker is None or worker.state != "serving":
                 state = "restarting" if worker is None else worker.state
                 reasons.append(f"worker {slot} is not serving ({state})")
+                continue
+            silent = now - worker.last_beat
+            if silent > UNANSWERED:
+                reasons.append(f"worker {slot} has not answered for {silent:.0f}s")
                 continue
             for reason in worker.report.get("reasons", ()):
                 if reason != "starting":
