@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -529,3 +528,61 @@ def test_a_port_in_use_fails_the_start(tmp_path: Path, redis: RedisServer) -> No
             assert "Address already in use" in daemon.output()
         finally:
             daemon.stop()
+
+
+# -- systemd ----------------------------------------------------------------------------------
+
+
+def test_systemd_socket_activation_with_workers(tmp_path: Path, redis: RedisServer) -> None:
+    """A socket passed the way systemd passes it (fd 3, LISTEN_FDS, LISTEN_PID) is served by
+    every worker; READY=1 comes from the supervisor once both serve."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    daemon = Daemon(tmp_path, config(redis, endpoint="systemd:domain=INET:index=0"),
+                    env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "gateway.socket"})
+    fd = listener.fileno()
+    launcher = ("import os, sys; os.dup2(int(sys.argv[2]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'gateway', 'run', '-c', sys.argv[1]])")
+    daemon.command = lambda: [os.sys.executable, "-c", launcher, str(daemon.config_path), str(fd)]  # type: ignore[method-assign]
+    daemon.pass_fds = (fd,)
+    try:
+        daemon.start()
+        listener.close()
+        seen = {pid_of(f"http://127.0.0.1:{port}") for _ in range(40)}
+        assert seen and seen <= set(worker_pids(daemon))
+        assert daemon.stop() == 0
+    finally:
+        listener.close()
+        daemon.stop()
+
+
+def test_sigterm_to_every_process_at_once_still_drains(tmp_path: Path, redis: RedisServer) -> None:
+    """systemd's default KillMode=control-group (or Ctrl-C in a terminal) signals the workers too:
+    that and the supervisor's own request are one stop, not a forced one."""
+    started = tmp_path / "slow-started"
+    daemon = Daemon(tmp_path, config(redis), env={"GATEWAY_TEST_SLOW_STARTED": str(started)})
+    daemon.preexec = os.setsid  # its own process group, as under systemd
+    daemon.start()
+    try:
+        results: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: results.append(httpx.get(daemon.url() + "/slow?s=1", timeout=20)))
+        thread.start()
+        wait_until(started.exists, what="the slow request to reach the application")
+        assert daemon.process is not None
+        os.killpg(daemon.process.pid, signal.SIGTERM)
+        thread.join(20)
+        assert results and results[0].text == "slow done"
+        assert daemon.wait(30) == 0
+        assert "closing all connections now" not in daemon.output()
+    finally:
+        daemon.stop()
+
+
+def test_watchdog_pings_come_from_the_supervisor_only(tmp_path: Path, redis: RedisServer) -> None:
+    with Daemon(tmp_path, config(redis), env={"WATCHDOG_USEC": "400000"}) as daemon:
+        since = len(daemon.notifications)
+        daemon.wait_for("WATCHDOG=1", since=since)
+        # Workers never talk to systemd: only the supervisor's pid may (NotifyAccess=main).
+        assert "NOTIFY_SOCKET" not in Path(f"/proc/{worker_pids(daemon)[0]}/environ").read_text()
