@@ -174,7 +174,7 @@ SCRIPT = b"""'use strict';
       tr.appendChild(cell(String(item.messages), 'worker-messages-' + n));
       tr.appendChild(cell(String(item.connections), 'worker-conns-' + n, true));
       tr.appendChild(cell(String(item.restarts), 'worker-restarts-' + n, true));
-      tr.appendChild(cell(item.pid === null ? '\u2013' : String(item.pid), 'worker-pid-' + n, true));
+      tr.appendChild(cell(item.pid === null ? '\\u2013' : String(item.pid), 'worker-pid-' + n, true));
       body.appendChild(tr);
     });
   }
