@@ -209,6 +209,16 @@ def _run_worker(path: str, settings: Any) -> int:
     return _serve(config, reactor, path, WorkerLink(settings))
 
 
+def _process_local_layers(registry: Any) -> list[str]:
+    """Aliases whose layer lives in this process only (the in-memory layers)."""
+    found = []
+    for alias in registry.aliases:
+        layer = registry.get(alias)
+        if layer is not None and type(layer).__name__ == "InMemoryChannelLayer":
+            found.append(repr(alias))
+    return found
+
+
 def _serve(config: GatewayConfig, reactor: Any, path: str, worker: Any = None) -> int:
     from gateway.logs import start_logging
 
@@ -217,6 +227,13 @@ def _serve(config: GatewayConfig, reactor: Any, path: str, worker: Any = None) -
 
     try:
         service = GatewayService(config, reactor=reactor, config_path=path, worker=worker)
+        if worker is not None:
+            local = _process_local_layers(service.layers)
+            if local:  # Django's CHANNEL_LAYERS: known only once the settings are imported
+                print(f"gateway run: several workers, but channel layer(s) {', '.join(local)} are in memory "
+                      "(one process each): configure a Redis layer (channels_redis or backend: redis), or set "
+                      "workers: 1", file=sys.stderr)
+                return EXIT_USAGE
     except Exception as exc:
         print(f"gateway run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,42 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, redis: RedisServer) 
         assert errors == []
         assert set(statuses) == {200}
         assert not (old & new)
+
+
+def test_reload_answers_keep_alive_clients_with_connection_close(tmp_path: Path, redis: RedisServer) -> None:
+    """The replaced worker does not close a keep-alive connection under a client that may be
+    sending: its next request is answered, with Connection: close. One that stays idle is closed."""
+    import http.client
+
+    with Daemon(tmp_path, config(redis)) as daemon:
+        host, port = daemon.addresses["web"].rsplit(":", 1)
+        busy = http.client.HTTPConnection(host, int(port), timeout=10)
+        idle = http.client.HTTPConnection(host, int(port), timeout=10)
+        for conn in (busy, idle):
+            conn.request("GET", "/pid")
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 200 and answer.getheader("connection") != "close"
+        daemon.signal(signal.SIGHUP)
+        closing: list[str] = []
+
+        def next_answer() -> bool:
+            busy.request("GET", "/pid")  # raises if the connection was closed under us
+            answer = busy.getresponse()
+            answer.read()
+            assert answer.status == 200
+            if answer.getheader("connection") == "close":
+                closing.append(answer.getheader("connection") or "")
+                return True
+            time.sleep(0.05)
+            return False
+
+        wait_until(next_answer, timeout=30, what="an answer with Connection: close")
+        assert idle.sock is not None
+        idle.sock.settimeout(30)
+        assert idle.sock.recv(1) == b""  # the idle one was closed: no request raced it
+        busy.close()
+        idle.close()
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
