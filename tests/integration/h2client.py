@@ -33,14 +33,20 @@ class H2Client:
             self.conn.update_settings(settings)
         self.events: list[Any] = []
         self.closed = False
+        self.write_closed = False
         #: Acknowledge DATA as it arrives (a reader that keeps up); off to hold the windows shut.
         self.auto_ack = auto_ack
         self.flush()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
+        if data and not self.write_closed:
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server closed (after its GOAWAY, say) while an acknowledgement of ours was
+                # due: what it sent before closing is still there to read.
+                self.write_closed = True
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -86,6 +86,7 @@ class Reader:
         self.bzmpop = True
         self._blocked_on: frozenset[bytes] | None = None
         self._woken = False
+        self._changed = False  # keys() changed while no pop was in flight (during a drain)
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._wakes: set[asyncio.Task[None]] = set()  # referenced until done
@@ -111,6 +112,7 @@ class Reader:
             self.start()
         blocked = self._blocked_on
         if blocked is None:
+            self._changed = True
             self._idle.set()
         elif key not in blocked and not self._woken:
             self._woken = True
@@ -131,6 +133,7 @@ class Reader:
                 await self.connection.wait_ready()
             except RedisLayerUnavailable:
                 return  # closed
+            self._changed = False
             keys = self.keys()
             if not keys:
                 self._idle.clear()
@@ -143,6 +146,8 @@ class Reader:
                     if reply:
                         for i in range(0, len(reply), 2):
                             self._deliver(reply[i], _pairs(reply[i + 1]))
+                        continue
+                    if self._changed:  # a key added while the drain ran: drain again with it
                         continue
                 if self.depth > 1 and self.bzmpop:
                     need_drain = await self._pipelined(keys)
