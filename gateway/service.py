@@ -79,14 +79,13 @@ class GatewayService(MultiService):
         #: Counters by listener, exported by admin listeners (docs/operations.md).
         self.metrics = self.make_hub()
         from gateway.consumers import configure_sync_threads
-        from gateway.layers import LayerRegistry
         from gateway.logs import configure_rejections
 
         configure_sync_threads(config.threads)
         configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
         #: The channel layers by alias: this service's own; its applications see them through
         #: get_channel_layer() (gateway/layers/registry.py), another service's do not.
-        self.layers = LayerRegistry(config.layers_mapping())
+        self.layers = self.make_layers()
         #: What this service's listeners share (``ListenerContext.shared``: the MQTT brokers).
         self.shared: dict[str, Any] = {}
         with self.layers.using():
@@ -94,6 +93,12 @@ class GatewayService(MultiService):
                 listener = self.build_listener(listener_config, config)
                 listener.setServiceParent(self)
                 self.listeners.append(listener)
+
+    def make_layers(self) -> Any:
+        """The channel layers of this daemon (the supervisor of several workers has none)."""
+        from gateway.layers import LayerRegistry
+
+        return LayerRegistry(self.config.layers_mapping())
 
     def make_hub(self) -> Any:
         """The metrics hub (the supervisor of several workers has one that adds theirs up)."""

@@ -20,6 +20,10 @@ STATS: dict[str, Any] = {"big_sent": 0, "big_held": None, "upload_received": 0, 
 RELEASES: dict[str, asyncio.Event] = {}
 
 
+if os.environ.get("GATEWAY_TEST_IMPORTED"):  # which processes imported the application
+    with open(os.environ["GATEWAY_TEST_IMPORTED"], "a") as _imported:
+        _imported.write(f"{os.getpid()}\n")
+
 async def send_noting_holds(send: Any, message: dict[str, Any], on_hold: Any) -> None:
     """``await send(message)``, calling ``on_hold()`` first if send() has to wait: if it is still
     pending after one pass of the loop, the server's flow control holds the application (a send()

@@ -181,13 +181,22 @@ class Supervisor(GatewayService):
         self._reloading = False
         self._reload_again = False
         super().__init__(_admin_only(config), reactor=reactor, config_path=config_path)
+
+    def make_layers(self) -> Any:
+        # The workers have the channel layers; the supervisor has none to ping or export (and
+        # does not read a Django project's settings for them).
         from gateway.layers import LayerRegistry
 
-        # The workers have the channel layers; the supervisor has none to ping or export.
-        self.layers = LayerRegistry({})
+        return LayerRegistry({})
 
     def make_hub(self) -> Any:
         return SupervisorHub(self)
+
+    def _application(self, reference: str | None) -> tuple[Any, Any]:
+        # The admin listeners serve their own application: the supervisor imports none.
+        from gateway.service import _no_application
+
+        return _no_application, None
 
     # -- start -------------------------------------------------------------------------------
 

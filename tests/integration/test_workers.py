@@ -141,6 +141,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> Iter
         yield running
 
 
+def test_the_supervisor_does_not_import_the_application(tmp_path: Path, redis: RedisServer) -> None:
+    imported = tmp_path / "imported"
+    with Daemon(tmp_path, config(redis), env={"GATEWAY_TEST_IMPORTED": str(imported)}) as daemon:
+        assert daemon.process is not None
+        pids = {int(line) for line in imported.read_text().split()}
+        assert pids == set(worker_pids(daemon))
+        assert daemon.process.pid not in pids
+
+
 def test_every_worker_serves_once_ready(daemon: Daemon) -> None:
     assert len(worker_pids(daemon)) == 2
     # READY=1 came once both served: both answer at once.
@@ -623,3 +632,17 @@ def test_watchdog_pings_come_from_the_supervisor_only(tmp_path: Path, redis: Red
         daemon.wait_for("WATCHDOG=1", since=since)
         # Workers never talk to systemd: only the supervisor's pid may (NotifyAccess=main).
         assert "NOTIFY_SOCKET" not in Path(f"/proc/{worker_pids(daemon)[0]}/environ").read_text()
+
+
+def test_a_worker_that_cannot_start_stops_the_daemon(tmp_path: Path, redis: RedisServer) -> None:
+    """The supervisor does not import the application; a worker that cannot (a typo in the
+    reference) exits, and the daemon exits 1 instead of restarting it forever at boot."""
+    daemon = Daemon(tmp_path, config(redis, app="tests.apps:no_such_app"))
+    daemon.start(expect_ready=False)
+    try:
+        assert daemon.wait(60) == 1
+        output = daemon.output()
+        assert "no_such_app" in output
+        assert "before it served" in output
+    finally:
+        daemon.stop()
