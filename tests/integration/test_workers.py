@@ -646,3 +646,14 @@ def test_a_worker_that_cannot_start_stops_the_daemon(tmp_path: Path, redis: Redi
         assert "before it served" in output
     finally:
         daemon.stop()
+
+
+def test_twistd_refuses_several_workers(tmp_path: Path, redis: RedisServer) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config(redis))
+    from tests.integration.daemon import BIN
+
+    done = subprocess.run([str(BIN / "twistd"), "--nodaemon", "--pidfile=", "gateway", "-c", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "gateway run" in done.stderr and "workers: 1" in done.stderr
