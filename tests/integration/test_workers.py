@@ -657,3 +657,26 @@ def test_twistd_refuses_several_workers(tmp_path: Path, redis: RedisServer) -> N
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "gateway run" in done.stderr and "workers: 1" in done.stderr
+
+
+def test_tls_listener_is_served_by_every_worker(tmp_path: Path, redis: RedisServer) -> None:
+    """The supervisor binds the TCP socket; TLS (and its handshake limits) runs in each worker."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    key_path, cert_path, ca_path = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}"
+    with Daemon(tmp_path, config(redis, endpoint=endpoint)) as daemon:
+        url = f"https://localhost:{daemon.port()}"
+        context = ssl.create_default_context(cafile=str(ca_path))
+        seen = set()
+        for _ in range(40):
+            with httpx.Client(verify=context) as client:
+                seen.add(int(client.get(url + "/pid").text))
+        assert seen == set(worker_pids(daemon))
+        assert httpx.get(url + "/scope", verify=context).json()["scheme"] == "https"
