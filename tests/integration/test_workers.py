@@ -685,3 +685,22 @@ def test_tls_listener_is_served_by_every_worker(tmp_path: Path, redis: RedisServ
                 seen.add(int(client.get(url + "/pid").text))
         assert seen == set(worker_pids(daemon))
         assert httpx.get(url + "/scope", verify=context).json()["scheme"] == "https"
+
+
+def test_reload_moves_a_listener_to_another_port(tmp_path: Path, redis: RedisServer) -> None:
+    first, second = _free_port(), _free_port()
+    with Daemon(tmp_path, config(redis, endpoint=f"tcp:{first}:interface=127.0.0.1")) as daemon:
+        assert pid_of(f"http://127.0.0.1:{first}")
+        daemon.reload(config(redis, endpoint=f"tcp:{second}:interface=127.0.0.1"))
+        assert daemon.addresses["web"] == f"127.0.0.1:{second}"
+        assert {pid_of(f"http://127.0.0.1:{second}") for _ in range(30)} == set(worker_pids(daemon))
+        wait_until(lambda: len(worker_pids(daemon)) == 2, what="the replaced workers gone")
+
+        def refused() -> bool:
+            try:
+                pid_of(f"http://127.0.0.1:{first}")
+            except httpx.ConnectError:
+                return True
+            return False
+
+        wait_until(refused, what="the old port closed")
