@@ -147,9 +147,8 @@ def run(path: str, workers: int | str | None = None) -> int:
     settings = worker_settings()
     if settings is not None:
         return _run_worker(path, settings)
-    reactor = install_reactor_for(path, "gateway run")
-    if reactor is None:
-        return EXIT_USAGE
+    # Read without importing anything of the application (no reactor is needed for that), to
+    # know whether this process is a supervisor.
     config = _load(path, import_applications=False)
     if config is None:
         return EXIT_USAGE
@@ -164,7 +163,19 @@ def run(path: str, workers: int | str | None = None) -> int:
             return EXIT_USAGE
     count = config.worker_count()
     if count > 1:
-        return _supervise(config, reactor, path, count)
+        from gateway.reactor import ReactorError, install_reactor
+
+        try:
+            # The supervisor runs on the standard loop whatever the workers' ``loop``: uvloop
+            # takes the signal wakeup descriptor that Twisted needs to hear of its children's exits.
+            supervisor_reactor = install_reactor("asyncio")
+        except ReactorError as exc:
+            print(f"gateway run: {path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _supervise(config, supervisor_reactor, path, count)
+    reactor = install_reactor_for(path, "gateway run")
+    if reactor is None:
+        return EXIT_USAGE
     config = _load(path)
     if config is None:
         return EXIT_USAGE

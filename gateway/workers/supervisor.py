@@ -334,7 +334,11 @@ class Supervisor(GatewayService):
         self._spawn(slot)
 
     def _check_workers(self) -> None:
-        """Kill a worker that does not start in time, or whose loop stopped answering."""
+        """Kill a worker that does not start in time, or whose loop stopped answering; collect
+        the exit of any that Twisted's SIGCHLD handling missed."""
+        from twisted.internet.process import reapAllProcesses
+
+        reapAllProcesses()
         now = self.reactor.seconds()
         settings = self.full_config.supervisor
         for worker in list(self.processes):
@@ -396,7 +400,7 @@ class Supervisor(GatewayService):
             worker.command("stop")
         await defer.DeferredList([worker.exited for worker in workers]).asFuture(self.loop)
         if self._checker is not None and self._checker.running:
-            self._checker.stop()
+            self._checker.stop()  # it ran until now: it also collects the exits of stopping workers
         await super()._shutdown()
         for sockets in self.sockets.values():
             sockets.close()

@@ -609,11 +609,16 @@ def test_systemd_socket_activation_with_workers(tmp_path: Path, redis: RedisServ
         daemon.stop()
 
 
-def test_sigterm_to_every_process_at_once_still_drains(tmp_path: Path, redis: RedisServer) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_sigterm_to_every_process_at_once_still_drains(tmp_path: Path, redis: RedisServer, loop: str) -> None:
     """systemd's default KillMode=control-group (or Ctrl-C in a terminal) signals the workers too:
-    that and the supervisor's own request are one stop, not a forced one."""
+    that and the supervisor's own request are one stop, not a forced one. On uvloop too, which
+    takes the signal wakeup descriptor Twisted uses to hear of exited children (the supervisor
+    itself runs on the standard loop)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     started = tmp_path / "slow-started"
-    daemon = Daemon(tmp_path, config(redis), env={"GATEWAY_TEST_SLOW_STARTED": str(started)})
+    daemon = Daemon(tmp_path, config(redis, extra=f"loop: {loop}"), env={"GATEWAY_TEST_SLOW_STARTED": str(started)})
     daemon.preexec = os.setsid  # its own process group, as under systemd
     daemon.start()
     try:
