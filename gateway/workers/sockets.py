@@ -71,8 +71,10 @@ class ListenerSockets:
             self.unix_path = None
 
 
-def bind_listener(name: str, endpoint: str, reactor: Any, slots: int, balance: str) -> ListenerSockets:
-    """Bind the socket(s) of one listener for ``slots`` workers.
+def bind_listener(name: str, endpoint: str, reactor: Any, slots: int, balance: str,
+                  replacing: ListenerSockets | None = None) -> ListenerSockets:
+    """Bind the socket(s) of one listener for ``slots`` workers (``replacing``: the sockets this
+    daemon has for the listener now, which a reload replaces; their port may be reused).
 
     Raises:
         BindError: the address is in use, the endpoint kind cannot be shared, and the like.
@@ -91,8 +93,11 @@ def bind_listener(name: str, endpoint: str, reactor: Any, slots: int, balance: s
             family, interface = socket.AF_INET6, interface or "::"
         else:
             family, interface = socket.AF_INET, interface or "0.0.0.0"
+        ours = None
+        if replacing is not None and replacing.sockets and replacing.family == family:
+            ours = replacing.sockets[0].getsockname()[:2]
         return _bind_tcp(name, endpoint, family, interface, parsed._port, parsed._backlog,
-                         slots if balance == "reuseport" else 1)
+                         slots if balance == "reuseport" else 1, ours)
     if isinstance(parsed, endpoints.UNIXServerEndpoint):
         return _bind_unix(name, endpoint, parsed._address, parsed._backlog, parsed._mode)
     if isinstance(parsed, endpoints.AdoptedStreamServerEndpoint):
@@ -105,9 +110,19 @@ def bind_listener(name: str, endpoint: str, reactor: Any, slots: int, balance: s
 
 
 def _bind_tcp(name: str, endpoint: str, family: int, interface: str, port: int, backlog: int,
-              count: int) -> ListenerSockets:
+              count: int, ours: Any = None) -> ListenerSockets:
     result = ListenerSockets(name, endpoint, family)
     try:
+        if count > 1 and (ours is None or tuple(ours) != (interface, port)):
+            # SO_REUSEPORT would let this daemon join the sockets of another one of the same user
+            # on this port (a second daemon started by mistake): bind once without it first, so
+            # that a port in use is refused as it is with one process.
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind((interface, port))
+                port = probe.getsockname()[1]
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM)
             result.sockets.append(sock)

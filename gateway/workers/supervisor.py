@@ -456,7 +456,7 @@ class Supervisor(GatewayService):
                 continue
             try:
                 sockets = bind_listener(listener.name, listener.endpoint, self.reactor, self.count,
-                                        self.full_config.supervisor.balance)
+                                        self.full_config.supervisor.balance, replacing=current)
             except BindError as exc:
                 reload_log.error("Reload: cannot start listener {name}: {error}", name=listener.name, error=str(exc))
                 if current is not None:

@@ -709,3 +709,27 @@ def test_reload_moves_a_listener_to_another_port(tmp_path: Path, redis: RedisSer
             return False
 
         wait_until(refused, what="the old port closed")
+
+
+def test_a_second_daemon_on_the_same_port_is_refused(tmp_path: Path, redis: RedisServer) -> None:
+    """SO_REUSEPORT must not let a second daemon share the first one's port."""
+    port = _free_port()
+    text = config(redis, endpoint=f"tcp:{port}:interface=127.0.0.1")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    with Daemon(tmp_path / "one", text):
+        second = Daemon(tmp_path / "two", text)
+        second.start(expect_ready=False)
+        try:
+            assert second.wait(30) == 1
+            assert "Address already in use" in second.output()
+        finally:
+            second.stop()
+
+
+def test_reload_changes_a_listeners_endpoint_on_the_same_port(tmp_path: Path, redis: RedisServer) -> None:
+    port = _free_port()
+    with Daemon(tmp_path, config(redis, endpoint=f"tcp:{port}:interface=127.0.0.1")) as daemon:
+        daemon.reload(config(redis, endpoint=f"tcp:{port}:interface=127.0.0.1:backlog=64"))
+        assert "cannot start listener" not in daemon.output()
+        assert {pid_of(f"http://127.0.0.1:{port}") for _ in range(30)} <= set(worker_pids(daemon))
