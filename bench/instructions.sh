@@ -5,6 +5,12 @@
 # percent between runs). Needs valgrind.
 #   PEER: gateway | daphne | uvicorn-wsproto
 #   MODE: get | post | conn | hs | echo | smtp | sms | mqtt-qos0 | mqtt-qos1 | mqtt-app-qos0 | mqtt-app-qos1
+#         | h2c | h2
+# h2c and h2 (gateway only): HTTP/2 GET / of asgi_apps:hello (bench/conf/hello_h2.yaml), cleartext by
+# prior knowledge or over TLS (h2 by ALPN), driven by h2load on one connection with 10 concurrent
+# streams (the shape of bench/h2_bench.sh): after a warm-up, one h2load run of N requests and one of
+# 4N are counted apart, and the difference per request is reported (connection set-up, and TLS's
+# handshake, cancel out).
 # smtp and sms run the gateway with bench/conf/mail.yaml (a router and an accepting consumer:
 # asgi_apps:mail): smtp is one smtplib session sending N 2 KB messages, sms N signed generic
 # webhooks on one keep-alive connection.
@@ -29,6 +35,19 @@ case $MODE in
   sms) CONF=mail.yaml; APP=asgi_apps:mail; TARGET=$SMS_PORT;;
   mqtt-qos*) CONF=mqtt.yaml;;
   mqtt-app-qos*) CONF=mqtt-app.yaml;;
+  h2c|h2) CONF=hello_h2.yaml; APP=asgi_apps:hello;;
+esac
+ENDPOINT=""
+case $MODE in
+  h2c) ENDPOINT="tcp:$PORT:interface=127.0.0.1"; URL="http://127.0.0.1:$PORT/";;
+  h2) "$HERE/../.venv/bin/python" - "$OUT" <<'PY' || exit 1
+import sys, trustme
+ca = trustme.CA()
+cert = ca.issue_cert("localhost", "127.0.0.1")
+cert.private_key_pem.write_to_path(sys.argv[1] + "/key.pem")
+cert.cert_chain_pems[0].write_to_path(sys.argv[1] + "/cert.pem")
+PY
+      ENDPOINT="ssl:$PORT:interface=127.0.0.1:privateKey=$OUT/key.pem:certKey=$OUT/cert.pem"; URL="https://127.0.0.1:$PORT/";;
 esac
 case $PEER in
   gateway) CMD=("$HERE/../.venv/bin/python" -m gateway run -c "$HERE/conf/$CONF");;
@@ -38,7 +57,7 @@ case $PEER in
   *) echo "unknown peer $PEER" >&2; exit 2;;
 esac
 cd "$SRC" || exit 1
-env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_SMS_PORT="$SMS_PORT" GATEWAY_BENCH_APP="$APP" PYTHONPATH="$HERE/apps" \
+env GATEWAY_BENCH_PORT="$PORT" GATEWAY_BENCH_ENDPOINT="$ENDPOINT" GATEWAY_BENCH_SMS_PORT="$SMS_PORT" GATEWAY_BENCH_APP="$APP" PYTHONPATH="$HERE/apps" \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "${CMD[@]}" >"$OUT/server.log" 2>&1 &
 VPID=$!
 case $MODE in
@@ -46,6 +65,17 @@ case $MODE in
     # One client process: warm-up, zero, N publishes, dump, then the connections close.
     python3 "$HERE/rawclient.py" "$PORT" "$N" "mqtt-${MODE##*-}" 30 \
       "callgrind_control -z $VPID >/dev/null 2>&1" "callgrind_control -d $VPID >/dev/null 2>&1" || { cat "$OUT/server.log"; exit 1; }
+    ;;
+  h2c|h2)
+    command -v h2load >/dev/null || { echo "h2load not found (apt-get install nghttp2-client)" >&2; kill -TERM "$VPID"; exit 2; }
+    for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$TARGET") 2>/dev/null && break; sleep 0.5; done
+    h2load -n 300 -c 1 -m 10 "$URL" >/dev/null 2>&1
+    for n in "$N" $((4 * N)); do
+      callgrind_control -z "$VPID" >/dev/null
+      h2load -n "$n" -c 1 -m 10 "$URL" >"$OUT/h2load.$n" 2>&1
+      grep -q "succeeded, 0 failed, 0 errored" "$OUT/h2load.$n" || { echo "h2load failed:" >&2; cat "$OUT/h2load.$n" >&2; }
+      callgrind_control -d "$VPID" >/dev/null
+    done
     ;;
   *)
     for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$TARGET") 2>/dev/null && break; sleep 0.5; done
@@ -58,5 +88,9 @@ esac
 sleep 2
 kill -TERM "$VPID"; wait "$VPID" 2>/dev/null
 TOTAL=$(awk '/^summary:/ {print $2}' "$OUT/cg.out.1")
-echo "RESULT name=$PEER mode=$MODE n=$N instructions_per_op=$((TOTAL / N))"
+case $MODE in
+  h2c|h2) TOTAL4=$(awk '/^summary:/ {print $2}' "$OUT/cg.out.2")
+          echo "RESULT name=$PEER mode=$MODE n=$N instructions_per_op=$(((TOTAL4 - TOTAL) / (3 * N)))";;
+  *) echo "RESULT name=$PEER mode=$MODE n=$N instructions_per_op=$((TOTAL / N))";;
+esac
 [ -n "${KEEP:-}" ] && echo "kept $OUT" || rm -rf "$OUT"

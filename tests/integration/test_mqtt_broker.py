@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import select
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.protocols.mqtt import Disconnect, PubAck, Publish, ReasonCode, Will
+from gateway.protocols.mqtt import Disconnect, PubAck, Publish, ReasonCode, Will, encode
 from gateway.protocols.mqtt.broker import hash_password
 from tests.integration.daemon import Daemon, wait_until
 from tests.integration.test_mqtt_clients import V5, V311, Client, Raw, mqtt_listener
@@ -45,6 +47,13 @@ broker:
   users: {{alice: "{secret}"}}
   access:
     - {{users: [alice], publish: ["alice/#"], subscribe: ["alice/#", "public/+"]}}
+"""),
+        mqtt_listener("guarded", extra="""
+broker:
+  name: guarded
+  access:
+    - {users: ["*"], publish: ["#"], subscribe: ["#"]}
+    - {users: ["*"], effect: deny, subscribe: ["secret/#"], publish: ["readonly/#"]}
 """),
     ])
     config = f"application: tests.mqtt_apps:http_only_app\nlisteners:\n{listeners}\nlogging: {{level: info}}\n"
@@ -181,6 +190,76 @@ def test_denied_subscription(broker: Daemon, version: int, denied: int) -> None:
     alice = Client(broker.addresses["secure"], f"alice-{version}", version, username="alice", password="s3cret")
     assert alice.subscribe(("alice/#", 1), ("bob/#", 1), ("public/news", 2)) == [1, denied, 2]
     alice.close()
+
+
+@pytest.mark.parametrize("version,denied", [(V311, 0x80), (V5, ReasonCode.NOT_AUTHORIZED)])
+def test_deny_rule_wins_over_allow_all(broker: Daemon, version: int, denied: int) -> None:
+    address = broker.addresses["guarded"]
+    wide = Client(address, f"wide-{version}", version)
+    assert wide.subscribe(("#", 1), ("secret/+/x", 1), ("secret", 1), ("open/+", 1)) == [1, denied, denied, 1]
+    pub = Client(address, f"deny-pub-{version}", version)
+    for topic in ("secret/a", "secret/b/x", "open/a", "readonly/a"):
+        pub.publish(topic, topic.encode(), 1)
+    first = wide.get()  # one copy for the overlapping "#" and "open/+"
+    assert (first.topic, first.payload) == ("open/a", b"open/a")
+    # Neither the denied topics ("#" covers them) nor the refused publish came, before or after.
+    assert wide.nothing_before("marker/deny")
+    wide.close()
+    pub.close()
+
+
+def test_outbound_topic_aliases_with_paho(broker: Daemon) -> None:
+    """A 5.0 client allowing 2 aliases: repeated topics arrive as an empty topic name plus the
+    alias (paho hands them over as they are on the wire); following the aliases gives every
+    topic back, the least recently used one replaced. A client allowing none gets full topics."""
+    address = broker.addresses["plain"]
+    aliased = Client(address, "aliased", V5, topic_alias_maximum=2)
+    plain = Client(address, "no-aliases", V5)
+    for client in (aliased, plain):
+        assert client.subscribe(("alias/#", 1)) == [1]
+    pub = Client(address, "alias-pub", V311)
+    sent = [f"alias/{name}/a/rather/long/topic/name" for name in "aabacaab"]
+    for index, topic in enumerate(sent):
+        pub.publish(topic, str(index).encode(), index % 2)
+    mapping: dict[int, str] = {}
+    wire = []
+    resolved = []
+    for message in aliased.collect(len(sent)):
+        alias = getattr(message.properties, "TopicAlias", None)
+        wire.append((message.topic, alias))
+        if message.topic:
+            if alias is not None:
+                mapping[alias] = message.topic
+            resolved.append((message.topic, message.payload))
+        else:
+            resolved.append((mapping[alias], message.payload))
+    assert resolved == [(topic, str(index).encode()) for index, topic in enumerate(sent)]
+    a, b, c = (f"alias/{n}/a/rather/long/topic/name" for n in "abc")
+    # a, a, b, a, c (replaces b, the least recently used), a, a, b (replaces c)
+    assert wire == [(a, 1), ("", 1), (b, 2), ("", 1), (c, 2), ("", 1), ("", 1), (b, 2)]
+    got = plain.collect(len(sent))
+    assert [m.topic for m in got] == sent
+    assert all(getattr(m.properties, "TopicAlias", None) is None for m in got)
+    for client in (aliased, plain, pub):
+        client.close()
+
+
+def test_lingering_close_lets_the_client_read_the_disconnect(broker: Daemon) -> None:
+    """A client that keeps sending after the server decided to close (the Paho suite's
+    flow-control test: PUBRELs while the DISCONNECT 0x93 is on its way) reads the DISCONNECT
+    and a clean end of the stream, never a reset."""
+    raw = Raw(broker.addresses["plain"], V5)
+    assert raw.connect("linger").reason_code == 0
+    junk = encode(Publish("t", b"x" * 100), V5) * 50  # QoS 0 publishes the server throws away
+    raw.send(b"\x36\x00", junk)  # a PUBLISH with QoS 3: malformed, then more bytes behind it
+    assert select.select([raw.sock], [], [], 10)[0]  # the DISCONNECT came: the server is closing
+    for _ in range(5):
+        raw.sock.sendall(junk)  # unread by us, the DISCONNECT; a reset now would discard it
+    assert raw.read() == Disconnect(ReasonCode.MALFORMED_PACKET)
+    raw.sock.shutdown(socket.SHUT_WR)
+    raw.sock.settimeout(10)
+    assert raw.sock.recv(100) == b""  # the server closed in turn: FIN, not RST
+    raw.close()
 
 
 def test_tls_listener_with_alpn(broker: Daemon) -> None:

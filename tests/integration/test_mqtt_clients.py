@@ -35,7 +35,8 @@ class Client:
     def __init__(self, address: str, client_id: str, version: int = V5, *, transport: str = "tcp",
                  clean: bool = True, expiry: int | None = None, username: str | None = None,
                  password: str | None = None, will: tuple[str, bytes, int, bool] | None = None,
-                 tls_ca: str | None = None, ws_path: str = "/mqtt", keepalive: int = 30) -> None:
+                 tls_ca: str | None = None, ws_path: str = "/mqtt", keepalive: int = 30,
+                 topic_alias_maximum: int | None = None) -> None:
         host, port = address.rsplit(":", 1)
         self.version = version
         self.messages: queue.Queue[Any] = queue.Queue()
@@ -60,9 +61,12 @@ class Client:
         self.paho.on_message = lambda client, userdata, message: self.messages.put(message)
         self.paho.on_subscribe = self._on_subscribe
         props = None
-        if version == V5 and expiry is not None:
+        if version == V5 and (expiry is not None or topic_alias_maximum is not None):
             props = PahoProperties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = expiry
+            if expiry is not None:
+                props.SessionExpiryInterval = expiry
+            if topic_alias_maximum is not None:
+                props.TopicAliasMaximum = topic_alias_maximum
         connect_kwargs: dict[str, Any] = {"keepalive": keepalive}
         if version == V5:
             connect_kwargs["clean_start"] = clean

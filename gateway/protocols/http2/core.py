@@ -34,7 +34,7 @@ from h2.events import Event
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
-from gateway._compat.h2 import release_connection
+from gateway._compat.h2 import install, release_connection, speed_up
 from gateway.protocols.errors import RemoteProtocolError
 
 __all__ = ["PREFACE", "Budget", "FrameGuard", "H2Core", "H2Limits", "is_preface"]
@@ -271,6 +271,9 @@ _CONFIG = H2Configuration(
 )
 
 
+install()
+
+
 class H2Core:
     """One server connection: ``h2``'s :class:`~h2.connection.H2Connection` (``h2``) behind a
     :class:`FrameGuard`. The adapter sends through ``h2`` directly and writes :meth:`data_to_send`.
@@ -289,6 +292,7 @@ class H2Core:
         self.limits = limits
         self.guard = FrameGuard(limits, now)
         h2 = self.h2 = H2Connection(_CONFIG)
+        speed_up(h2)
         h2.local_settings = Settings(client=False, initial_values=_settings(limits))
         # h2 starts the decoder at 64 KiB; the HPACK bomb stops at our limit instead.
         h2.max_inbound_frame_size = limits.max_frame_size

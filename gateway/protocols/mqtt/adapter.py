@@ -86,6 +86,9 @@ class MqttSettings:
     max_write_buffer: int = 8 * 1024 * 1024
     #: Seconds the application has to answer ``mqtt.connect``.
     connect_answer_timeout: float = 30.0
+    #: Lingering close of TCP connections the server ends: seconds (0: off) and bytes.
+    lingering_timeout: float = 2.0
+    lingering_size: int = 64 * 1024
     listener: str = "mqtt"
     #: The listener's counters (:mod:`gateway.metrics`).
     stats: MqttStats = field(default_factory=MqttStats)
@@ -258,6 +261,7 @@ class MqttConnection:
                 if not events:
                     break
                 stats = self.stats
+                ended = None
                 for event in events:
                     cls = event.__class__
                     if cls is PublishReceived:
@@ -267,13 +271,16 @@ class MqttConnection:
                     elif cls is DisconnectReceived:
                         self._disconnect_expiry = cast(DisconnectReceived, event).properties.session_expiry_interval
                     elif cls is ConnectionClosed:
-                        self._ended(cast(ConnectionClosed, event))
+                        ended = cast(ConnectionClosed, event)
                 driver = self.driver
-                if driver is None:
-                    if events[0].__class__ is not ConnectReceived:
-                        continue  # closed before a CONNECT: nobody to tell
+                if driver is None and events[0].__class__ is ConnectReceived:
                     driver = self.driver = self._new_driver(events[0].packet)
-                driver.handle(events)
+                if driver is not None:
+                    driver.handle(events)
+                if ended is not None:
+                    # After the driver: publishes that came in the same read as the DISCONNECT
+                    # (or just before the connection dropped) still go through the broker link.
+                    self._ended(ended)
             data = core.data_to_send()
             if data and not self.lost:
                 self.io.write(data)
@@ -430,7 +437,7 @@ class MqttConnection:
             self.stats.dropped += 1
             return True  # a client that does not read loses QoS 0 messages (never QoS 1/2)
         try:
-            status = self.core.publish(topic, payload, qos=qos, retain=retain, properties=properties, wire=wire)
+            status = self.core.publish_checked(topic, payload, qos, retain, properties, wire)
         except Exception:  # closed meanwhile: the broker keeps QoS 1/2 for the session
             return False
         if status is PublishStatus.DROPPED:
@@ -664,6 +671,8 @@ class MqttProtocol(TransportSide, Protocol):
         self.conn: MqttConnection | None = None
         self.writes_paused = False
         self.buffered = 0  # bytes written while the transport's buffer was full
+        self._lingering: int | None = None  # bytes still accepted while closing (lingering)
+        self._linger_timer: Any = None
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -684,11 +693,21 @@ class MqttProtocol(TransportSide, Protocol):
         conn.start()
 
     def dataReceived(self, data: bytes) -> None:
+        lingering = self._lingering
+        if lingering is not None:
+            # Closing: what the client still sends is read and thrown away (see close()).
+            self._lingering = lingering = lingering - len(data)
+            if lingering < 0:
+                self.transport.loseConnection()
+            return
         conn = self.conn
         if conn is not None:
             conn.data_received(data)
 
     def connectionLost(self, reason: Any = None) -> None:
+        timer, self._linger_timer = self._linger_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.connection_lost()
@@ -704,6 +723,29 @@ class MqttProtocol(TransportSide, Protocol):
         write_through(self.transport, data)
 
     def close(self) -> None:
+        """Close after the last packet (a DISCONNECT, a refusing CONNACK). A close with unread
+        bytes from the client makes the kernel reset the connection, and the client could lose
+        that packet (and gets EPIPE writing the PUBRELs, acks... it sends meanwhile). So: FIN
+        once the output is out, read and throw away what still comes (at most
+        ``lingering_size`` bytes, for at most ``lingering_timeout`` seconds, as HTTP's lingering
+        close), and close once the client closed its side or a bound is reached. TLS has no
+        half-close: closed at once."""
+        transport = self.transport
+        settings = self.settings
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if (
+            lose_write is None or settings.lingering_timeout <= 0 or self._lingering is not None
+            or is_tls(transport)
+        ):
+            transport.loseConnection()
+            return
+        self._lingering = settings.lingering_size
+        transport.resumeProducing()  # reading may be paused: the client's bytes must drain
+        lose_write()
+        self._linger_timer = settings.reactor.callLater(settings.lingering_timeout, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger_timer = None
         self.transport.loseConnection()
 
     # -- the listener -----------------------------------------------------------------------

@@ -538,9 +538,17 @@ def publish_parts(
     if len(name) > 0xFFFF or "\x00" in topic:
         raise LocalProtocolError("topic name is longer than 65535 bytes or contains U+0000")
     head = len(name).to_bytes(2, "big") + name
-    tail = encode_properties(properties, PacketType.PUBLISH) + payload if level == 5 else payload
+    if level != 5:
+        tail = payload
+    elif properties is EMPTY_PROPERTIES:
+        tail = b"\x00" + payload  # a property length of 0
+    else:
+        tail = encode_properties(properties, PacketType.PUBLISH) + payload
     first = 0x30 | qos << 1 | (0x08 if dup else 0) | (0x01 if retain else 0)
-    return bytes((first,)) + encode_vbi(len(head) + len(tail) + (2 if qos else 0)) + head, tail
+    size = len(head) + len(tail) + (2 if qos else 0)
+    if size < 0x80:  # a one-byte Remaining Length: small messages, the common case
+        return bytes((first, size)) + head, tail
+    return bytes((first,)) + encode_vbi(size) + head, tail
 
 
 def _encode_publish(packet: Publish, level: int) -> bytes:

@@ -65,10 +65,12 @@ class MqttLimitsConfig:
     max_inflight: int = field(default=256, metadata={"doc": "QoS 1/2 messages sent to a client and not yet acknowledged (also capped by its Receive Maximum).", "check": positive})
     max_queued_messages: int = field(default=1000, metadata={"doc": "QoS 1/2 messages held per client beyond max_inflight or while it is away; more are dropped.", "check": positive})
     topic_alias_maximum: int = field(default=10, metadata={"doc": "Topic aliases a 5.0 client may use (0: none)."})
+    outbound_topic_alias_maximum: int = field(default=64, metadata={"doc": "Topic aliases the server uses towards a 5.0 client that allows them (its Topic Alias Maximum caps it), least recently used replaced: a repeated topic goes as a 2-byte alias (0: off)."})
     max_keep_alive: Duration | None = field(default=None, metadata={"doc": "Cap on the client's keep-alive (5.0 Server Keep Alive); null: no cap."})
     max_connections: int = field(default=100000, metadata={"doc": "Open connections on this listener; beyond it, new ones wait in the kernel's accept queue.", "check": positive})
     max_app_queue: int = field(default=256, metadata={"doc": "Events waiting for the application before reading from the client pauses.", "check": positive})
     max_write_buffer: Size = field(default=Size(8 * 1024 * 1024), metadata={"doc": "Bytes buffered for a client that does not read before QoS 0 messages to it are dropped."})
+    lingering_size: Size = field(default=Size(64 * 1024), metadata={"doc": "Bytes read and thrown away during a lingering close (timeouts.lingering) before the connection is closed anyway."})
 
     def check(self) -> Iterable[tuple[str, str]]:
         if not 2 <= self.max_packet_size <= MAX_PACKET_SIZE:
@@ -79,6 +81,8 @@ class MqttLimitsConfig:
             yield "max_inflight", "must be at most 65535"
         if not 0 <= self.topic_alias_maximum <= 65535:
             yield "topic_alias_maximum", "must be in 0..65535"
+        if not 0 <= self.outbound_topic_alias_maximum <= 65535:
+            yield "outbound_topic_alias_maximum", "must be in 0..65535"
         if self.max_keep_alive is not None and not 1 <= self.max_keep_alive <= 65535:
             yield "max_keep_alive", "must be between 1s and 65535s"
 
@@ -89,6 +93,7 @@ class MqttTimeoutsConfig:
 
     connect: Duration = field(default=Duration(10.0), metadata={"doc": "Time from accepting a connection to its CONNECT packet.", "check": positive})
     connect_answer: Duration = field(default=Duration(30.0), metadata={"doc": "Time the application has to answer mqtt.connect; then CONNACK 0x88 Server unavailable.", "check": positive})
+    lingering: Duration = field(default=Duration(2.0), metadata={"doc": "After the server closes a TCP connection (a DISCONNECT with an error, a refused CONNECT), the time the client has to read the last packet and close its side, its further bytes read and thrown away (lingering close: a close with unread bytes resets the connection, and the client could lose that packet); 0: close at once."})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,11 +110,19 @@ class MqttWebSocketConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MqttAccessRuleConfig:
-    """Who may publish and subscribe where (%u = username, %c = client id in filters)."""
+    """Who may (allow) or may not (deny) publish and subscribe where (%u = username, %c =
+    client id in filters). A deny wins over any allow."""
 
     users: tuple[str, ...] = field(default=("*",), metadata={"doc": "Usernames the rule is about; * = everyone, $anonymous = clients without a username."})
-    publish: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may publish to.", "check": _check_filters})
-    subscribe: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may subscribe to (or to narrower filters).", "check": _check_filters})
+    effect: Literal["allow", "deny"] = field(default="allow", metadata={"doc": "allow: they may; deny: they may not, whatever other rules allow (deny subscribe also stops delivery of matching topics to wider subscriptions such as #)."})
+    publish: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may (deny: may not) publish to.", "check": _check_filters})
+    subscribe: tuple[str, ...] = field(default=(), metadata={"doc": "Topic filters they may subscribe to, or to narrower filters (deny: may not subscribe to, nor to narrower filters, nor receive messages on).", "check": _check_filters})
+
+    def check(self) -> Iterable[tuple[str, str]]:
+        if not self.publish and not self.subscribe:
+            yield "publish", f"{'an allow' if self.effect == 'allow' else 'a deny'} rule needs publish or subscribe filters (it would do nothing)"
+        if not self.users:
+            yield "users", "a rule needs at least one user (* = everyone)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +139,7 @@ class MqttBrokerConfig:
         default_factory=lambda: MappingProxyType({}),
         metadata={"doc": "username: password hash (scrypt$... or pbkdf2_sha256$..., Django's formats; make one with gateway hash-password).", "check": _check_users},
     )
-    access: tuple[MqttAccessRuleConfig, ...] = field(default=(), metadata={"doc": "Access rules; none = everything allowed; with rules, what none allows is denied (0x87)."})
+    access: tuple[MqttAccessRuleConfig, ...] = field(default=(), metadata={"doc": "Access rules (effect allow or deny); none = everything allowed; with rules, what no allow rule allows is denied (0x87), and a deny wins over any allow."})
     max_session_expiry: Duration | None = field(default=None, metadata={"doc": "Cap on Session Expiry Intervals (3.1.1 persistent sessions never expire otherwise)."})
     store: Literal["memory", "redis"] = field(default="memory", metadata={"doc": "Where retained messages and absent clients' sessions live: memory (this process) or redis (shared)."})
     redis: str = field(default="redis://127.0.0.1:6379/0", metadata={"doc": "Redis URL of the redis store (redis://host:port/db or unix:///path?db=0)."})
@@ -138,6 +151,11 @@ class MqttBrokerConfig:
     def check(self) -> Iterable[tuple[str, str]]:
         if not self.allow_anonymous and not self.users:
             yield "users", "allow_anonymous is false but no users are configured: nobody could connect"
+        if self.access and all(rule.effect == "deny" for rule in self.access):
+            yield "access", (
+                "only deny rules: with rules, what no allow rule allows is denied, so nothing would be allowed;"
+                " add an allow rule such as {users: ['*'], publish: ['#'], subscribe: ['#']}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,4 +199,7 @@ class MqttListenerConfig(ListenerConfig):
             protocol_levels=frozenset(_VERSIONS[v] for v in self.versions if v in _VERSIONS),
             max_outbound_inflight=limits.max_inflight,
             max_queued_messages=limits.max_queued_messages,
+            outbound_topic_aliases=limits.outbound_topic_alias_maximum > 0,
+            outbound_topic_alias_maximum=limits.outbound_topic_alias_maximum,
+            acknowledgement_events=False,  # neither the broker nor the ASGI mapping uses them
         )

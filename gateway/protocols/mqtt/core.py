@@ -455,10 +455,16 @@ class MqttServerConnection:
         client re-sends unacknowledged messages when it reconnects). Then call
         ``data_to_send()``.
         """
-        if self._state is CLOSED:
+        state = self._state
+        if state is CLOSED:
+            return
+        inbound = self._inbound
+        if state is CONNECTED and not reason_code and properties is EMPTY_PROPERTIES:
+            self._out.append(inbound.ack_success(packet_id))  # the common case, in one call
+            if inbound.awaiting_app + 1 == self._options.receive_maximum:
+                self._activity = True
             return
         self._require(CONNECTED, "ack_publish")
-        inbound = self._inbound
         answer = inbound.ack(packet_id, reason_code, properties)
         if isinstance(answer, bytes):
             self._out.append(answer)
@@ -553,6 +559,17 @@ class MqttServerConnection:
             raise LocalProtocolError("topic aliases are managed by the connection")
         return self._outbound.publish(topic, payload, qos, retain, properties, wire)
 
+    def publish_checked(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+        wire: tuple[bytes, bytes] | None = None,
+    ) -> PublishStatus:
+        """:meth:`publish` for a message checked already (a broker's: decoded from a client,
+        no topic alias, QoS 0..2): the same, with positional arguments and fewer checks (the
+        broker's delivery path)."""
+        if self._state is not CONNECTED:
+            raise LocalProtocolError(f"publish() in state {self._state.name}")
+        return self._outbound.publish(topic, payload, qos, retain, properties, wire)
+
     def send_qos0_bytes(self, data: bytes) -> bool:
         """Queue an already encoded QoS 0 PUBLISH for the client (the fan-out fast path).
 
@@ -619,9 +636,23 @@ class MqttServerConnection:
         size = len(data)
         view = memoryview(data)
         max_size = self._options.max_packet_size
+        outbound = self._outbound
+        events = self._events
         try:
             while pos < size:
                 state = self._state
+                if (
+                    state is CONNECTED and view[pos] == 0x40 and pos + 4 <= size and view[pos + 1] == 2
+                    and (view[pos + 2] or view[pos + 3]) and max_size >= 4
+                ):
+                    # The hot path of QoS 1 delivery: the two-byte PUBACK (3.1.1, and 5.0's
+                    # success without properties) is handled without decoding a packet.
+                    event = outbound.puback((view[pos + 2] << 8) | view[pos + 3])
+                    pos += 4
+                    self._activity = True
+                    if event is not None:
+                        events.append(event)
+                    continue
                 if state is CONNECTING:
                     # §3.1.4: nothing but AUTH (5.0, enhanced authentication) is processed
                     # before the CONNACK; the rest waits for accept(). Without an authentication
@@ -690,8 +721,8 @@ class MqttServerConnection:
             outbound.window = min(props.receive_maximum or 65535, outbound.window)
             if props.maximum_packet_size is not None:
                 self._client_max_packet = outbound.max_packet_size = props.maximum_packet_size
-            if self._options.outbound_topic_aliases:
-                outbound.alias_maximum = props.topic_alias_maximum or 0
+            if self._options.outbound_topic_aliases and props.topic_alias_maximum:
+                outbound.alias_maximum = min(props.topic_alias_maximum, self._options.outbound_topic_alias_maximum)
         self._keep_alive = packet.keep_alive
         self._state = CONNECTING
         self._events.append(ConnectReceived(packet))
@@ -708,7 +739,9 @@ class MqttServerConnection:
                     raise peer_error("the payload is not the UTF-8 it claims to be", ReasonCode.PAYLOAD_FORMAT_INVALID)
                 self.ack_publish(deliver.packet_id, ReasonCode.PAYLOAD_FORMAT_INVALID)
                 return
-            self._events.append(PublishReceived(deliver))
+            event: PublishReceived = _new_object(PublishReceived)
+            _set_event_packet(event, deliver)  # PublishReceived(deliver), without the frozen __init__
+            self._events.append(event)
 
     def _on_ack(self, packet: PubAck | PubRec | PubComp) -> None:
         outbound = self._outbound
@@ -790,6 +823,9 @@ class MqttServerConnection:
         # §3.1.2.10: "within one and a half times the Keep Alive time period".
         return self._last_seen + 1.5 * self._keep_alive
 
+
+_new_object = object.__new__
+_set_event_packet = PublishReceived.__dict__["packet"].__set__
 
 # What each packet from a client does: a table of the class's functions (not of one
 # connection's bound methods, which would make every connection a reference cycle).

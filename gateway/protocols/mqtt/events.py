@@ -97,8 +97,16 @@ class ServerOptions:
     max_outbound_inflight: int = 65535
     #: Outbound QoS 1/2 messages held while the client's window is full; None = no limit.
     max_queued_messages: int | None = 1000
-    #: Use topic aliases for outbound publishes when the 5.0 client allows them.
+    #: Use topic aliases for outbound publishes when the 5.0 client allows them (its CONNECT's
+    #: Topic Alias Maximum): a topic sent again goes as an empty topic name plus its alias.
     outbound_topic_aliases: bool = False
+    #: Cap on the outbound aliases of one connection (the client's maximum applies too); when
+    #: all are taken, the least recently used one is given to the next new topic.
+    outbound_topic_alias_maximum: int = 65535
+    #: Report the client's acknowledgements of our publishes (PubAckReceived, PubRecReceived,
+    #: PubCompReceived). The broker and the ASGI mapping do not use them: off there, which
+    #: spares an event per delivered QoS 1/2 message.
+    acknowledgement_events: bool = True
 
     def __post_init__(self) -> None:
         """Reject values the protocol cannot express."""
@@ -106,6 +114,8 @@ class ServerOptions:
             raise ValueError("receive_maximum must be in 1..65535")
         if not 0 <= self.topic_alias_maximum <= 65535:
             raise ValueError("topic_alias_maximum must be in 0..65535")
+        if not 0 <= self.outbound_topic_alias_maximum <= 65535:
+            raise ValueError("outbound_topic_alias_maximum must be in 0..65535")
         if not 2 <= self.max_packet_size <= MAX_PACKET_SIZE:
             raise ValueError(f"max_packet_size must be in 2..{MAX_PACKET_SIZE}")
         if self.maximum_qos not in (0, 1, 2):

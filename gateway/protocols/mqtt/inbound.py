@@ -149,6 +149,26 @@ class InboundFlow:
             return PubAck(packet_id, reason_code, properties)
         return PubRec(packet_id, reason_code, properties)
 
+    def ack_success(self, packet_id: int) -> bytes:
+        """:meth:`ack` and :meth:`acked` in one for a success without properties: the
+        two-byte PUBACK/PUBREC (the hot path of acknowledging).
+
+        Raises:
+            LocalProtocolError: nothing awaits an ack under that id.
+        """
+        states = self._states
+        state = states.get(packet_id)
+        if state == _QOS1:
+            del states[packet_id]
+            header = b"\x40\x02"
+        elif state == _QOS2:
+            states[packet_id] = _RELEASE
+            header = b"\x50\x02"
+        else:
+            raise LocalProtocolError(f"no publish with packet id {packet_id} awaits an ack")
+        self.awaiting_app -= 1
+        return header + packet_id.to_bytes(2, "big")
+
     def acked(self, packet_id: int, reason_code: int) -> None:
         """Record that the answer built by :meth:`ack` went out."""
         if self._states[packet_id] == _QOS2 and (reason_code < 0x80 or self.level == 4):

@@ -143,7 +143,7 @@ def _layer(alias: str, context: ListenerContext) -> Any:
 def mqtt_settings(config: MqttListenerConfig, context: ListenerContext, broker: Broker | None) -> MqttSettings:
     """The settings shared by one MQTT listener's connections."""
     broker_config = config.broker
-    rules = [AccessRule(r.users, r.publish, r.subscribe) for r in broker_config.access]
+    rules = [AccessRule(r.users, r.publish, r.subscribe, r.effect) for r in broker_config.access]
     return MqttSettings(
         loop=context.loop,
         reactor=context.reactor,
@@ -157,6 +157,8 @@ def mqtt_settings(config: MqttListenerConfig, context: ListenerContext, broker: 
         max_app_queue=config.limits.max_app_queue,
         max_write_buffer=int(config.limits.max_write_buffer),
         connect_answer_timeout=float(config.timeouts.connect_answer),
+        lingering_timeout=float(config.timeouts.lingering),
+        lingering_size=int(config.limits.lingering_size),
         listener=config.name,
     )
 

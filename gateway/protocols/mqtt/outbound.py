@@ -35,6 +35,10 @@ from gateway.protocols.mqtt.reasons import ReasonCode
 __all__ = ["OutboundFlow"]
 
 
+#: An outbound message's PUBLISH fields: topic, payload, qos, retain, properties.
+_Fields = tuple[str, bytes, int, bool, Properties]
+
+
 def _protocol_error(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(message, hint=ReasonCode.PROTOCOL_ERROR)
 
@@ -50,6 +54,7 @@ class OutboundFlow:
     def __init__(self, options: ServerOptions, out: list[bytes]) -> None:
         self._options = options
         self._out = out
+        self._report = options.acknowledgement_events
         self.level = 4
         #: The send quota: min(client's Receive Maximum, our max_outbound_inflight).
         self.window = options.max_outbound_inflight
@@ -58,9 +63,15 @@ class OutboundFlow:
         #: The client's Topic Alias Maximum when outbound aliases are enabled, else 0.
         self.alias_maximum = 0
         self._aliases: dict[str, int] = {}
-        self._messages: dict[int, OutboundMessage] = {}  # every unacknowledged QoS 1/2 message
+        # Every unacknowledged QoS 1/2 message by packet identifier, as the fields of its
+        # PUBLISH (topic, payload, qos, retain, properties): packets and OutboundMessages are
+        # made only for re-sends and snapshots.
+        self._messages: dict[int, _Fields] = {}
+        self._released: set[int] = set()  # QoS 2 messages whose PUBREL went out (§4.3.3)
         self._resend: dict[int, None] = {}  # ordered: resumed messages not re-sent yet
-        self._queue: deque[Publish] = deque()
+        # Messages waiting for the send quota, with the shared encoding when there is one:
+        # (topic, payload, qos, retain, properties, wire).
+        self._queue: deque[tuple[str, bytes, int, bool, Properties, tuple[bytes, bytes] | None]] = deque()
         self._inflight = 0  # messages sent on this connection and not completed
         self._next_id = 1
         #: Identifiers taken by other packets (a client's SUBSCRIBE/UNSUBSCRIBE, §2.2.1).
@@ -80,16 +91,36 @@ class OutboundFlow:
             limit = self._options.max_queued_messages
             if limit is not None and len(self._queue) >= limit:
                 return PublishStatus.DROPPED
-            self._queue.append(new_publish(topic, payload, qos, retain, False, None, properties))
+            self._queue.append((topic, payload, qos, retain, properties, wire))
             return PublishStatus.QUEUED
-        packet_id = self._allocate_id()
-        packet = new_publish(topic, payload, qos, retain, False, packet_id, properties)
-        if not self.transmit(packet, wire):
+        if self._send_new(topic, payload, qos, retain, properties, wire):
+            return PublishStatus.SENT
+        return PublishStatus.DROPPED
+
+    def _send_new(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties,
+        wire: tuple[bytes, bytes] | None,
+    ) -> bool:
+        """Send a QoS 1/2 message under a new packet identifier and track it; False (the
+        identifier handed out again) when it is too large for the client."""
+        messages = self._messages
+        packet_id = self._next_id
+        if packet_id in messages or self._reserved:
+            packet_id = self._allocate_id()
+        else:
+            self._next_id = packet_id % 65535 + 1
+        if wire is not None and not self.alias_maximum:  # transmit()'s shared-bytes case, inline
+            data = wire[0] + packet_id.to_bytes(2, "big") + wire[1]
+            if len(data) > self.max_packet_size:
+                self._next_id = packet_id
+                return False
+            self._out.append(data)
+        elif not self.transmit(new_publish(topic, payload, qos, retain, False, packet_id, properties)):
             self._next_id = packet_id  # the identifier was never used: hand it out again
-            return PublishStatus.DROPPED
-        self._messages[packet_id] = OutboundMessage(packet)
+            return False
+        messages[packet_id] = (topic, payload, qos, retain, properties)
         self._inflight += 1
-        return PublishStatus.SENT
+        return True
 
     def transmit(self, packet: Publish, wire: tuple[bytes, bytes] | None = None) -> bool:
         """Encode and queue a PUBLISH for this client; False if too large to send at all.
@@ -97,7 +128,6 @@ class OutboundFlow:
         ``wire`` is the packet already encoded for this connection's level, split around the
         packet identifier (see ``MqttServerConnection.publish``); used unless topic aliases are.
         """
-        new_alias = 0
         if wire is not None and not self.alias_maximum:
             packet_id = packet.packet_id  # None exactly for QoS 0
             data = wire[0] + wire[1] if packet_id is None else wire[0] + packet_id.to_bytes(2, "big") + wire[1]
@@ -105,28 +135,45 @@ class OutboundFlow:
             if packet.properties is not EMPTY_PROPERTIES:
                 packet = replace(packet, properties=EMPTY_PROPERTIES)  # 3.1.1 has none
             data = encode(packet, 4)
+        elif self.alias_maximum:
+            return self._transmit_aliased(packet)
         else:
-            if self.alias_maximum:
-                packet, new_alias = self._alias(packet)
             data = encode(packet, 5)
         if len(data) > self.max_packet_size:
             # [MQTT-3.1.2-25]: "discard it without sending it and then behave as if it had
             # completed sending that Application Message".
             return False
-        if new_alias:
-            self._aliases[packet.topic] = new_alias  # only once the client will learn it
         self._out.append(data)
         return True
 
-    def _alias(self, packet: Publish) -> tuple[Publish, int]:
-        alias = self._aliases.get(packet.topic)
+    def _transmit_aliased(self, packet: Publish) -> bool:
+        """:meth:`transmit` with an outbound topic alias (§3.3.2.3.4): a topic seen before goes
+        as an empty topic name and its alias; a new one with its name and a new alias, or the
+        alias of the least recently used topic once all are taken. The mapping changes only
+        when the packet is really sent (the client learns it from that packet)."""
+        aliases = self._aliases
+        topic = packet.topic
+        alias = aliases.get(topic)
+        evicted = None
         if alias is not None:
-            props = replace(packet.properties, topic_alias=alias)
-            return replace(packet, topic="", properties=props), 0
-        if len(self._aliases) >= self.alias_maximum:
-            return packet, 0  # all aliases taken: send the full topic
-        alias = len(self._aliases) + 1
-        return replace(packet, properties=replace(packet.properties, topic_alias=alias)), alias
+            sent = replace(packet, topic="", properties=replace(packet.properties, topic_alias=alias))
+        else:
+            if len(aliases) < self.alias_maximum:
+                alias = len(aliases) + 1
+            else:
+                evicted = next(iter(aliases))  # dicts keep insertion order: the oldest use first
+                alias = aliases[evicted]
+            sent = replace(packet, properties=replace(packet.properties, topic_alias=alias))
+        data = encode(sent, 5)
+        if len(data) > self.max_packet_size:
+            return False  # [MQTT-3.1.2-25], as in transmit()
+        if evicted is not None:
+            del aliases[evicted]
+        else:
+            aliases.pop(topic, None)
+        aliases[topic] = alias  # (re)inserted last: the most recently used
+        self._out.append(data)
+        return True
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id
@@ -161,25 +208,20 @@ class OutboundFlow:
             del self._resend[packet_id]
             self._inflight += 1
             # §4.4: re-sent with the original packet identifier and DUP set [MQTT-3.3.1-1].
-            if not self.transmit(replace(self._messages[packet_id].publish, dup=True)):
+            topic, payload, qos, retain, properties = self._messages[packet_id]
+            if not self.transmit(new_publish(topic, payload, qos, retain, True, packet_id, properties)):
                 del self._messages[packet_id]
                 self._inflight -= 1
-        while self._queue and self._inflight < self.window:
-            queued = self._queue.popleft()
-            packet_id = self._allocate_id()
-            packet = new_publish(  # as replace(queued, packet_id=...), at a fraction of the cost
-                queued.topic, queued.payload, queued.qos, queued.retain, False, packet_id, queued.properties
-            )
-            if self.transmit(packet):
-                self._messages[packet_id] = OutboundMessage(packet)
-                self._inflight += 1
-            else:
-                self._next_id = packet_id
+        queue = self._queue
+        while queue and self._inflight < self.window:
+            self._send_new(*queue.popleft())  # with the shared encoding: no re-encode
 
     # -- acknowledgements from the client -----------------------------------------------------
 
     def _complete(self, packet_id: int) -> None:
         del self._messages[packet_id]
+        if self._released:
+            self._released.discard(packet_id)
         if packet_id in self._resend:
             del self._resend[packet_id]  # never re-sent on this connection: not in flight
         else:
@@ -187,14 +229,30 @@ class OutboundFlow:
 
     def on_puback(self, packet: PubAck) -> PubAckReceived | None:
         """Complete a QoS 1 exchange; None for an unknown (stale) identifier."""
-        entry = self._messages.get(packet.packet_id)
+        return self.puback(packet.packet_id, packet.reason_code, packet.properties)
+
+    def puback(
+        self, packet_id: int, reason_code: int = 0, properties: Properties = EMPTY_PROPERTIES
+    ) -> PubAckReceived | None:
+        """:meth:`on_puback` from the fields (the connection's fast path for the two-byte
+        PUBACK decodes no packet)."""
+        entry = self._messages.get(packet_id)
         if entry is None:
             return None
-        if entry.publish.qos != 1:
+        if entry[2] != 1:
             raise _protocol_error("PUBACK for a QoS 2 message")
-        self._complete(packet.packet_id)
-        self.pump()
-        return PubAckReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+        del self._messages[packet_id]
+        if packet_id in self._resend:
+            del self._resend[packet_id]  # never re-sent on this connection: not in flight
+        else:
+            self._inflight -= 1
+        if self._queue or self._resend:
+            self.pump()
+        if not self._report:
+            return None
+        if not reason_code and properties is EMPTY_PROPERTIES:
+            return _puback_received(packet_id)
+        return PubAckReceived(packet_id, ReasonCode(reason_code), properties)
 
     def on_pubrec(self, packet: PubRec) -> PubRecReceived | None:
         """Answer PUBREC with PUBREL (or end the exchange on a failure reason)."""
@@ -205,7 +263,7 @@ class OutboundFlow:
             reason = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.level == 5 else 0
             self._out.append(encode(PubRel(packet_id, reason), self.level))
             return None
-        if entry.publish.qos != 2:
+        if entry[2] != 2:
             raise _protocol_error("PUBREC for a QoS 1 message")
         if packet.reason_code >= 0x80:
             # §4.3.3: a PUBREC with a failure reason ends the exchange; no PUBREL.
@@ -215,21 +273,24 @@ class OutboundFlow:
             if packet_id in self._resend:  # resumed and answered before we re-sent it
                 del self._resend[packet_id]
                 self._inflight += 1
-            if not entry.released:
-                self._messages[packet_id] = OutboundMessage(entry.publish, True)
+            self._released.add(packet_id)
             self._out.append(encode(PubRel(packet_id), self.level))
+        if not self._report:
+            return None
         return PubRecReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     def on_pubcomp(self, packet: PubComp) -> PubCompReceived | None:
         """Complete a QoS 2 exchange; None for an unknown (stale) identifier."""
-        entry = self._messages.get(packet.packet_id)
-        if entry is None:
+        packet_id = packet.packet_id
+        if packet_id not in self._messages:
             return None
-        if not entry.released:
+        if packet_id not in self._released:
             raise _protocol_error("PUBCOMP before PUBREL")
-        self._complete(packet.packet_id)
+        self._complete(packet_id)
         self.pump()
-        return PubCompReceived(packet.packet_id, ReasonCode(packet.reason_code), packet.properties)
+        if not self._report:
+            return None
+        return PubCompReceived(packet_id, ReasonCode(packet.reason_code), packet.properties)
 
     # -- session ------------------------------------------------------------------------------
 
@@ -241,19 +302,45 @@ class OutboundFlow:
             packet_id = message.publish.packet_id
             if packet_id is None or message.publish.qos == 0:
                 raise LocalProtocolError("session messages need a QoS > 0 and a packet id")
-            self._messages[packet_id] = message
+            packet = message.publish
+            self._messages[packet_id] = (packet.topic, packet.payload, packet.qos, packet.retain, packet.properties)
             if message.released:
                 # §4.4: re-send PUBREL. §4.9 lets PUBREL go out whatever the quota; it still
                 # counts as in flight until PUBCOMP.
+                self._released.add(packet_id)
                 self._inflight += 1
                 self._out.append(encode(PubRel(packet_id), self.level))
             else:
                 self._resend[packet_id] = None
-        self._queue.extend(queued)
+        self._queue.extend((p.topic, p.payload, p.qos, p.retain, p.properties, None) for p in queued)
         if not 1 <= next_id <= 65535:
             raise LocalProtocolError(f"next packet id {next_id} is not in 1..65535")
         self._next_id = next_id
 
     def snapshot(self) -> tuple[tuple[OutboundMessage, ...], tuple[Publish, ...], int]:
         """(unacknowledged messages, queued messages, next packet id) for the session state."""
-        return tuple(self._messages.values()), tuple(self._queue), self._next_id
+        released = self._released
+        outbound = tuple(
+            OutboundMessage(new_publish(topic, payload, qos, retain, False, pid, properties), pid in released)
+            for pid, (topic, payload, qos, retain, properties) in self._messages.items()
+        )
+        queued = tuple(
+            new_publish(topic, payload, qos, retain, False, None, properties)
+            for topic, payload, qos, retain, properties, _wire in self._queue
+        )
+        return outbound, queued, self._next_id
+
+
+_new_event = object.__new__
+_set_ack_fields = [PubAckReceived.__dict__[name].__set__ for name in ("packet_id", "reason_code", "properties")]
+
+
+def _puback_received(packet_id: int) -> PubAckReceived:
+    """``PubAckReceived(packet_id, ReasonCode.SUCCESS, EMPTY_PROPERTIES)``, only faster (a
+    frozen dataclass's ``__init__`` goes through ``object.__setattr__`` for every field)."""
+    event: PubAckReceived = _new_event(PubAckReceived)
+    set_id, set_reason, set_props = _set_ack_fields
+    set_id(event, packet_id)
+    set_reason(event, ReasonCode.SUCCESS)
+    set_props(event, EMPTY_PROPERTIES)
+    return event

@@ -127,8 +127,9 @@ def test_sentinel_failover_moves_the_layer_to_the_new_master(spawn: Any, run: An
         "sentinel down-after-milliseconds mymaster 5000\n"))
 
     async def main() -> None:
-        await until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"))
-        await until(lambda: len(sentinel.command("SENTINEL", "REPLICAS", "mymaster")) == 1)
+        await until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"), 30)
+        # Sentinel asks the master for its replicas every 10 s: a 10 s wait lost that race.
+        await until(lambda: len(sentinel.command("SENTINEL", "REPLICAS", "mymaster")) == 1, 30)
         layer = RedisChannelLayer(hosts=["redis://mymaster/0"], sentinels=[f"127.0.0.1:{sentinel_port}"],
                                   reconnect_max_delay=0.2)
         channel = await layer.new_channel()

@@ -172,7 +172,8 @@ def test_wire_format_matches_channels_redis(redis_server: RedisServer) -> None:
         assert abs(float(score) - __import__("time").time()) < 5
         assert redis_server.command("TYPE", "asgiplain") == "zset"
         assert redis_server.command("ZRANGE", "asgi:group:g", 0, -1) == [b"plain"]
-        assert 0 < redis_server.command("PTTL", key) <= 60_000
+        # 60 s, as channels_redis sets it; Redis' cached clock can make PTTL read a millisecond over.
+        assert 50_000 < redis_server.command("PTTL", key) <= 60_001
         await ours.group_send("g", {"type": "grouped"})
         members = redis_server.command("ZRANGE", "asgiplain", 0, -1)
         assert theirs.deserialize(members[-1]) == {"type": "grouped", "__asgi_channel__": ["plain"]}

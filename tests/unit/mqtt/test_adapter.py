@@ -60,6 +60,25 @@ def test_fan_out_shares_encoded_bytes_per_level(harness: Harness) -> None:
     assert v5a == v5b == [Publish("f", b"x", properties=Properties(content_type="text/plain"))]
 
 
+@pytest.mark.parametrize("level", [4, 5])
+def test_publishes_in_the_same_read_as_the_disconnect_go_through(harness: Harness, level: int) -> None:
+    """A client that pipelines publishes and its DISCONNECT (Paho's retained-message cleaner
+    does) has every one of them handled before the connection's session ends."""
+    keeper = harness.client(level)
+    keeper.connect("keeper")
+    for topic in ("x/a", "x/b", "x/c"):
+        keeper.send(Publish(topic, b"v", 1, True, packet_id=1))
+    watcher = harness.client(level)
+    watcher.connect("watcher")
+    watcher.send(Subscribe(1, (Subscription("x/#", 0),)))
+    watcher.received()
+    cleaner = harness.client(level)
+    cleaner.connect("cleaner")
+    cleaner.send(*(Publish(t, b"", 0, True) for t in ("x/a", "x/b", "x/c")), Publish("x/d", b"last"), Disconnect())
+    assert [(p.topic, p.payload) for p in watcher.received()] == [("x/a", b""), ("x/b", b""), ("x/c", b""), ("x/d", b"last")]
+    assert not harness.broker.store.retained  # type: ignore[attr-defined]
+
+
 def test_unsubscribe(harness: Harness) -> None:
     sub = harness.client()
     sub.connect("s")

@@ -325,6 +325,47 @@ def test_access_rules_on_publish_and_subscribe(broker: Broker) -> None:
     assert [m["topic"] for m in alice.received] == []  # subscribed to sensors/+/temp only
 
 
+def test_deny_rule_stops_delivery_to_wider_subscriptions(broker: Broker) -> None:
+    auth = Authenticator(rules=[
+        AccessRule(("*",), publish=("#",), subscribe=("#",)),
+        AccessRule(("*",), subscribe=("secret/#",), effect="deny"),
+    ])
+    connected(broker, "p0").publish("secret/old", b"r", retain=True)
+    connected(broker, "p1").publish("open/old", b"r", retain=True)
+    wide = connected(broker, "wide", auth=auth)
+    assert wide.subscribe("#", "secret/+/x", Subscription("$share/g/+/a", 1)) == [2, 0x87, 1]
+    assert wide.topics() == [("open/old", b"r")]  # the denied retained message is not sent
+    two = connected(broker, "two", auth=auth)
+    two.subscribe("+/a", "open/+")  # overlapping subscriptions of one client
+    pub = connected(broker, "pub", auth=auth)
+    for topic in ("secret/a", "open/a", "secret", "secret/b/x"):
+        assert pub.publish(topic, b"m", qos=1) == 0  # publishing there is not denied
+    assert [t for t, _ in wide.topics()[1:]] == ["open/a", "open/a"]  # "#" and the share group
+    assert two.topics() == [("open/old", b"r"), ("open/a", b"m")]  # retained, then one copy
+    free = connected(broker, "free")  # no rules for this client
+    free.subscribe("#")
+    pub.publish("secret/z")
+    assert free.topics()[-1] == ("secret/z", b"x")
+
+
+def test_deny_rule_applies_to_a_resumed_session(broker: Broker) -> None:
+    away = FakeConn(broker, "s", clean_start=False, expiry=60)
+    away.connect()
+    away.subscribe("#")
+    away.close()
+    connected(broker, "p").publish("secret/a", b"1", qos=1)
+    connected(broker, "p").publish("open/a", b"2", qos=1)
+    auth = Authenticator(rules=[
+        AccessRule(("*",), publish=("#",), subscribe=("#",)),
+        AccessRule(("*",), subscribe=("secret/#",), effect="deny"),
+    ])
+    back = FakeConn(broker, "s", clean_start=False, expiry=60, auth=auth)
+    assert back.connect()
+    assert back.topics() == [("open/a", b"2")]  # what waited on a denied topic is dropped
+    connected(broker, "p").publish("secret/b", b"3", qos=1)
+    assert back.topics() == [("open/a", b"2")]
+
+
 # -- serialisation -----------------------------------------------------------------------------
 
 

@@ -453,7 +453,8 @@ def test_publish_arguments_are_checked() -> None:
 
 def test_3_3_2_3_4_outbound_topic_aliases() -> None:
     """With outbound_topic_aliases, the first message carries topic and alias, later ones
-    only the alias; beyond the client's Topic Alias Maximum, topics are sent in full."""
+    only the alias; once the client's Topic Alias Maximum is reached, a new topic takes the
+    alias of the least recently used one."""
     harness = Harness(5, ServerOptions(outbound_topic_aliases=True))
     harness.connect(properties=props(topic_alias_maximum=1))
     for topic in ("a/long/topic", "a/long/topic", "other"):
@@ -461,7 +462,7 @@ def test_3_3_2_3_4_outbound_topic_aliases() -> None:
     assert harness.received() == [
         Publish("a/long/topic", b"", properties=props(topic_alias=1)),
         Publish("", b"", properties=props(topic_alias=1)),
-        Publish("other", b""),
+        Publish("other", b"", properties=props(topic_alias=1)),
     ]
     plain = Harness(5)  # off by default
     plain.connect(properties=props(topic_alias_maximum=5))

@@ -138,3 +138,38 @@ def test_consumer_auto(routes: dict[str, Any], expected: str) -> None:
         return listener.settings.consumer
 
     assert asyncio.run(scenario()) == expected
+
+
+def test_deny_rules_load_and_are_checked() -> None:
+    config = load_config_text(textwrap.dedent("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - name: m
+            protocol: mqtt
+            endpoint: tcp:0
+            broker:
+              access:
+                - {publish: ["#"], subscribe: ["#"]}
+                - {users: ["*"], effect: deny, subscribe: ["secret/#"]}
+    """), "gw.yaml")
+    rules = config.listeners[0].broker.access  # type: ignore[attr-defined]
+    assert [r.effect for r in rules] == ["allow", "deny"]
+    text = "\n".join(problems("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - name: m
+            protocol: mqtt
+            endpoint: tcp:0
+            broker:
+              access:
+                - {effect: deny}
+                - {effect: forbid, publish: ["#"]}
+    """))
+    assert "a deny rule needs publish or subscribe filters" in text
+    assert "'forbid' is not one of: allow, deny" in text
+    text = "\n".join(problems("""
+        application: tests.mqtt_apps:app
+        listeners:
+          - {name: m, protocol: mqtt, endpoint: "tcp:0", broker: {access: [{effect: deny, subscribe: ["s/#"]}]}}
+    """))
+    assert "only deny rules" in text and "add an allow rule" in text

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 
 from gateway.asgi.instance import failure_of
 
+from gateway.protocols.mqtt.broker.auth import denied_topic
 from gateway.protocols.mqtt.broker.eager import run_eager
 from gateway.protocols.mqtt.broker.index import TopicTree
 from gateway.protocols.mqtt.broker.session import (
@@ -290,12 +291,16 @@ class Broker:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def subscribe(self, session: Session, request: Subscription, qos: int, sub_id: int | None) -> Subscribed:
-        """Add or replace a subscription (§3.8.4); ``sub.existed`` tells if it replaced one."""
+    def subscribe(
+        self, session: Session, request: Subscription, qos: int, sub_id: int | None,
+        deny: tuple[str, ...] | None = None,
+    ) -> Subscribed:
+        """Add or replace a subscription (§3.8.4); ``sub.existed`` tells if it replaced one.
+        ``deny``: denied filters overlapping it (topics they match are not delivered)."""
         share, inner = parse_shared_subscription(request.topic_filter)
         sub = Sub(
             session, request.topic_filter, inner, share, qos, request.no_local,
-            request.retain_as_published, request.retain_handling, sub_id,
+            request.retain_as_published, request.retain_handling, sub_id, deny,
         )
         existed = request.topic_filter in session.subscriptions
         session.subscriptions[request.topic_filter] = sub
@@ -339,6 +344,8 @@ class Broker:
                 message = load_message(data)
                 if session.subscriptions.get(sub.filter) is not sub:
                     break  # unsubscribed meanwhile
+                if sub.deny is not None and denied_topic(sub.deny, message.topic):
+                    continue
                 ids = (sub.sub_id,) if sub.sub_id else ()
                 self._send(session, message, min(message.qos, sub.qos), True, ids, now)
         self.flush()
@@ -369,18 +376,30 @@ class Broker:
         if len(tables) == 1:
             origin = message.origin
             retained = message.retain
-            # The fast path: QoS 0 to online clients, bytes encoded once per protocol level.
-            plain = not message.qos and message.expires_at is None
+            qos = message.qos
+            # The fast path: online clients, no expiry to count down, no identifiers: the bytes
+            # are encoded once per (protocol level, QoS, RETAIN) and shared by the subscribers.
+            direct = message.expires_at is None
             dirty = self.dirty
             for sub in tables[0].values():
                 session = sub.session
                 if sub.no_local and origin == session.client_id:
                     continue
-                if plain and session.online and not sub.sub_id:
+                if sub.deny is not None and denied_topic(sub.deny, message.topic):
+                    continue  # a deny rule covers this topic for this client
+                if direct and session.online and not sub.sub_id:
                     conn = session.conn
-                    if conn is not None and conn.deliver_qos0(message, retained and sub.rap):
-                        dirty.add(conn)
-                        continue
+                    if conn is not None:
+                        granted = sub.qos if sub.qos < qos else qos
+                        flag = retained and sub.rap
+                        if not granted:
+                            if conn.deliver_qos0(message, flag):
+                                dirty.add(conn)
+                                continue
+                        elif conn.deliver(message.topic, message.payload, granted, flag, message.properties,
+                                          message.parts(conn.level, granted, flag)):
+                            dirty.add(conn)
+                            continue
                 ids = (sub.sub_id,) if sub.sub_id else ()
                 self._send(session, message, min(message.qos, sub.qos), retained and sub.rap, ids, now)
         elif tables:
@@ -394,6 +413,8 @@ class Broker:
         for table in tables:
             for client_id, sub in table.items():
                 if sub.no_local and origin == client_id:
+                    continue
+                if sub.deny is not None and denied_topic(sub.deny, message.topic):
                     continue
                 entry = merged.get(client_id)
                 if entry is None:
@@ -418,6 +439,8 @@ class Broker:
         for group in groups:
             sub = group.pick()
             if sub is not None:
+                if sub.deny is not None and denied_topic(sub.deny, message.topic):
+                    continue
                 ids = (sub.sub_id,) if sub.sub_id else ()
                 self._send(sub.session, message, min(message.qos, sub.qos), message.retain and sub.rap, ids, now)
                 delivered = True

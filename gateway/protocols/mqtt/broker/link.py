@@ -110,9 +110,23 @@ class BrokerLink:
             level=connect.protocol_level, username=self.username,
         )
         self.session = session
+        if self.auth.read_denials_possible:
+            self._apply_read_denials(session)
         if self.ended:  # the client left while we waited
             self.broker.connection_closed(session, self.conn, will=None, publish_will=False, state=None)
         return session.present
+
+    def _apply_read_denials(self, session: Session) -> None:
+        """A resumed session follows this client's deny rules: its subscriptions skip the
+        denied topics, and what waited for it on them is dropped."""
+        auth, username, client_id = self.auth, self.username, self.client_id
+        for sub in session.subscriptions.values():
+            sub.deny = auth.read_denials(username, client_id, sub.filter)
+        if session.queue:
+            kept = [item for item in session.queue if auth.may_read(username, client_id, item[0].topic)]
+            if len(kept) != len(session.queue):
+                session.queue.clear()
+                session.queue.extend(kept)
 
     def resume_state(self) -> SessionState | None:
         """The protocol state to resume in ``accept()`` (once), or None."""
@@ -135,9 +149,11 @@ class BrokerLink:
         ids = packet.properties.subscription_identifiers
         sub_id = ids[0] if ids else None
         added: list[Subscribed] = []
+        auth = self.auth
         for request, code in zip(packet.subscriptions, codes):
             if code < 0x80:
-                added.append(self.broker.subscribe(session, request, code, sub_id))
+                deny = auth.read_denials(self.username, self.client_id, request.topic_filter)
+                added.append(self.broker.subscribe(session, request, code, sub_id, deny))
         if added:
             self.broker.run(self.broker.send_retained(session, added), "retained delivery")
 

@@ -42,6 +42,7 @@ class Message:
 
     __slots__ = (
         "topic", "payload", "qos", "retain", "properties", "expires_at", "origin", "received_at", "_wire",
+        "_key", "_parts",
     )
 
     def __init__(
@@ -64,6 +65,8 @@ class Message:
         self.origin = origin
         self.received_at = received_at
         self._wire: dict[tuple[Any, ...], Any] | None = None
+        self._key = -1  # the first (level, qos, retain) encoded, as an int; its parts:
+        self._parts: tuple[bytes, bytes] | None = None
 
     @classmethod
     def from_publish(
@@ -83,14 +86,22 @@ class Message:
         Encoded once per (level, QoS, RETAIN) and shared by every subscriber: the broker's
         fan-out path. The topic and properties were validated when the message arrived.
         """
+        key = level << 3 | qos << 1 | retain
+        if key == self._key:
+            return self._parts  # type: ignore[return-value]  # set with _key
+        if self._parts is None:  # the first encoding (1 -> 1 needs no more): no dictionary
+            parts = self._parts = publish_parts(self.topic, self.payload, qos, retain, self.properties, level)
+            self._key = key
+            return parts
         wire = self._wire
         if wire is None:
             wire = self._wire = {}
-        key = (level, qos, retain)
-        parts = wire.get(key)
-        if parts is None:
-            parts = wire[key] = publish_parts(self.topic, self.payload, qos, retain, self.properties, level)
-        return parts
+        found = wire.get((level, qos, retain))
+        if found is None:
+            found = wire[(level, qos, retain)] = publish_parts(
+                self.topic, self.payload, qos, retain, self.properties, level
+            )
+        return found
 
     def wire(self, level: int, retain: bool) -> bytes:
         """This message as one QoS 0 PUBLISH for a connection at ``level`` (see :meth:`parts`)."""
@@ -100,7 +111,9 @@ class Message:
         if data is None:
             head, tail = self.parts(level, 0, retain)
             data = head + tail
-            cast(dict, self._wire)[key] = data  # parts() made the cache
+            if self._wire is None:
+                self._wire = {}
+            cast(dict, self._wire)[key] = data
         return data
 
     def properties_at(self, now: float) -> Properties | None:
@@ -171,11 +184,12 @@ class BrokerConnection(Protocol):
 class Sub:
     """One subscription of a session (§3.8.3.1 Subscription Options)."""
 
-    __slots__ = ("session", "filter", "inner", "share", "qos", "no_local", "rap", "rh", "sub_id")
+    __slots__ = ("session", "filter", "inner", "share", "qos", "no_local", "rap", "rh", "sub_id", "deny")
 
     def __init__(
         self, session: Session, topic_filter: str, inner: str, share: str | None, qos: int,
         no_local: bool = False, rap: bool = False, rh: int = 0, sub_id: int | None = None,
+        deny: tuple[str, ...] | None = None,
     ) -> None:
         self.session = session
         self.filter = topic_filter  #: as subscribed, ``$share/...`` included
@@ -186,6 +200,9 @@ class Sub:
         self.rap = rap  #: Retain As Published
         self.rh = rh  #: Retain Handling
         self.sub_id = sub_id  #: Subscription Identifier
+        #: Denied filters overlapping this one (access rules): matching topics are not
+        #: delivered to it. None (the common case): nothing to check.
+        self.deny = deny
 
     def dump(self) -> list[Any]:
         return [self.filter, self.qos, self.no_local, self.rap, self.rh, self.sub_id]
