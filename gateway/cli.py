@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", required=True, metavar="FILE", help="configuration file (YAML)")
+    run.add_argument("-w", "--workers", metavar="N", type=_workers_option,
+                     help="worker processes (a number or auto); overrides the file's workers")
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE")
     check.add_argument("--no-import", action="store_true", help="do not import the applications")
@@ -65,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     sms.add_argument("--curl", action="store_true", help="print a curl command line instead of sending")
     commands.add_parser("version", help="print the version")
     return parser
+
+
+def _workers_option(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _load(path: str, import_applications: bool = True) -> GatewayConfig | None:
@@ -121,19 +135,116 @@ def check_config(path: str, import_applications: bool = True) -> int:
     return EXIT_OK
 
 
-def run(path: str) -> int:
-    """``gateway run -c FILE``: run the daemon in the foreground until SIGTERM/SIGINT."""
+def run(path: str, workers: int | str | None = None) -> int:
+    """``gateway run -c FILE``: run the daemon in the foreground until SIGTERM/SIGINT.
+
+    With more than one worker (``workers`` in the file, or ``--workers``) this process is the
+    supervisor (:mod:`gateway.workers.supervisor`): it does not import the applications; each
+    worker is a fresh ``gateway run`` told so by its environment.
+    """
+    from gateway.workers.inherit import worker_settings
+
+    settings = worker_settings()
+    if settings is not None:
+        return _run_worker(path, settings)
+    # Read without importing anything of the application (no reactor is needed for that), to
+    # know whether this process is a supervisor.
+    config = _load(path, import_applications=False)
+    if config is None:
+        return EXIT_USAGE
+    if workers is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, workers=workers)
+        problems = list(config._check_workers())
+        for key, problem in problems:
+            print(f"gateway run: --workers {workers}: {key}: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
+    count = config.worker_count()
+    if count > 1:
+        from gateway.reactor import ReactorError, install_reactor
+
+        try:
+            # The supervisor runs on the standard loop whatever the workers' ``loop``: uvloop
+            # takes the signal wakeup descriptor that Twisted needs to hear of its children's exits.
+            supervisor_reactor = install_reactor("asyncio")
+        except ReactorError as exc:
+            print(f"gateway run: {path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _supervise(config, supervisor_reactor, path, count)
+    reactor = install_reactor_for(path, "gateway run")
+    if reactor is None:
+        return EXIT_USAGE
+    config = _load(path)
+    if config is None:
+        return EXIT_USAGE
+    return _serve(config, reactor, path)
+
+
+def _supervise(config: GatewayConfig, reactor: Any, path: str, count: int) -> int:
+    from gateway.logs import start_logging
+
+    start_logging(config.logging.level, config.logging.format, config.logging.output)
+    from gateway.workers.supervisor import Supervisor
+
+    try:
+        service = Supervisor(config, reactor, path, count)
+    except Exception as exc:
+        print(f"gateway run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    service.privilegedStartService()
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return service.exit_code
+
+
+def _run_worker(path: str, settings: Any) -> int:
+    """One worker of a supervisor: the listeners adopt its sockets; the admin listeners stay
+    with the supervisor, listeners without a socket (MQTT connectors, IMAP readers) run in
+    worker 0 only."""
     prepared = _prepare(path, "gateway run")
     if isinstance(prepared, int):
         return prepared
     config, reactor = prepared
+    import dataclasses
+
+    listeners = tuple(item for item in config.listeners if item.protocol != "admin"
+                      and (getattr(item, "endpoint", None) or settings.index == 0))
+    config = dataclasses.replace(config, listeners=listeners)
+    from gateway.logs import set_worker
+    from gateway.workers.link import WorkerLink
+
+    set_worker(settings.index)
+    return _serve(config, reactor, path, WorkerLink(settings))
+
+
+def _process_local_layers(registry: Any) -> list[str]:
+    """Aliases whose layer lives in this process only (the in-memory layers)."""
+    found = []
+    for alias in registry.aliases:
+        layer = registry.get(alias)
+        if layer is not None and type(layer).__name__ == "InMemoryChannelLayer":
+            found.append(repr(alias))
+    return found
+
+
+def _serve(config: GatewayConfig, reactor: Any, path: str, worker: Any = None) -> int:
     from gateway.logs import start_logging
 
     start_logging(config.logging.level, config.logging.format, config.logging.output)
     from gateway.service import GatewayService
 
     try:
-        service = GatewayService(config, reactor=reactor, config_path=path)
+        service = GatewayService(config, reactor=reactor, config_path=path, worker=worker)
+        if worker is not None:
+            local = _process_local_layers(service.layers)
+            if local:  # Django's CHANNEL_LAYERS: known only once the settings are imported
+                print(f"gateway run: several workers, but channel layer(s) {', '.join(local)} are in memory "
+                      "(one process each): configure a Redis layer (channels_redis or backend: redis), or set "
+                      "workers: 1", file=sys.stderr)
+                return EXIT_USAGE
     except Exception as exc:
         print(f"gateway run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -414,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.config)
+        return run(args.config, args.workers)
     if args.command == "check-config":
         return check_config(args.config, not args.no_import)
     if args.command == "worker":

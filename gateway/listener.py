@@ -399,6 +399,10 @@ class GatewayListener(Service):
 
     #: The listener's name (the configuration's; Twisted's Service allows ``None``).
     name: str
+    #: Seconds an idle HTTP/1 keep-alive connection may stay open during :meth:`drain` waiting
+    #: for its next request, answered with ``Connection: close`` (0: close idle ones at once).
+    #: A worker replaced by a reload drains this way, so clients never race a close.
+    idle_grace: float = 0.0
 
     def __init__(self, name: str) -> None:
         self.setName(name)
@@ -492,6 +496,12 @@ class EndpointListener(GatewayListener):
         return getattr(self.config, "ssl", None)
 
     def _listen(self) -> defer.Deferred[Any]:
+        from gateway.workers.inherit import inherited_socket
+
+        inherited = inherited_socket(self.name)
+        if inherited is not None:
+            # A worker: the supervisor bound the socket; adopt it instead of binding.
+            return defer.succeed(self._adopt(inherited.fd, inherited.family))
         endpoint = serverFromString(self.reactor, with_default_backlog(self.endpoint_description))
         from gateway._compat.twisted_ports import server_context_factory
 
@@ -501,6 +511,23 @@ class EndpointListener(GatewayListener):
 
             apply_policy(context_factory.getContext(), self.ssl_config())
         return endpoint.listen(self.factory)
+
+    def _adopt(self, fd: int, family: int) -> Any:
+        """Serve a listening socket the supervisor bound (a worker process)."""
+        factory: Any = self.factory
+        if self.endpoint_description.startswith("ssl:"):
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            from gateway._compat.twisted_ports import server_context_factory
+            from gateway.tls import apply_policy
+
+            context_factory = server_context_factory(serverFromString(self.reactor, self.endpoint_description))
+            assert context_factory is not None
+            apply_policy(context_factory.getContext(), self.ssl_config())
+            factory = TLSMemoryBIOFactory(context_factory, False, self.factory)
+        from gateway._compat.twisted_ports import adopt_stream_port
+
+        return adopt_stream_port(self.reactor, fd, family, factory)
 
     def _listening(self, port: Any) -> None:
         self.port = port
@@ -550,8 +577,13 @@ class EndpointListener(GatewayListener):
         if connections:
             log.info("{name}: waiting up to {timeout}s for {count} connection(s) to finish",
                      name=self.name, timeout=timeout, count=len(connections))
+        grace = self.idle_grace
         for connection in connections:
-            connection.shutdown()
+            retire = getattr(connection, "retire", None) if grace > 0 else None
+            if retire is not None:
+                retire(grace)
+            else:
+                connection.shutdown()
         empty = self.factory.when_empty()
         if not empty.called:
             timer = reactor.callLater(timeout, self.force_close)

@@ -68,6 +68,16 @@ def _failure_text(event: dict[str, Any]) -> str | None:
     return out.getvalue().rstrip()
 
 
+#: The worker this process is (``workers`` above 1), shown on each line; None otherwise.
+_worker: int | None = None
+
+
+def set_worker(index: int | None) -> None:
+    """Tag every line this process logs with its worker number (a worker of a supervisor)."""
+    global _worker
+    _worker = index
+
+
 def text_observer(stream: IO[str]) -> ILogObserver:
     """One line per event: time, level, namespace and message (plus a traceback)."""
 
@@ -76,7 +86,8 @@ def text_observer(stream: IO[str]) -> ILogObserver:
         level = event.get("log_level", LogLevel.info)
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.get("log_time", time.time())))
         message = formatEvent(event)
-        text = f"{when} [{event.get('log_namespace', '-')}#{level.name}] {message}\n"
+        tag = "" if _worker is None else f"[worker {_worker}] "
+        text = f"{when} [{event.get('log_namespace', '-')}#{level.name}] {tag}{message}\n"
         failure = _failure_text(event)
         if failure:
             text += failure + "\n"
@@ -101,6 +112,8 @@ def json_observer(stream: IO[str]) -> ILogObserver:
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),
         }
+        if _worker is not None:
+            record["worker"] = _worker
         failure = _failure_text(event)
         if failure:
             record["traceback"] = failure

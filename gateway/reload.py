@@ -31,7 +31,7 @@ from gateway.config.schema import RejectionsConfig
 __all__ = ["RESTART_ONLY", "ListenerStep", "ReloadPlan", "plan_reload"]
 
 #: Settings a reload cannot change (the running value is kept until a restart).
-RESTART_ONLY = ("loop", "layers", "lifespan")
+RESTART_ONLY = ("loop", "layers", "lifespan", "workers", "supervisor")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
     if (new.logging.format, new.logging.output) != (old.logging.format, old.logging.output):
         kept.append("logging")
     applied = dataclasses.replace(
-        new, loop=old.loop, layers=old.layers, lifespan=old.lifespan,
+        new, loop=old.loop, layers=old.layers, lifespan=old.lifespan, workers=old.workers, supervisor=old.supervisor,
         logging=dataclasses.replace(new.logging, format=old.logging.format, output=old.logging.output),
     )
     running = {listener.name: listener for listener in old.listeners}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,8 +44,14 @@ class GatewayService(MultiService):
     """
 
     def __init__(self, config: GatewayConfig, reactor: Any = None, loop: asyncio.AbstractEventLoop | None = None,
-                 install_signal_handlers: bool = True, config_path: str | None = None) -> None:
+                 install_signal_handlers: bool = True, config_path: str | None = None, worker: Any = None) -> None:
         super().__init__()
+        #: The link to the supervisor when this daemon is one of several workers
+        #: (:class:`gateway.workers.link.WorkerLink`), else None.
+        self.worker = worker
+        #: Seconds idle keep-alive connections wait for a last request while draining (a
+        #: worker retired by a reload, see :attr:`GatewayListener.idle_grace`).
+        self.idle_grace = 0.0
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -61,6 +68,7 @@ class GatewayService(MultiService):
         self.ready = False
         self.stopping = False
         self._signals = 0
+        self._stop_begun = False
         self._watchdog: Any = None
         self._executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="gateway-sync")
         self.apps: dict[str, ASGIApp] = {}
@@ -68,19 +76,16 @@ class GatewayService(MultiService):
         self.listeners: list[GatewayListener] = []
         #: Listeners taken out by a reload whose connections are still open.
         self.retiring: set[GatewayListener] = set()
-        from gateway.metrics.hub import MetricsHub
-
         #: Counters by listener, exported by admin listeners (docs/operations.md).
-        self.metrics = MetricsHub(self)
+        self.metrics = self.make_hub()
         from gateway.consumers import configure_sync_threads
-        from gateway.layers import LayerRegistry
         from gateway.logs import configure_rejections
 
         configure_sync_threads(config.threads)
         configure_rejections(config.logging.rejections.lines, config.logging.rejections.period)
         #: The channel layers by alias: this service's own; its applications see them through
         #: get_channel_layer() (gateway/layers/registry.py), another service's do not.
-        self.layers = LayerRegistry(config.layers_mapping())
+        self.layers = self.make_layers()
         #: What this service's listeners share (``ListenerContext.shared``: the MQTT brokers).
         self.shared: dict[str, Any] = {}
         with self.layers.using():
@@ -88,6 +93,18 @@ class GatewayService(MultiService):
                 listener = self.build_listener(listener_config, config)
                 listener.setServiceParent(self)
                 self.listeners.append(listener)
+
+    def make_layers(self) -> Any:
+        """The channel layers of this daemon (the supervisor of several workers has none)."""
+        from gateway.layers import LayerRegistry
+
+        return LayerRegistry(self.config.layers_mapping())
+
+    def make_hub(self) -> Any:
+        """The metrics hub (the supervisor of several workers has one that adds theirs up)."""
+        from gateway.metrics.hub import MetricsHub
+
+        return MetricsHub(self)
 
     def listener_context(self, listener_config: Any, config: GatewayConfig) -> ListenerContext:
         """The context a listener of ``config`` is built with."""
@@ -138,6 +155,8 @@ class GatewayService(MultiService):
     def _start(self) -> None:
         if self.install_signal_handlers:
             self._install_signal_handlers()
+        if self.worker is not None:
+            self.worker.attach(self)
         self.loop.set_default_executor(self._executor)
         defer.Deferred.fromFuture(asyncio.ensure_future(self._startup(), loop=self.loop))
 
@@ -169,6 +188,9 @@ class GatewayService(MultiService):
         # Everything built so far (modules, applications, configuration) lives as long as the
         # process: keep it out of the garbage collector's scans.
         gc.freeze()
+        if self.worker is not None:
+            self.worker.ready()
+            return
         systemd.notify("READY=1\nSTATUS=" + self.status_line())
         self._watchdog = systemd.start_watchdog(self.reactor)
 
@@ -187,7 +209,8 @@ class GatewayService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         self.stopping = True
-        systemd.notify("STOPPING=1")
+        if self.worker is None:  # a worker keeps reporting while it drains
+            systemd.notify("STOPPING=1")
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stop()
         return defer.Deferred.fromFuture(asyncio.ensure_future(self._shutdown(), loop=self.loop))
@@ -196,6 +219,8 @@ class GatewayService(MultiService):
         drain = self.config.timeouts.drain
         if self.ready:
             log.info("Stopping: finishing started requests (up to {drain}s)", drain=drain)
+        for listener in [*self.listeners, *self.retiring]:
+            listener.idle_grace = self.idle_grace
         await defer.DeferredList(
             [listener.drain(drain, self.reactor) for listener in [*self.listeners, *self.retiring]], consumeErrors=True
         ).asFuture(self.loop)
@@ -231,7 +256,30 @@ class GatewayService(MultiService):
     def _signal_handler(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self._signal_received, signum)
 
+    def worker_command(self, command: str) -> None:
+        """A command from the supervisor (this daemon is a worker): ``stop`` drains as SIGTERM
+        does, ``retire`` drains for a reload (idle keep-alive connections get a last answer with
+        ``Connection: close``), ``force`` closes everything now, ``beat`` reports at once.
+
+        A SIGTERM/SIGINT sent to every process of the daemon at once (a terminal's Ctrl-C,
+        systemd's ``KillMode=control-group``) and the supervisor's ``stop`` are one request to
+        stop: only a second signal, or ``force``, cuts connections."""
+        if command in ("stop", "retire"):
+            if command == "retire" and not self.stopping:
+                self.idle_grace = RETIRE_IDLE_GRACE
+            self._graceful("the supervisor asked")
+        elif command == "force":
+            self._force("the supervisor asked again")
+        elif command == "beat":
+            if self.worker is not None:
+                self.worker.beat()
+        else:
+            log.warn("Unknown command from the supervisor: {command!r}", command=command)
+
     def _signal_received(self, signum: int) -> None:
+        if signum == signal.SIGHUP and self.worker is not None:
+            log.warn("Received SIGHUP in a worker: send it to the supervisor (pid {pid}) to reload", pid=os.getppid())
+            return
         if signum == signal.SIGHUP:
             if self.config_path is None:
                 log.warn("Received SIGHUP, but this daemon was not started from a configuration file")
@@ -242,17 +290,29 @@ class GatewayService(MultiService):
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals == 1:
-            log.info("Received {signal}: shutting down gracefully (send it again to force)", signal=name)
-            if self.reactor.running:
-                self.reactor.stop()
+            self._graceful(f"Received {name}")
         else:
-            log.warn("Received {signal} again: closing all connections now", signal=name)
-            cut = self.force_stop()
-            if cut:
-                log.error("Forced stop: {count} connection(s) were cut before they finished; exiting with status {code}",
-                          count=cut, code=EXIT_FORCED)
-                if not self.exit_code:
-                    self.exit_code = EXIT_FORCED
+            self._force(f"Received {name} again")
+
+    def _graceful(self, why: str) -> None:
+        if self._stop_begun:
+            return
+        self._stop_begun = True
+        log.info("{why}: shutting down gracefully (send it again to force)", why=why)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def _force(self, why: str) -> None:
+        self._stop_begun = True
+        log.warn("{why}: closing all connections now", why=why)
+        cut = self.force_stop()
+        if cut:
+            log.error("Forced stop: {count} connection(s) were cut before they finished; exiting with status {code}",
+                      count=cut, code=EXIT_FORCED)
+            if not self.exit_code:
+                self.exit_code = EXIT_FORCED
+        if self.reactor.running and not self.stopping:
+            self.reactor.stop()
 
     # -- reload --------------------------------------------------------------------------
 
@@ -375,6 +435,9 @@ class GatewayService(MultiService):
 
 #: The exit status after a second SIGTERM/SIGINT cut connections short (README, exit statuses).
 EXIT_FORCED = 3
+#: Seconds an idle keep-alive connection of a worker replaced by a reload waits for a last
+#: request (answered with ``Connection: close``) before it is closed.
+RETIRE_IDLE_GRACE = 1.0
 #: File descriptors the daemon needs besides its connections: its listening sockets, logs,
 #: the loop's epoll, Redis and smarthost connections, files served with pathsend.
 FD_MARGIN = 128

@@ -63,6 +63,10 @@ def makeService(options: Options) -> Any:
     config = _load(path)
     if config is None:
         raise SystemExit(2)
+    if config.worker_count() > 1:
+        print(f"twistd gateway: {path}: workers: {config.workers} needs gateway run -c {path} (its supervisor runs "
+              "the worker processes); twistd runs one process: set workers: 1", file=sys.stderr)
+        raise SystemExit(2)
     if preinstalled and config.loop == "uvloop":
         print("twistd gateway: --reactor=asyncio chose the standard loop; drop --reactor to run on uvloop",
               file=sys.stderr)

@@ -20,6 +20,10 @@ STATS: dict[str, Any] = {"big_sent": 0, "big_held": None, "upload_received": 0, 
 RELEASES: dict[str, asyncio.Event] = {}
 
 
+if os.environ.get("GATEWAY_TEST_IMPORTED"):  # which processes imported the application
+    with open(os.environ["GATEWAY_TEST_IMPORTED"], "a") as _imported:
+        _imported.write(f"{os.getpid()}\n")
+
 async def send_noting_holds(send: Any, message: dict[str, Any], on_hold: Any) -> None:
     """``await send(message)``, calling ``on_hold()`` first if send() has to wait: if it is still
     pending after one pass of the loop, the server's flow control holds the application (a send()
@@ -106,6 +110,8 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = _query(scope)
     if path == "/hello":
         await text(send, b"Hello, world!")
+    elif path == "/pid":  # which worker process answered (tests of workers: N)
+        await text(send, str(os.getpid()).encode())
     elif path == "/scope":
         shown = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string")}
         shown["headers"] = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]

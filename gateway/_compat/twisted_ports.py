@@ -37,3 +37,20 @@ def set_port_logger(port: Any, logger: Logger) -> bool:
         return False
     port._logger = logger
     return True
+
+
+def adopt_stream_port(reactor: Any, fd: int, family: int, factory: Any) -> Any:
+    """``reactor.adoptStreamPort``, except that an adopted UNIX port leaves its socket file alone:
+    Twisted would chmod it to 0666 on start and unlink it on stop, but the supervisor of the
+    workers owns the file (its mode, its removal when the daemon stops)."""
+    import socket
+
+    if family != socket.AF_UNIX:
+        return reactor.adoptStreamPort(fd, family, factory)
+    from twisted.internet import unix
+
+    port = unix.Port._fromListeningDescriptor(reactor, fd, factory)
+    port._bindPath = "\0"  # "abstract namespace" to Twisted: no chmod, no unlink
+    port.startListening()
+    port._shouldShutdown = False  # shutdown() would stop the socket for every worker (TCP ports know)
+    return port

@@ -67,6 +67,9 @@ class AdminApp:
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", _TEXT, [(b"allow", b"GET, HEAD")])
             return
+        refresh = getattr(self.hub, "refresh", None)
+        if refresh is not None and path in ("/metrics", "/readyz"):
+            await refresh()  # several workers: their numbers as of now, not of their last report
         if path == "/metrics":
             await _respond(send, 200, self.hub.exposition(), _PROMETHEUS)
         elif path == "/healthz":
@@ -139,6 +142,9 @@ async def readiness(service: Any, timeout: float = 2.0) -> list[str]:
         reasons.append("stopping")
     elif not service.ready:
         reasons.append("starting")
+    workers = getattr(service, "worker_problems", None)
+    if callable(workers):  # the supervisor of several workers: ready only while all of them are
+        reasons.extend(workers())
     for listener in service.listeners:
         problem = listener.readiness_problem()
         if problem is not None:

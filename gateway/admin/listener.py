@@ -45,8 +45,10 @@ def build_listener(config: AdminListenerConfig, context: ListenerContext) -> Adm
         from gateway.metrics.hub import MetricsHub
 
         hub = MetricsHub(service)
+    all_ready = getattr(service, "all_ready", None)  # the supervisor of several workers: all of them
     sampler = sampler_for(hub, context.reactor, history=max(1, int(config.history)),
-                          ready=lambda: bool(service is not None and service.ready and not service.stopping))
+                          ready=all_ready if callable(all_ready) else
+                          lambda: bool(service is not None and service.ready and not service.stopping))
     app = AdminApp(service, hub, sampler, readiness_timeout=float(config.readiness_timeout))
     http = build_http_listener(config, dataclasses.replace(context, app=app, state={}))
     listener = AdminListener(config.name, http.endpoint_description, http.factory, context.reactor)

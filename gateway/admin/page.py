@@ -6,7 +6,10 @@ Element ids the tests read: ``state`` (live / disconnected), ``ready``, and per 
 ``open-<p>``, ``cps-<p>``, ``mps-<p>``, ``total-<p>`` (messages received + sent since start),
 ``conns-<p>`` (connections since start); per MQTT connector (a second table, shown when there are
 some) ``connector-<name>`` with ``conn-state-<name>`` (connected / down), ``conn-received-<name>``,
-``conn-sent-<name>``, ``conn-queued-<name>``, ``conn-reconnects-<name>``; the chart ``chart`` (one ``path.series`` per protocol,
+``conn-sent-<name>``, ``conn-queued-<name>``, ``conn-reconnects-<name>``; per worker process (a
+third table, shown when the daemon runs several) ``worker-<n>`` with ``worker-state-<n>``
+(serving, starting, restarting, ...), ``worker-open-<n>``, ``worker-messages-<n>``,
+``worker-conns-<n>``, ``worker-restarts-<n>``, ``worker-pid-<n>``; the chart ``chart`` (one ``path.series`` per protocol,
 ``g.y-axis`` and ``g.x-axis`` with one ``text`` per tick, ``text.unit``).
 """
 
@@ -51,6 +54,8 @@ small{color:var(--muted)}
 <span id="keep">?</span></small>
 <table><thead><tr><th>protocol</th><th>open</th><th>conn/s</th><th>msg/s</th>
 <th>messages</th><th class="wide">connections</th></tr></thead><tbody id="rows"></tbody></table>
+<table id="workers-table" hidden><thead><tr><th>worker</th><th>state</th><th>open</th><th>messages</th>
+<th class="wide">connections</th><th class="wide">restarts</th><th class="wide">pid</th></tr></thead><tbody id="workers"></tbody></table>
 <table id="connectors-table" hidden><thead><tr><th>connector</th><th>state</th><th>received</th><th>sent</th>
 <th>queued</th><th class="wide">reconnects</th></tr></thead><tbody id="connectors"></tbody></table>
 <div class="tabs" id="tabs">
@@ -125,6 +130,7 @@ SCRIPT = b"""'use strict';
       body.appendChild(tr);
     });
     connectors(sample.connectors || {});
+    workers(sample.workers || []);
     var ready = $('ready');
     ready.textContent = sample.ready ? 'ready' : 'not ready';
     ready.className = 'badge ' + (sample.ready ? 'ok' : 'bad');
@@ -147,6 +153,28 @@ SCRIPT = b"""'use strict';
       tr.appendChild(cell(String(item.sent), 'conn-sent-' + name));
       tr.appendChild(cell(String(item.queued), 'conn-queued-' + name));
       tr.appendChild(cell(String(item.reconnects), 'conn-reconnects-' + name, true));
+      body.appendChild(tr);
+    });
+  }
+  function workers(rows) {
+    var body = $('workers');
+    $('workers-table').hidden = rows.length === 0;
+    body.textContent = '';
+    rows.forEach(function (item) {
+      var n = item.worker, tr = document.createElement('tr'), state = document.createElement('td');
+      var badge = document.createElement('span');
+      badge.className = 'badge ' + (item.state === 'serving' ? 'ok' : 'bad');
+      badge.textContent = item.state;
+      badge.id = 'worker-state-' + n;
+      state.appendChild(badge);
+      tr.id = 'worker-' + n;
+      tr.appendChild(cell(String(n)));
+      tr.appendChild(state);
+      tr.appendChild(cell(String(item.open), 'worker-open-' + n));
+      tr.appendChild(cell(String(item.messages), 'worker-messages-' + n));
+      tr.appendChild(cell(String(item.connections), 'worker-conns-' + n, true));
+      tr.appendChild(cell(String(item.restarts), 'worker-restarts-' + n, true));
+      tr.appendChild(cell(item.pid === null ? '\\u2013' : String(item.pid), 'worker-pid-' + n, true));
       body.appendChild(tr);
     });
   }

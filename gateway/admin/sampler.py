@@ -51,13 +51,17 @@ class Sampler:
         clock: wall-clock time for the timestamps shown.
         connectors: returns ``{name: {"up", "received", "sent", "reconnects", "queued",
             "dropped"}}`` for the MQTT connectors (none: no such entry).
+        workers: returns one row per worker process (``worker``, ``pid``, ``state``, ``open``,
+            ``connections``, ``messages``, ``restarts``, ``uptime``) when the daemon runs several.
     """
 
     def __init__(self, summary: Summary, reactor: Any, *, history: int = 300,
                  interval: float = 1.0, ready: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time, connectors: Details | None = None) -> None:
+                 clock: Callable[[], float] = time.time, connectors: Details | None = None,
+                 workers: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.summary = summary
         self.connectors = connectors
+        self.workers = workers
         self.reactor = reactor
         self.interval = interval
         self.ready = ready
@@ -147,6 +151,8 @@ class Sampler:
         connectors = self.connectors() if self.connectors is not None else None
         if connectors:
             point["connectors"] = connectors
+        if self.workers is not None:
+            point["workers"] = self.workers()
         text = json.dumps(point, separators=(",", ":"))
         self.history.append(text)
         return text
@@ -175,7 +181,7 @@ def sampler_for(hub: Any, reactor: Any, *, history: int, ready: Callable[[], boo
     sampler = _samplers.get(hub)
     if sampler is None or sampler.reactor is not reactor:
         sampler = _samplers[hub] = Sampler(hub.summary, reactor, history=history, ready=ready,
-                                           connectors=getattr(hub, "connectors", None))
+                                           connectors=getattr(hub, "connectors", None), workers=getattr(hub, "workers", None))
     else:
         sampler.resize(history)
         sampler.ready = ready

@@ -98,7 +98,7 @@ def section(title: str, cls: Any, prefix: str, level: int = 2) -> Iterator[str]:
         if not field.init:
             continue
         tp = hints[field.name]
-        yield (f"| `{prefix}{field.name}` | {type_name(tp)} | {default_text(field, tp)} | "
+        yield (f"| `{prefix}{field.name}` | {field.metadata.get('type') or type_name(tp)} | {default_text(field, tp)} | "
                f"{field.metadata.get('doc', '')} |")
         inner = tp
         if get_origin(tp) is tuple:

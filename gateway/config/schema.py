@@ -287,6 +287,39 @@ class TimeoutsConfig:
     lifespan_shutdown: Duration = field(default=Duration(30.0), metadata={"doc": "How long lifespan shutdown may take.", "check": positive})
 
 
+def parse_workers(value: object) -> int | str:
+    """``workers``: a positive number, or ``auto`` (one per CPU)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"expected a number of processes or auto, got {value!r}")
+    if value < 1:
+        raise InvalidValue(f"must be at least 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisorConfig:
+    """The supervisor that runs the worker processes when ``workers`` is more than 1."""
+
+    balance: Literal["reuseport", "shared"] = field(
+        default="reuseport",
+        metadata={"doc": "How TCP and TLS connections are spread across workers: reuseport (one socket per worker with SO_REUSEPORT, the kernel spreads new connections evenly) or shared (one socket every worker accepts from; unix: and systemd: endpoints always share)."},
+    )
+    heartbeat_timeout: Duration = field(
+        default=Duration(30.0),
+        metadata={"doc": "A worker whose event loop has not answered for this long is killed and restarted (it reports once a second).", "check": positive},
+    )
+    start_timeout: Duration = field(
+        default=Duration(90.0),
+        metadata={"doc": "How long a worker may take to start serving (import, lifespan startup) before it counts as failed.", "check": positive},
+    )
+    max_restart_delay: Duration = field(
+        default=Duration(10.0),
+        metadata={"doc": "Longest wait before restarting a worker that keeps dying (the wait doubles from 0.1s).", "check": positive},
+    )
+
+
 def check_module_path(value: str) -> None:
     """Check a dotted Python module path (``mysite.settings``)."""
     if not value or not all(part.isidentifier() for part in value.split(".")):
@@ -319,6 +352,11 @@ class GatewayConfig:
         metadata={"doc": "Lifespan protocol: auto (used if the application supports it), on (required), off."},
     )
     threads: int = field(default=32, metadata={"doc": "Size of the thread pool that runs sync consumers and sync_to_async code.", "check": positive})
+    workers: int | str = field(
+        default=1,
+        metadata={"doc": "Worker processes serving the listeners: a number, or auto (one per CPU). Above 1 a supervisor binds the sockets and runs the workers; the channel layers must span processes (Redis).", "parse": parse_workers, "type": "int \\| `auto`"},
+    )
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig, metadata={"doc": "The supervisor of the worker processes (workers above 1)."})
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig, metadata={"doc": "Daemon-wide timeouts."})
     listeners: tuple[ListenerConfig, ...] = field(default=(), metadata={"doc": "The listeners: one protocol and one endpoint each."})
     layers: Mapping[str, LayerConfig] = field(
@@ -370,6 +408,41 @@ class GatewayConfig:
                 yield "application", f"listener {listener.name!r} has no application; set the top-level application or the listener's own"
         if not self.listeners:
             yield "listeners", "at least one listener is needed"
+        yield from self._check_workers()
+
+    def worker_count(self) -> int:
+        """How many worker processes ``workers`` asks for (``auto``: the CPUs this process may use)."""
+        if self.workers == "auto":
+            try:
+                return max(1, len(os.sched_getaffinity(0)))
+            except (AttributeError, OSError):
+                return max(1, os.cpu_count() or 1)
+        return int(self.workers)
+
+    def _check_workers(self) -> Iterable[tuple[str, str]]:
+        """Several workers act as one only through state they share: refuse process-local layers
+        and MQTT brokers that would be one per worker."""
+        count = self.worker_count()
+        if count <= 1:
+            return
+        fix = ("configure a Redis layer, e.g. layers: {default: {backend: redis, hosts: ['redis://127.0.0.1:6379/0']}}, "
+               "or set workers: 1")
+        what = f"workers: {self.workers} runs {count} processes"
+        if not self.layers and not self.django_settings():
+            yield "layers", (f"{what}, but the default channel layer is the in-memory one, which one process "
+                             f"cannot share with another (groups and gateway send would reach one worker): {fix}")
+        for alias, layer in self.layers.items():
+            if layer.backend == "memory":
+                yield f"layers.{alias}", (f"{what}, but layer {alias!r} is in memory (backend: memory), which one "
+                                          f"process cannot share with another: {fix}")
+        for listener in self.listeners:
+            broker = getattr(listener, "broker", None)
+            if listener.protocol != "mqtt" or broker is None:
+                continue
+            if broker.store != "redis" or broker.cluster == "off":
+                yield "listeners", (f"{what}, but the MQTT broker of listener {listener.name!r} would be one broker per "
+                                    "worker (sessions and retained messages not shared): set broker.store: redis "
+                                    "and keep broker.cluster: auto with a Redis layer, or set workers: 1")
 
     def application_for(self, listener: ListenerConfig) -> str | None:
         """The application reference a listener serves: its own, the top-level one, or with a
@@ -391,5 +464,6 @@ __all__ = [
     "MemoryLayerConfig",
     "RedisLayerConfig",
     "Size",
+    "SupervisorConfig",
     "TimeoutsConfig",
 ]

@@ -30,6 +30,13 @@ class Family:
 _L = ("listener", "protocol")
 
 FAMILIES: dict[str, Family] = {
+    # -- worker processes (workers above 1; the supervisor's admin listeners) -----------------
+    "workers": Family("gateway_workers", "gauge", "Worker processes configured.", ()),
+    "worker_up": Family("gateway_worker_up", "gauge", "1 while the worker serves and reports itself ready.", ("worker",)),
+    "worker_restarts": Family("gateway_worker_restarts", "counter",
+                              "Times the worker was restarted after it died or stopped answering.", ("worker",)),
+    "worker_connections_open": Family("gateway_worker_connections_open", "gauge",
+                                      "Open connections of the worker (all its listeners).", ("worker",)),
     # -- listeners ---------------------------------------------------------------------------
     "listener_up": Family("gateway_listener_up", "gauge", "1 while the listener is bound and accepting.", _L),
     "connections_open": Family("gateway_connections_open", "gauge", "Open connections.", _L),

@@ -61,6 +61,8 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         #: Run in the child before the daemon starts (say, to lower its resource limits).
         self.preexec: Callable[[], None] | None = None
+        #: Descriptors the daemon inherits (a socket passed as systemd would).
+        self.pass_fds: tuple[int, ...] = ()
         self.addresses: dict[str, str] = {}
         self.notifications: list[str] = []
         self._sock: socket.socket | None = None
@@ -80,7 +82,7 @@ class Daemon:
         self.env["NOTIFY_SOCKET"] = notify_path
         self._output = open(self.output_path, "wb")
         self.process = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=self._output, stderr=subprocess.STDOUT,
-                                        preexec_fn=self.preexec)
+                                        preexec_fn=self.preexec, pass_fds=self.pass_fds)
         if expect_ready:
             self.wait_for("READY=1", timeout)
             for line in self.notifications:

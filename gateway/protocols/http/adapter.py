@@ -345,6 +345,8 @@ class HTTPProtocol(Protocol):
         #: No more requests are served: the connection is closing (or lingering to close).
         self.closing = False
         self._shutting_down = False
+        #: Retired (a worker being replaced): the next response says Connection: close.
+        self._retiring = False
         self._lost = False
         self._deadline: float | None = None
         self._deadline_kind = _HEAD
@@ -453,6 +455,8 @@ class HTTPProtocol(Protocol):
     def _on_request(self, request: Request) -> None:
         if self._error is not None:
             return
+        if self._retiring:
+            request.keep_alive = False
         settings = self.settings
         self._deadline = None
         client, scheme, host = self.client, self.scheme, None
@@ -802,6 +806,18 @@ class HTTPProtocol(Protocol):
         if last is not None and not last.response.started:
             # Tell the client with the last response that the connection closes.
             last.request.keep_alive = False
+
+    def retire(self, grace: float) -> None:
+        """Stop keeping the connection alive without racing the client's next request (a worker
+        replaced by a reload): a busy connection ends after its last response, which says
+        ``Connection: close``; an idle one answers its next request with ``Connection: close``,
+        or is closed once it stayed idle for ``grace`` seconds."""
+        if self.active is not None or self.pending:
+            self.shutdown()
+            return
+        self._retiring = True
+        if not self.closing:
+            self._set_deadline(grace, _IDLE)
 
     def abort(self) -> None:
         """Close at once (the drain timeout passed, or a second signal arrived)."""

@@ -225,3 +225,45 @@ def test_configuration_reference_is_current() -> None:
     from gateway.config.reference import render
 
     assert (REPO / "docs/configuration.md").read_text() == render()
+
+
+def test_workers_is_a_number_or_auto() -> None:
+    for value, wanted in (("3", 3), ("auto", "auto")):
+        config = load_config_text(f"""\
+application: gateway.demo:application
+workers: {value}
+layers: {{default: {{backend: redis, hosts: ["redis://127.0.0.1:6379/0"]}}}}
+listeners:
+  - {{name: web, protocol: http, endpoint: "tcp:0"}}
+""", "gw.yaml", import_applications=False)
+        assert config.workers == wanted
+        assert config.worker_count() >= 1
+    for value, message in (("0", "must be at least 1"), ("many", "expected a number of processes or auto"),
+                           ("true", "expected a number")):
+        found = problems(f"""\
+            application: gateway.demo:application
+            workers: {value}
+            listeners:
+              - {{name: web, protocol: http, endpoint: "tcp:0"}}
+            """)
+        assert any(line.startswith("gw.yaml:2: workers: " + message) for line in found), found
+
+
+def test_several_workers_refuse_process_local_state() -> None:
+    found = problems("""\
+        application: gateway.demo:application
+        workers: 2
+        layers: {chat: {backend: memory}}
+        listeners:
+          - {name: web, protocol: http, endpoint: "tcp:0"}
+          - {name: mqtt, protocol: mqtt, endpoint: "tcp:0"}
+        """)
+    assert any("layers.chat" in line and "Redis layer" in line for line in found), found
+    assert any("broker.store: redis" in line for line in found), found
+    found = problems("""\
+        application: gateway.demo:application
+        workers: 2
+        listeners:
+          - {name: web, protocol: http, endpoint: "tcp:0"}
+        """)
+    assert len(found) == 1 and "default channel layer is the in-memory one" in found[0]
