@@ -136,6 +136,14 @@ class Driver(TypingProtocol):
         """The transport closed (the ConnectionClosed event was handled already)."""
 
 
+class WriteSignals(TypingProtocol):
+    """What :class:`TransportSide` tells its connection (the broker's or a connector's)."""
+
+    def write_buffer_full(self) -> None: ...
+
+    def writes_resumed(self) -> None: ...
+
+
 class TransportSide:
     """What MQTT over TCP and over WebSocket share on the transport side of a
     :class:`MqttConnection`: the ``IPushProducer`` half (the transport says when its write
@@ -144,7 +152,7 @@ class TransportSide:
     and reading flow control and TLS details of the :class:`MqttIO` interface. Subclasses add
     ``write`` and ``close``."""
 
-    conn: MqttConnection | None = None
+    conn: WriteSignals | None = None
     transport: Any = None
     writes_paused = False
     buffered = 0

@@ -47,6 +47,7 @@ SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 class MqttWebSocketProtocol(TransportSide, WebSocketServerProtocol):  # type: ignore[misc]  # autobahn's own bases disagree
     """One MQTT-over-WebSocket connection."""
 
+    conn: MqttConnection | None = None
     tracker: Any = None  # the TrackingFactory that counts this connection
     client_override: Any = None  # the client address an HTTP listener resolved (proxies)
     _info: dict[str, Any] | None = None

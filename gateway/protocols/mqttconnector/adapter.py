@@ -43,11 +43,10 @@ from zope.interface import implementer
 from gateway._compat.tcp import write_through
 from gateway.asgi.app import ASGIApp
 from gateway.asgi.instance import CLIENT_LEFT, RETURNED, ApplicationInstance, Clock, Ending
-from gateway.asgi.types import TLSInfo
 from gateway.logs import RejectionLog
 from gateway.metrics.stats import ConnectorStats
 from gateway.protocols.errors import LocalProtocolError
-from gateway.protocols.mqtt.adapter import MqttIO
+from gateway.protocols.mqtt.adapter import MqttIO, TransportSide
 from gateway.protocols.mqtt.asgi import (
     Accept, AckPublish, Close, Deliver, Refuse, ScopeState, disconnect_event, publish_event,
 )
@@ -66,7 +65,7 @@ from gateway.protocols.mqttconnector.config import MqttConnectorConfig
 from gateway.protocols.mqttconnector.core import (
     ClientOptions, ConnAckReceived, MqttClientConnection, SubAckReceived,
 )
-from gateway.protocols.transport import Drain, address_tuple, is_tls, server_tuple, tls_extension
+from gateway.protocols.transport import Drain, address_tuple, server_tuple
 
 __all__ = [
     "Connector", "ConnectorConnection", "ConnectorIO", "ConnectorInstance", "ConnectorProtocol", "describe_reason",
@@ -914,16 +913,15 @@ class _OneProtocol(Factory):
 
 
 @implementer(IPushProducer)
-class ConnectorProtocol(Protocol):
-    """A connector connection over TCP or TLS: the transport side of :class:`ConnectorConnection`."""
+class ConnectorProtocol(TransportSide, Protocol):
+    """A connector connection over TCP or TLS: the transport side of :class:`ConnectorConnection`
+    (flow control and TLS details from :class:`TransportSide`, shared with the broker's listeners)."""
 
-    transport: Any = None
+    conn: ConnectorConnection | None
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
-        self.conn: ConnectorConnection | None = None
-        self.writes_paused = False
-        self.buffered = 0
+        self.conn = None
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -947,7 +945,7 @@ class ConnectorProtocol(Protocol):
         if conn is not None:
             conn.connection_lost(failure_text(reason))
 
-    # -- the io interface -----------------------------------------------------------------------
+    # -- the io interface (the rest is TransportSide's) ------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self.writes_paused:
@@ -959,32 +957,6 @@ class ConnectorProtocol(Protocol):
 
     def abort(self) -> None:
         self.transport.abortConnection()
-
-    def pause_reading(self) -> None:
-        self.transport.pauseProducing()
-
-    def resume_reading(self) -> None:
-        self.transport.resumeProducing()
-
-    def tls_info(self) -> TLSInfo | None:
-        return tls_extension(self.transport) if is_tls(self.transport) else None
-
-    # -- IPushProducer: the transport's write buffer --------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.writes_paused = True
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.write_buffer_full()
-
-    def resumeProducing(self) -> None:
-        self.writes_paused = False
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.writes_resumed()
-
-    def stopProducing(self) -> None:
-        pass
 
 
 def failure_text(reason: Any) -> str | None:

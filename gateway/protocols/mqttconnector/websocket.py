@@ -16,22 +16,20 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from gateway.asgi.types import TLSInfo
+from gateway.protocols.mqtt.adapter import TransportSide
 from gateway.protocols.mqttconnector.adapter import Connector, ConnectorConnection, failure_text
-from gateway.protocols.transport import address_tuple, is_tls, server_tuple, tls_extension
+from gateway.protocols.transport import address_tuple, server_tuple
 
 __all__ = ["ConnectorWebSocketProtocol", "client_protocol"]
 
 
 @implementer(IPushProducer)
-class ConnectorWebSocketProtocol(WebSocketClientProtocol):
-    """One connector connection over WebSocket: the transport side of :class:`ConnectorConnection`."""
+class ConnectorWebSocketProtocol(TransportSide, WebSocketClientProtocol):  # type: ignore[misc]  # autobahn's own bases disagree
+    """One connector connection over WebSocket: the transport side of :class:`ConnectorConnection`
+    (flow control and TLS details from :class:`TransportSide`)."""
 
-    transport: Any = None
     connector: Connector
     conn: ConnectorConnection | None = None
-    writes_paused = False
-    buffered = 0
     _lost_reason: str | None = None
 
     # -- autobahn callbacks -----------------------------------------------------------------
@@ -77,32 +75,6 @@ class ConnectorWebSocketProtocol(WebSocketClientProtocol):
 
     def abort(self) -> None:
         self.transport.abortConnection()
-
-    def pause_reading(self) -> None:
-        self.transport.pauseProducing()
-
-    def resume_reading(self) -> None:
-        self.transport.resumeProducing()
-
-    def tls_info(self) -> TLSInfo | None:
-        return tls_extension(self.transport) if is_tls(self.transport) else None
-
-    # -- IPushProducer ------------------------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.writes_paused = True
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.write_buffer_full()
-
-    def resumeProducing(self) -> None:
-        self.writes_paused = False
-        self.buffered = 0
-        if self.conn is not None:
-            self.conn.writes_resumed()
-
-    def stopProducing(self) -> None:
-        pass
 
 
 def client_protocol(connector: Connector) -> ConnectorWebSocketProtocol:
